@@ -1,0 +1,7 @@
+"""Agents: the `Policy` protocol and its backends."""
+
+from __future__ import annotations
+
+from palaestra.agents.base import FinishReason, Generation, GenerationRequest, Message, Policy, SamplingParams
+
+__all__ = ["FinishReason", "Generation", "GenerationRequest", "Message", "Policy", "SamplingParams"]

@@ -1,0 +1,128 @@
+"""The `Policy` protocol: one async call from chat (or exact prompt tokens) to generations.
+
+Every backend (scripted, hf, vllm, openai) implements `Policy.generate`. The rollout runner calls it
+with one request per episode coroutine, many coroutines at once; a backend that batches (hf, vllm)
+groups concurrent calls into one forward pass.
+
+Token-level backends expose their `tokenizer`: the rollout then builds the exact prompt token ids
+itself (chat-template deltas, see `palaestra.rollout.chat`) and passes them as
+`GenerationRequest.prompt_token_ids`; the backend must condition on exactly those ids and return the
+ids it sampled, never re-tokenized text. Text backends (openai, scripted) have `tokenizer = None` and
+read `messages`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["FinishReason", "Generation", "GenerationRequest", "Message", "Policy", "SamplingParams"]
+
+Message = dict[str, str]
+"""A chat message: {"role": "system" | "user" | "assistant" | "tool", "content": str}."""
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one reply.
+
+    Attributes:
+        max_new_tokens: generation budget per reply.
+        temperature: 0 means greedy decoding.
+        top_p: nucleus sampling mass (1.0 = off).
+        top_k: keep the k most likely tokens (0 = off).
+        stop: extra stop strings (the end-of-turn token always stops).
+        seed: seed for this request; backends that batch derive one seed per batch from their members.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens}; it must be >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature={self.temperature}; it must be >= 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p}; it must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError(f"top_k={self.top_k}; it must be >= 0 (0 = off)")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One reply to generate.
+
+    Attributes:
+        messages: the whole chat so far (system, user, assistant, ... ending with a user/tool turn).
+        sampling: sampling parameters.
+        prompt_token_ids: the exact tokens to condition on (token-level backends); None for text-only.
+        info: the env's latest `info` (scripted experts read `expert_action` from it).
+        request_id: caller's id, for logs and tracing.
+    """
+
+    messages: Sequence[Message]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    prompt_token_ids: Sequence[int] | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated reply.
+
+    Attributes:
+        text: the reply as text (special tokens such as the end-of-turn token removed).
+        token_ids: the sampled token ids, including a final end-of-turn/EOS token when one was sampled
+            (empty for text-only backends).
+        logprobs: log-probability of each sampled token under the sampling distribution
+            (temperature-scaled, before top-p/top-k truncation); None when the backend cannot say.
+        finish_reason: "stop" (end-of-turn or a stop string), "length" (budget spent) or "error".
+        error: what went wrong when finish_reason == "error".
+    """
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+    logprobs: tuple[float, ...] | None = None
+    finish_reason: FinishReason = "stop"
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.logprobs is not None and len(self.logprobs) != len(self.token_ids):
+            raise ValueError(f"{len(self.logprobs)} logprobs for {len(self.token_ids)} token ids")
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that turns generation requests into generations.
+
+    Attributes:
+        name: a short label for results and logs (e.g. "hf:smollm2-135m").
+        tokenizer: the tokenizer of a token-level backend, or None for text-only backends.
+    """
+
+    name: str
+    tokenizer: PreTrainedTokenizerBase | None
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Generate one reply per request, in order."""
+        ...
+
+    async def close(self) -> None:
+        """Release the backend's resources (threads, engines, connections)."""
+        ...

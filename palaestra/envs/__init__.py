@@ -1,0 +1,36 @@
+"""Environments: the text-env contract, the registry, and the built-in families.
+
+Importing this package registers every built-in env (entry points are lazy "module:Class" strings, so
+no family's dependencies are imported until an env is made).
+"""
+
+from __future__ import annotations
+
+from palaestra.envs import math as _math  # noqa: F401  (registers palaestra/Math-* envs)
+from palaestra.envs.core import StepOutcome, TextEnv, TextSpace
+from palaestra.envs.registration import (
+    ENTRY_POINT_GROUP,
+    EnvCard,
+    UnknownEnvError,
+    env_card,
+    list_envs,
+    load_plugins,
+    make,
+    register_env,
+    resolve_id,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EnvCard",
+    "StepOutcome",
+    "TextEnv",
+    "TextSpace",
+    "UnknownEnvError",
+    "env_card",
+    "list_envs",
+    "load_plugins",
+    "make",
+    "register_env",
+    "resolve_id",
+]

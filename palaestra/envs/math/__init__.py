@@ -1,0 +1,1 @@
+"""Math environments (registered on import)."""

@@ -1,0 +1,204 @@
+"""Registering and making palaestra environments.
+
+Envs live in gymnasium's own registry (so `gymnasium.make("palaestra/Math-Arith-v0")` works); this
+module adds the catalogue data gymnasium's `EnvSpec` has no field for (family, description, turns,
+reward range) and a `make` with helpful errors.
+
+Three ways an env gets registered:
+    * palaestra's own envs, on `import palaestra`;
+    * a user's class, with one call: `palaestra.register_env("me/Echo-v0", EchoEnv, description=...)`;
+    * a third-party package, through the entry-point group `palaestra.envs`: each entry point names a
+      module (imported for its side effect) or a zero-argument callable that calls `register_env`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import gymnasium as gym
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EnvCard",
+    "UnknownEnvError",
+    "env_card",
+    "list_envs",
+    "load_plugins",
+    "make",
+    "register_env",
+]
+
+ENTRY_POINT_GROUP = "palaestra.envs"
+DEFAULT_NAMESPACE = "palaestra"
+
+
+@dataclass(frozen=True)
+class EnvCard:
+    """Catalogue entry of a registered env.
+
+    Attributes:
+        id: full gymnasium id, e.g. "palaestra/Math-Arith-v0".
+        family: Math, Code, Web, Game, or a third party's own name.
+        description: one line shown by `palaestra envs list`.
+        max_turns: the most actions an episode takes with the registered kwargs.
+        reward_range: (low, high) of the episode return.
+        required_kwargs: kwargs `make` needs (e.g. a dataset path).
+        entry_point: "module:Class" or the class itself.
+        kwargs: the registered default kwargs.
+    """
+
+    id: str
+    family: str
+    description: str
+    max_turns: int
+    reward_range: tuple[float, float]
+    required_kwargs: tuple[str, ...]
+    entry_point: str | Callable[..., gym.Env]
+    kwargs: dict[str, Any]
+
+
+class UnknownEnvError(KeyError):
+    """Raised for an env id nobody registered; the message names close matches."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plain
+        return str(self.args[0])
+
+
+_cards: dict[str, EnvCard] = {}
+_plugins_loaded = False
+
+
+def _family_of(env_id: str) -> str:
+    name = env_id.split("/", 1)[-1]
+    return name.split("-", 1)[0] if "-" in name else "Other"
+
+
+def register_env(
+    env_id: str,
+    entry_point: str | Callable[..., gym.Env],
+    *,
+    description: str = "",
+    family: str | None = None,
+    max_turns: int = 1,
+    reward_range: tuple[float, float] = (0.0, 1.0),
+    required_kwargs: tuple[str, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    override: bool = False,
+) -> EnvCard:
+    """Register an env in gymnasium's registry and palaestra's catalogue.
+
+    Args:
+        env_id: "[namespace/]Name-vN". Ids without a namespace go to your own namespace, not
+            "palaestra/" (which is reserved for the built-in envs).
+        entry_point: the env class (or any callable returning an env) or a lazy "module:Class" string.
+        description: one line for `palaestra envs list`.
+        family: catalogue family; by default the part of the name before the first "-".
+        max_turns: most actions per episode with these kwargs.
+        reward_range: (low, high) of the episode return.
+        required_kwargs: kwargs that `make` must receive.
+        kwargs: default kwargs passed to the entry point.
+        override: replace an existing registration instead of raising.
+
+    Returns:
+        The catalogue card.
+
+    Raises:
+        ValueError: the id is already registered and `override` is False.
+    """
+    if env_id in gym.registry and not override:
+        raise ValueError(f"env id {env_id!r} is already registered; pass override=True to replace it")
+    if env_id in gym.registry:
+        del gym.registry[env_id]
+    gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs or {}), disable_env_checker=True)
+    card = EnvCard(
+        id=env_id,
+        family=family or _family_of(env_id),
+        description=description,
+        max_turns=max_turns,
+        reward_range=reward_range,
+        required_kwargs=tuple(required_kwargs),
+        entry_point=entry_point,
+        kwargs=dict(kwargs or {}),
+    )
+    _cards[env_id] = card
+    return card
+
+
+def load_plugins() -> None:
+    """Import the `palaestra.envs` entry points of installed packages (once).
+
+    A plugin that fails to load is reported with a warning and skipped.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = ep.load()
+            if callable(target):
+                target()
+        except Exception as exc:  # a broken plugin must not break palaestra
+            warnings.warn(f"env plugin {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+
+
+def list_envs(family: str | None = None) -> list[EnvCard]:
+    """All catalogued envs, sorted by id, optionally of one family."""
+    load_plugins()
+    cards = sorted(_cards.values(), key=lambda c: c.id)
+    if family is not None:
+        cards = [c for c in cards if c.family.lower() == family.lower()]
+    return cards
+
+
+def resolve_id(env_id: str) -> str:
+    """Return the registered full id for `env_id` ("Math-Arith-v0" -> "palaestra/Math-Arith-v0").
+
+    Raises:
+        UnknownEnvError: nothing is registered under that id; the message lists close matches.
+    """
+    load_plugins()
+    if env_id in gym.registry:
+        return env_id
+    namespaced = f"{DEFAULT_NAMESPACE}/{env_id}"
+    if "/" not in env_id and namespaced in gym.registry:
+        return namespaced
+    known = sorted(gym.registry)
+    close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.6)
+    close += [k for k in difflib.get_close_matches(namespaced, known, n=5, cutoff=0.6) if k not in close]
+    hint = f" Did you mean: {', '.join(close[:5])}?" if close else ""
+    raise UnknownEnvError(f"unknown env id {env_id!r}.{hint} Run `palaestra envs list` to see every id.")
+
+
+def env_card(env_id: str) -> EnvCard:
+    """The catalogue card of an env (gymnasium-only registrations get a minimal card)."""
+    full = resolve_id(env_id)
+    if full in _cards:
+        return _cards[full]
+    spec = gym.spec(full)
+    return EnvCard(full, _family_of(full), "", 0, (float("-inf"), float("inf")), (), spec.entry_point, spec.kwargs)
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """Create an env by id, like `gymnasium.make`, with palaestra's checks.
+
+    Args:
+        env_id: full id or a palaestra id without its namespace.
+        **kwargs: override the registered kwargs.
+
+    Raises:
+        UnknownEnvError: unknown id (the message names close matches).
+        TypeError: a required kwarg is missing, or the env rejected a kwarg.
+    """
+    card = env_card(env_id)
+    missing = [k for k in card.required_kwargs if k not in kwargs and k not in card.kwargs]
+    if missing:
+        raise TypeError(f"{card.id} needs {', '.join(f'{k}=...' for k in missing)}; e.g. make({card.id!r}, "
+                        + ", ".join(f"{k}=..." for k in missing) + ")")
+    return gym.make(card.id, **kwargs)
+

@@ -1,0 +1,1 @@
+"""Trainers: RL algorithms over token-exact trajectories (see ../shared/ALGORITHMS.md)."""
