@@ -1,0 +1,162 @@
+"""The `palaestra` command line: `envs list|show`, `eval`.
+
+Run `palaestra --help` or `palaestra COMMAND --help` for the options.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from palaestra.envs.registration import UnknownEnvError, env_card, list_envs, make
+
+app = typer.Typer(help="Train and evaluate LLM agents with multi-turn RL.", no_args_is_help=True)
+envs_app = typer.Typer(help="Browse the registered environments.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _parse_kwargs(pairs: list[str] | None) -> dict[str, Any]:
+    """Parse repeated KEY=VALUE options; values are YAML scalars (`3`, `true`, `0.5`, `text`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"expected KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value) if value else ""
+    return out
+
+
+@envs_app.command("list")
+def envs_list(
+    family: Annotated[str | None, typer.Option(help="Only this family (Math, Code, ...).")] = None,
+) -> None:
+    """List every registered env: id, family, turns, description."""
+    table = Table(title="palaestra environments")
+    for column in ("id", "family", "turns", "reward", "description"):
+        table.add_column(column, overflow="fold")
+    for card in list_envs(family):
+        low, high = card.reward_range
+        table.add_row(card.id, card.family, str(card.max_turns), f"[{low:g}, {high:g}]", card.description)
+    console.print(table)
+
+
+@envs_app.command("show")
+def envs_show(
+    env_id: Annotated[str, typer.Argument(help="Env id, e.g. palaestra/Math-Arith-v0.")],
+    seed: Annotated[int, typer.Option(help="Seed of the sample task shown.")] = 0,
+) -> None:
+    """Show an env's card, system prompt and a sample first observation."""
+    try:
+        card = env_card(env_id)
+    except UnknownEnvError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[bold]{card.id}[/]  ({card.family})")
+    console.print(card.description)
+    console.print(f"max turns: {card.max_turns}   reward range: {card.reward_range}")
+    console.print(f"entry point: {card.entry_point}   kwargs: {card.kwargs}")
+    if card.required_kwargs:
+        console.print(f"required kwargs: {', '.join(card.required_kwargs)} (no sample shown)")
+        return
+    env = make(card.id)
+    observation, _ = env.reset(seed=seed)
+    console.rule("system prompt")
+    console.print(getattr(env.unwrapped, "system_prompt", ""), markup=False)
+    console.rule(f"first observation (seed={seed})")
+    console.print(observation, markup=False)
+    env.close()
+
+
+@app.command("eval")
+def eval_command(
+    env: Annotated[str, typer.Option("--env", help="Env id to evaluate on.")],
+    agent: Annotated[str, typer.Option(help="Agent spec: scripted:oracle, hf:smollm2-135m, hf:/path, ...")],
+    episodes: Annotated[int, typer.Option(help="Number of tasks (seeds seed..seed+N-1).")] = 100,
+    seed: Annotated[int, typer.Option(help="First task seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write results.json + trajectories.parquet here.")] = None,
+    env_kwarg: Annotated[list[str] | None, typer.Option(help="Env kwarg KEY=VALUE (repeatable).")] = None,
+    agent_option: Annotated[
+        list[str] | None, typer.Option(help="Agent option KEY=VALUE, e.g. dtype=bfloat16 (repeatable).")
+    ] = None,
+    group_size: Annotated[int, typer.Option(help="Samples per task.")] = 1,
+    max_turns: Annotated[
+        int | None, typer.Option(help="Cap on turns per episode (default: the env's).")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Token budget per reply.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    sampling_seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = 0,
+    step_timeout: Annotated[
+        float | None, typer.Option(help="Per-step env timeout in seconds (runs envs in threads).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Evaluate an agent on an env and print a summary table."""
+    from palaestra.agents.base import SamplingParams
+    from palaestra.agents.spec import make_policy
+    from palaestra.evaluation import evaluate, summary_table, write_results
+    from palaestra.rollout.runner import RolloutConfig
+
+    try:
+        env_id = env_card(env).id
+        config = RolloutConfig(
+            group_size=group_size,
+            max_turns=max_turns,
+            step_timeout_s=step_timeout,
+            env_executor="thread" if step_timeout is not None else "inline",
+            sampling=SamplingParams(
+                max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=sampling_seed
+            ),
+        )
+        policy = make_policy(agent, **_parse_kwargs(agent_option))
+    except (UnknownEnvError, ValueError, TypeError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    env_kwargs = _parse_kwargs(env_kwarg)
+    try:
+        result = evaluate(
+            policy,
+            env_id,
+            episodes=episodes,
+            seed=seed,
+            env_kwargs=env_kwargs,
+            config=config,
+            progress=progress,
+        )
+    except (ValueError, TypeError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(summary_table([result]))
+    if out is not None:
+        path = write_results(result, out)
+        console.print(f"results: {path}   trajectories: {path.parent / 'trajectories.parquet'}")
+    errors = [t.error for t in result.trajectories if t.error]
+    if errors:
+        err_console.print(f"[yellow]{len(errors)} episode(s) failed; first: {errors[0]}[/]")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the palaestra version."""
+    from palaestra import __version__
+
+    console.print(json.dumps({"palaestra": __version__}))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

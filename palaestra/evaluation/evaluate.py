@@ -1,0 +1,188 @@
+"""Evaluate a policy on an env: roll out episodes, summarize, write results.json + trajectories."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from palaestra.agents.base import Policy
+from palaestra.envs.registration import make, resolve_id
+from palaestra.evaluation.stats import EvalSummary, summarize
+from palaestra.io import atomic_write_json
+from palaestra.rollout.progress import episode_progress
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.storage import save_trajectories
+from palaestra.rollout.trajectory import Trajectory
+
+__all__ = [
+    "RESULTS_SCHEMA_VERSION",
+    "EvalResult",
+    "evaluate",
+    "evaluate_async",
+    "summary_table",
+    "write_results",
+]
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class EvalResult:
+    """One evaluation of one policy on one env.
+
+    Attributes:
+        env_id: the env's full id.
+        agent: the policy's name.
+        seeds: the reset seed of each task, in order.
+        env_kwargs: kwargs the env was made with.
+        config: the rollout settings.
+        summary: aggregate metrics.
+        trajectories: every episode.
+    """
+
+    env_id: str
+    agent: str
+    seeds: list[int]
+    env_kwargs: dict[str, Any]
+    config: RolloutConfig
+    summary: EvalSummary
+    trajectories: list[Trajectory] = field(repr=False, default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        from palaestra import __version__
+
+        return {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "palaestra_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "env_id": self.env_id,
+            "agent": self.agent,
+            "env_kwargs": self.env_kwargs,
+            "seeds": self.seeds,
+            "rollout": dataclasses.asdict(self.config),
+            "summary": self.summary.to_dict(),
+        }
+
+
+async def evaluate_async(
+    policy: Policy,
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    config: RolloutConfig | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Async form of `evaluate`, for callers that already run an event loop."""
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}; it must be >= 1")
+    env_id = resolve_id(env_id)
+    config = config or RolloutConfig()
+    env_kwargs = dict(env_kwargs or {})
+    make(env_id, **env_kwargs).close()  # fail fast on bad kwargs, before any episode runs
+    seeds = [seed + i for i in range(episodes)]
+    tasks = [Task(env_id, s, env_kwargs) for s in seeds]
+    runner = RolloutRunner(policy, config)
+    start = time.perf_counter()
+    try:
+        label = f"{policy.name} on {env_id}"
+        with episode_progress(episodes * config.group_size, label, enabled=progress) as on_end:
+            trajectories = await runner.run(tasks, on_episode_end=on_end)
+    finally:
+        runner.close()
+    wall = time.perf_counter() - start
+    return EvalResult(
+        env_id, policy.name, seeds, env_kwargs, config, summarize(trajectories, wall), trajectories
+    )
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    config: RolloutConfig | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Run `episodes` episodes (seeds `seed`, `seed+1`, ...) of `policy` on `env_id`.
+
+    Args:
+        policy: the agent.
+        env_id: registered env id (namespace optional for palaestra's own envs).
+        episodes: number of tasks (each rolled out `config.group_size` times).
+        seed: first reset seed.
+        env_kwargs: kwargs for the env.
+        config: rollout settings (sampling, turns, timeouts).
+        progress: show a rich progress bar.
+
+    Returns:
+        The result with its summary and trajectories.
+    """
+    return asyncio.run(
+        evaluate_async(
+            policy,
+            env_id,
+            episodes=episodes,
+            seed=seed,
+            env_kwargs=env_kwargs,
+            config=config,
+            progress=progress,
+        )
+    )
+
+
+def write_results(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
+    """Write `results.json` and `trajectories.parquet` into `out_dir` (atomically); returns the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_trajectories(result.trajectories, out / "trajectories.parquet")
+    atomic_write_json(out / "results.json", result.to_json())
+    return out / "results.json"
+
+
+def summary_table(results: Sequence[EvalResult], title: str = "Evaluation") -> Table:
+    """A rich table with one row per result."""
+    table = Table(title=title)
+    for name, justify in [
+        ("env", "left"),
+        ("agent", "left"),
+        ("episodes", "right"),
+        ("success (95% CI)", "right"),
+        ("reward", "right"),
+        ("turns", "right"),
+        ("tokens/ep", "right"),
+        ("format err", "right"),
+        ("errors", "right"),
+        ("ep/s", "right"),
+        ("tok/s", "right"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in results:
+        s = r.summary
+        lo, hi = s.success_ci95
+        table.add_row(
+            r.env_id,
+            r.agent,
+            str(s.episodes),
+            f"{s.success_rate:.1%} [{lo:.1%}, {hi:.1%}]",
+            f"{s.reward_mean:.3f}",
+            f"{s.turns_mean:.2f}",
+            f"{s.generated_tokens_mean:.1f}",
+            f"{s.format_error_rate:.1%}",
+            f"{s.error_rate:.1%}",
+            f"{s.episodes_per_s:.2f}",
+            f"{s.tokens_per_s:.1f}",
+        )
+    return table

@@ -1,0 +1,117 @@
+"""Token-exact multi-turn prompts from a chat template.
+
+A multi-turn episode's training sequence must be exactly the tokens the policy was conditioned on and
+produced. Re-rendering the whole conversation each turn does not give that: the template may rewrite
+earlier turns, and re-tokenizing generated text can split it differently from how it was sampled.
+So the sequence is built by appending only:
+
+    prompt(system, user_0)                              rendered once, with the generation prompt
+    + sampled ids of reply 0                            verbatim, including its end-of-turn token
+    + delta(env message 1)                              template text that closes reply 0 (if the policy
+                                                        did not), then message 1, then the generation prompt
+    + sampled ids of reply 1 ...
+
+The delta for new messages is found by rendering a fixed two-message conversation with and without
+them and taking the difference (the technique used by verl and SkyRL for token-in/token-out rollouts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from palaestra.agents.base import Message
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["ChatTemplateError", "TokenChat"]
+
+_SENTINEL_USER = "palaestra-sentinel-user"
+_SENTINEL_REPLY = "palaestra-sentinel-reply"
+
+
+class ChatTemplateError(ValueError):
+    """The tokenizer's chat template cannot be extended turn by turn."""
+
+
+class TokenChat:
+    """Builds token-exact prompts for one tokenizer's chat template.
+
+    Args:
+        tokenizer: a tokenizer with a chat template.
+
+    Raises:
+        ChatTemplateError: the tokenizer has no chat template, or its template re-renders earlier turns
+            so that a conversation is not a prefix of its continuation.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        if not getattr(tokenizer, "chat_template", None):
+            raise ChatTemplateError(
+                f"tokenizer {type(tokenizer).__name__} has no chat template; token-exact rollouts need one"
+            )
+        self.tokenizer = tokenizer
+        self._base: list[Message] = [
+            {"role": "user", "content": _SENTINEL_USER},
+            {"role": "assistant", "content": _SENTINEL_REPLY},
+        ]
+        self._base_text = self._render(self._base, add_generation_prompt=False)
+        end = self._base_text.rfind(_SENTINEL_REPLY)
+        if end < 0:
+            raise ChatTemplateError("the chat template drops assistant content; cannot locate replies")
+        self.reply_close_text = self._base_text[end + len(_SENTINEL_REPLY) :]
+        """Template text after an assistant reply's content, e.g. "<|im_end|>\\n" for ChatML."""
+        self.eos_token_ids = self._eos_ids()
+
+    def _render(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids = {self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set()
+        # the token that closes an assistant turn (e.g. <|im_end|>, <|eot_id|>) also counts as its end
+        close_ids = self._encode(self.reply_close_text)
+        if close_ids:
+            ids.add(close_ids[0])
+        return frozenset(ids)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of the first prompt (whole chat so far plus the generation prompt)."""
+        text = self._render(messages, add_generation_prompt=True)
+        return self._encode(text)
+
+    def continuation_ids(self, reply_ids: Sequence[int], new_messages: Sequence[Message]) -> list[int]:
+        """Token ids to append after a sampled reply so the prompt continues with `new_messages`.
+
+        Args:
+            reply_ids: the ids just sampled (their last id tells whether the policy closed its turn).
+            new_messages: the environment's messages (user/tool roles) that follow the reply.
+
+        Returns:
+            Ids that close the reply if the policy did not (budget spent, stop string), render the new
+            messages, and open the next assistant turn.
+        """
+        full = self._render([*self._base, *new_messages], add_generation_prompt=True)
+        if not full.startswith(self._base_text):
+            raise ChatTemplateError(
+                "the chat template renders earlier turns differently once more messages follow; "
+                "token-exact multi-turn rollouts need an append-only template"
+            )
+        delta = full[len(self._base_text) :]
+        closed = bool(reply_ids) and reply_ids[-1] in self.eos_token_ids
+        if closed:
+            eos_text = self.tokenizer.decode([reply_ids[-1]])
+            close = self.reply_close_text
+            remainder = close[len(eos_text) :] if close.startswith(eos_text) else close
+        else:
+            remainder = self.reply_close_text
+        return self._encode(remainder + delta)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The template's text for a whole conversation (for checks and viewers)."""
+        return self._render(messages, add_generation_prompt=False)
