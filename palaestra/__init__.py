@@ -1,13 +1,23 @@
 """palaestra: train and evaluate LLM agents with multi-turn reinforcement learning.
 
-    >>> import palaestra
-    >>> env = palaestra.make("palaestra/Math-Arith-v0")
-    >>> obs, info = env.reset(seed=0)
+>>> import palaestra
+>>> env = palaestra.make("palaestra/Math-Arith-v0")
+>>> obs, info = env.reset(seed=0)
 """
 
 from __future__ import annotations
 
-from palaestra.envs import EnvCard, StepOutcome, TextEnv, TextSpace, UnknownEnvError, list_envs, make, register_env
+from palaestra.envs import (
+    EnvCard,
+    StepOutcome,
+    TextEnv,
+    TextSpace,
+    UnknownEnvError,
+    env_card,
+    list_envs,
+    make,
+    register_env,
+)
 
 __version__ = "0.1.0"
 
@@ -18,6 +28,7 @@ __all__ = [
     "TextSpace",
     "UnknownEnvError",
     "__version__",
+    "env_card",
     "list_envs",
     "make",
     "register_env",

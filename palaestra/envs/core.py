@@ -26,7 +26,9 @@ from gymnasium import spaces
 
 __all__ = ["StepOutcome", "TextEnv", "TextSpace"]
 
-_SAMPLE_CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n\u00e9\u00fc\u03c0\u00b2\u221a"
+_SAMPLE_CHARSET = (
+    string.ascii_letters + string.digits + string.punctuation + " \n\u00e9\u00fc\u03c0\u00b2\u221a"
+)
 
 
 class TextSpace(spaces.Text):
@@ -156,7 +158,10 @@ class TextEnv(gym.Env[str, str]):
         terminated = outcome.terminated
         truncated = not terminated and self._turn >= self.max_turns
         self._done = terminated or truncated
-        self._transcript += [("agent", action if isinstance(action, str) else repr(action)), ("env", outcome.observation)]
+        self._transcript += [
+            ("agent", action if isinstance(action, str) else repr(action)),
+            ("env", outcome.observation),
+        ]
         info = {
             **outcome.info,
             "success": self._success,

@@ -129,13 +129,13 @@ def register_env(
     return card
 
 
-def load_plugins() -> None:
-    """Import the `palaestra.envs` entry points of installed packages (once).
+def load_plugins(*, reload: bool = False) -> None:
+    """Import the `palaestra.envs` entry points of installed packages (once, unless `reload`).
 
     A plugin that fails to load is reported with a warning and skipped.
     """
     global _plugins_loaded
-    if _plugins_loaded:
+    if _plugins_loaded and not reload:
         return
     _plugins_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -181,7 +181,9 @@ def env_card(env_id: str) -> EnvCard:
     if full in _cards:
         return _cards[full]
     spec = gym.spec(full)
-    return EnvCard(full, _family_of(full), "", 0, (float("-inf"), float("inf")), (), spec.entry_point, spec.kwargs)
+    return EnvCard(
+        full, _family_of(full), "", 0, (float("-inf"), float("inf")), (), spec.entry_point, spec.kwargs
+    )
 
 
 def make(env_id: str, **kwargs: Any) -> gym.Env:
@@ -198,7 +200,9 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     card = env_card(env_id)
     missing = [k for k in card.required_kwargs if k not in kwargs and k not in card.kwargs]
     if missing:
-        raise TypeError(f"{card.id} needs {', '.join(f'{k}=...' for k in missing)}; e.g. make({card.id!r}, "
-                        + ", ".join(f"{k}=..." for k in missing) + ")")
+        raise TypeError(
+            f"{card.id} needs {', '.join(f'{k}=...' for k in missing)}; e.g. make({card.id!r}, "
+            + ", ".join(f"{k}=..." for k in missing)
+            + ")"
+        )
     return gym.make(card.id, **kwargs)
-
