@@ -1,0 +1,290 @@
+"""Training configuration: pydantic models for every section, YAML loading and dotted overrides.
+
+A training run is described by one YAML file (see `configs/quickstart.yaml`):
+
+    run:        name, output dir, seed, number of steps
+    model:      which model, precision, LoRA
+    agent:      rollout backend settings
+    envs:       training envs with weights; held-out evaluation envs
+    rollout:    tasks per step, group size, turns, sampling
+    algorithm:  the RL algorithm and its options (selected by `algorithm.name`)
+    optimizer:  AdamW, schedule, clipping, micro-batching
+    eval, logging, checkpoint
+
+`palaestra train CONFIG.yaml key.sub=value ...` overrides single keys. Unknown keys and bad values raise
+`ConfigError` naming the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from palaestra.trainers.grpo import GRPOConfig
+
+__all__ = [
+    "AgentConfig",
+    "CheckpointConfig",
+    "ConfigError",
+    "EnvEntry",
+    "EnvsConfig",
+    "EvalConfig",
+    "EvalEnvEntry",
+    "LoggingConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "RolloutSection",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key and the fix."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(Section):
+    name: str = Field("run", description="Run name; the run directory is output_dir/name.")
+    output_dir: Path = Field(Path("runs"), description="Parent folder of run directories.")
+    seed: int = Field(0, description="Seed for task sampling, sampling and initialisation.")
+    steps: int = Field(100, ge=1, description="Number of RL steps (rollout + update).")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.name
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: float = Field(32.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or 'all-linear'."
+    )
+
+
+class ModelConfig(Section):
+    name: str = Field(
+        "smollm2-135m", description="Alias, local path, .gguf file or hub id (see agents/models)."
+    )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Weights dtype. Training keeps float32 weights and uses bf16 autocast if precision=bf16.",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Autocast precision of the training forward pass."
+    )
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    lora: LoraConfig | None = Field(
+        None, description="Train LoRA adapters through peft instead of all weights."
+    )
+
+
+class AgentConfig(Section):
+    backend: Literal["hf"] = Field("hf", description="Rollout backend (vllm arrives with its issue).")
+    max_batch_size: int = Field(64, ge=1, description="Most concurrent requests in one generate call.")
+
+
+class EnvEntry(Section):
+    id: str = Field(description="Registered env id.")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight among training envs.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs.")
+
+
+class EvalEnvEntry(Section):
+    id: str = Field(description="Registered env id.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs (e.g. split: test).")
+    episodes: int = Field(50, ge=1, description="Held-out episodes (seeds seed..seed+episodes-1).")
+    seed: int = Field(0, description="First held-out seed.")
+
+
+class EnvsConfig(Section):
+    train: list[EnvEntry] = Field(min_length=1, description="Training envs and their weights.")
+    eval: list[EvalEnvEntry] = Field(default_factory=list, description="Held-out evaluation envs.")
+
+
+class RolloutSection(Section):
+    tasks_per_step: int = Field(8, ge=1, description="Tasks (groups) per RL step.")
+    group_size: int = Field(8, ge=1, description="Samples per task, for group-relative advantages.")
+    max_turns: int | None = Field(None, ge=1, description="Cap on turns per episode (None: the env's own).")
+    max_new_tokens: int = Field(128, ge=1, description="Token budget per reply.")
+    max_context_tokens: int | None = Field(
+        None, ge=1, description="Truncate episodes whose context exceeds this."
+    )
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature during training rollouts.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    step_timeout_s: float | None = Field(
+        None, gt=0, description="Per-step env timeout (runs envs in threads)."
+    )
+
+
+class OptimizerConfig(Section):
+    lr: float = Field(1e-6, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="LR schedule after warm-up."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up optimizer steps.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final LR / peak LR for cosine and linear.")
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm (None: no clipping)."
+    )
+    micro_batch_tokens: int = Field(
+        4096,
+        ge=1,
+        description="Token budget of one micro-batch (padded rows x length); sequences are length-bucketed.",
+    )
+
+
+class EvalConfig(Section):
+    every: int = Field(0, ge=0, description="Evaluate every k steps (0: only before and after training).")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature for evaluation (0 = greedy).")
+    max_new_tokens: int | None = Field(None, ge=1, description="Token budget per reply (None: rollout's).")
+    before_training: bool = Field(True, description="Evaluate the initial model too.")
+
+
+class LoggingConfig(Section):
+    tensorboard: bool = Field(True, description="Write TensorBoard events to the run directory.")
+    wandb: bool = Field(
+        False, description="Log to Weights & Biases (needs `wandb` installed and configured)."
+    )
+    wandb_project: str = Field("palaestra", description="W&B project.")
+    progress: bool = Field(True, description="Show rich progress while training.")
+
+
+class CheckpointConfig(Section):
+    every: int = Field(0, ge=0, description="Checkpoint every k steps (0: only at the end).")
+    keep: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
+
+
+AlgorithmConfig = Annotated[GRPOConfig, Field(discriminator="name")]
+
+
+class TrainConfig(Section):
+    """A whole training run."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    envs: EnvsConfig
+    rollout: RolloutSection = Field(default_factory=RolloutSection)
+    algorithm: AlgorithmConfig = Field(default_factory=GRPOConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> TrainConfig:
+        if self.algorithm.needs_groups and self.rollout.group_size < 2:
+            raise ValueError(
+                f"rollout.group_size={self.rollout.group_size}, but {self.algorithm.name} needs >= 2 samples per "
+                "task for group-relative advantages; set rollout.group_size"
+            )
+        return self
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for err in exc.errors():
+        loc = _without_union_tags(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key{_allowed_keys_hint(loc)}"
+        elif "input" in err and err["type"] not in ("missing",):
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the discriminator tag pydantic puts in error paths (`algorithm.grpo.clip_low`)."""
+    if len(loc) > 1 and loc[0] == "algorithm":
+        return (loc[0], *loc[2:])
+    return loc
+
+
+def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = TrainConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        nested = next((a for a in candidates if issubclass(a, BaseModel)), None)
+        if nested is None:
+            return ""
+        model = nested
+    return f"; allowed: {', '.join(model.model_fields)}"
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides (values parsed as YAML) to a config dict, in place."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, **data: Any
+) -> TrainConfig:
+    """Load and validate a training config.
+
+    Args:
+        path: YAML file (optional if `data` gives the config).
+        overrides: dotted `key=value` overrides, applied after the file.
+        **data: config sections as Python dicts (merged over the file, before overrides).
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys or invalid values (the message names each key).
+    """
+    raw: dict[str, Any] = {}
+    source = "(from arguments)"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}"
+            )
+        raw = loaded
+    raw.update(data)
+    apply_overrides(raw, overrides or [])
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None

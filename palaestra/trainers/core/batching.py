@@ -1,0 +1,118 @@
+"""From trajectories to padded, length-bucketed training micro-batches.
+
+Every tensor is aligned to *target* positions: column t of a `(B, T-1)` tensor describes the prediction
+of token t+1 from tokens 0..t. So `loss_mask[b, t]` is 1 when token t+1 of row b was sampled by the
+policy, `old_logp[b, t]` is that token's sampling logprob and `adv[b, t]` its advantage.
+
+Rows are sorted by length and cut into micro-batches whose padded size (rows x longest row) stays under
+a token budget, so short sequences are not padded to the longest of the whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["MicroBatch", "Row", "bucket_by_length", "collate"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One training sequence.
+
+    Attributes:
+        token_ids: the exact token sequence.
+        loss_mask: 1 on policy-sampled tokens.
+        logprobs: sampling logprob per token (0.0 where not sampled).
+        advantage: scalar advantage of the sequence, or one value per token.
+        index: position of the row in its step's batch (to scatter results back).
+    """
+
+    token_ids: Sequence[int]
+    loss_mask: Sequence[int]
+    logprobs: Sequence[float]
+    advantage: float | Sequence[float]
+    index: int
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class MicroBatch:
+    """Right-padded tensors of a few rows.
+
+    Attributes:
+        input_ids: (B, T) token ids, padded with `pad_id`.
+        attention_mask: (B, T) 1 on real tokens.
+        loss_mask: (B, T-1) 1 where the target token was sampled by the policy.
+        old_logp: (B, T-1) sampling logprob of each target token (replaced by recomputed ones if asked).
+        adv: (B, T-1) advantage of each target token (0 where loss_mask is 0).
+        indices: (B,) row indices in the step's batch.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    old_logp: torch.Tensor
+    adv: torch.Tensor
+    indices: list[int]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.loss_mask.sum())
+
+    def to(self, device: torch.device | str) -> MicroBatch:
+        return MicroBatch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.loss_mask.to(device),
+            self.old_logp.to(device),
+            self.adv.to(device),
+            self.indices,
+        )
+
+
+def bucket_by_length(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
+    """Group rows (longest first) so that rows x longest length <= max_tokens in every group.
+
+    A row longer than `max_tokens` gets a group of its own.
+    """
+    ordered = sorted(rows, key=len, reverse=True)
+    groups: list[list[Row]] = []
+    for row in ordered:
+        if groups and (len(groups[-1]) + 1) * len(groups[-1][0]) <= max_tokens:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
+    """Right-pad rows into one `MicroBatch`."""
+    length = max(len(r) for r in rows)
+    b = len(rows)
+    input_ids = torch.full((b, length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((b, length), dtype=torch.long)
+    loss_mask = torch.zeros((b, length), dtype=torch.float32)
+    old_logp = torch.zeros((b, length), dtype=torch.float32)
+    adv = torch.zeros((b, length), dtype=torch.float32)
+    for i, row in enumerate(rows):
+        n = len(row)
+        input_ids[i, :n] = torch.as_tensor(row.token_ids, dtype=torch.long)
+        attention_mask[i, :n] = 1
+        loss_mask[i, :n] = torch.as_tensor(row.loss_mask, dtype=torch.float32)
+        old_logp[i, :n] = torch.as_tensor(row.logprobs, dtype=torch.float32)
+        adv[i, :n] = torch.as_tensor(row.advantage, dtype=torch.float32)
+    # shift to target positions: column t predicts token t+1
+    loss_mask = loss_mask[:, 1:]
+    return MicroBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        loss_mask=loss_mask,
+        old_logp=old_logp[:, 1:] * loss_mask,
+        adv=adv[:, 1:] * loss_mask,
+        indices=[r.index for r in rows],
+    )

@@ -1,0 +1,60 @@
+"""Training config: YAML + overrides, and errors that name the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from palaestra.config import ConfigError, load_config
+
+QUICKSTART = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+
+
+def test_quickstart_config_is_valid():
+    cfg = load_config(QUICKSTART)
+    assert cfg.algorithm.name == "grpo" and cfg.rollout.group_size >= 2
+    assert cfg.envs.train[0].id.startswith("palaestra/Math-")
+
+
+def test_overrides_parse_yaml_scalars():
+    cfg = load_config(
+        QUICKSTART, ["optimizer.lr=2e-5", "run.steps=3", "algorithm.dual_clip=3.0", "run.name=x"]
+    )
+    assert cfg.optimizer.lr == 2e-5 and cfg.run.steps == 3 and cfg.algorithm.dual_clip == 3.0
+    assert cfg.run.run_dir == Path("runs/x")
+
+
+def test_unknown_key_names_the_path_and_allowed_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config(QUICKSTART, ["optimizer.learning_rate=1e-5"])
+    message = str(err.value)
+    assert "optimizer.learning_rate: unknown key" in message
+    assert "lr" in message and "weight_decay" in message
+
+
+def test_bad_value_names_the_key_and_the_value():
+    with pytest.raises(ConfigError, match=r"rollout.group_size: .*greater than or equal to 1.*got -2"):
+        load_config(QUICKSTART, ["rollout.group_size=-2"])
+    with pytest.raises(ConfigError, match=r"algorithm.aggregation"):
+        load_config(QUICKSTART, ["algorithm.aggregation=mean"])
+
+
+def test_fields_that_must_fit_together():
+    with pytest.raises(ConfigError, match="group_size=1.*set rollout.group_size"):
+        load_config(QUICKSTART, ["rollout.group_size=1"])
+    with pytest.raises(ConfigError, match="norm_len"):
+        load_config(QUICKSTART, ["algorithm.norm_len=100"])
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="envs"):
+        load_config(None, run={"steps": 1})
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(QUICKSTART, ["no-equals-sign"])
