@@ -145,6 +145,40 @@ def eval_command(
         err_console.print(f"[yellow]{len(errors)} episode(s) failed; first: {errors[0]}[/]")
 
 
+@app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (see configs/).")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Overrides like optimizer.lr=1e-5 run.steps=10.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's newest checkpoint.")] = False,
+) -> None:
+    """Train with the algorithm in CONFIG; evaluates on the held-out envs before and after."""
+    from palaestra.config import ConfigError, load_config
+    from palaestra.trainers import make_trainer
+
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    trainer = make_trainer(cfg)
+    out = trainer.train(resume=resume)
+    console.print(_before_after_table(out["before"], out["after"]))
+    console.print(f"run directory: {cfg.run.run_dir}   final model: {cfg.run.run_dir / 'final'}")
+
+
+def _before_after_table(before: dict[str, float] | None, after: dict[str, float] | None) -> Table:
+    table = Table(title="held-out evaluation")
+    for column in ("metric", "before", "after", "change"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in sorted((after or {}).keys()):
+        b = (before or {}).get(key)
+        a = (after or {})[key]
+        change = f"{a - b:+.3f}" if b is not None else ""
+        table.add_row(key, f"{b:.3f}" if b is not None else "-", f"{a:.3f}", change)
+    return table
+
+
 @app.command("version")
 def version() -> None:
     """Print the palaestra version."""

@@ -41,7 +41,7 @@ def test_bad_value_names_the_key_and_the_value():
 
 
 def test_fields_that_must_fit_together():
-    with pytest.raises(ConfigError, match="group_size=1.*set rollout.group_size"):
+    with pytest.raises(ConfigError, match=r"group_size=1.*set rollout.group_size"):
         load_config(QUICKSTART, ["rollout.group_size=1"])
     with pytest.raises(ConfigError, match="norm_len"):
         load_config(QUICKSTART, ["algorithm.norm_len=100"])
@@ -56,5 +56,5 @@ def test_file_errors(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="envs"):
         load_config(None, run={"steps": 1})
-    with pytest.raises(ConfigError, match="key.sub=value"):
+    with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(QUICKSTART, ["no-equals-sign"])

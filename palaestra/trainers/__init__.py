@@ -1,1 +1,25 @@
-"""Trainers: RL algorithms over token-exact trajectories (see ../shared/ALGORITHMS.md)."""
+"""Trainers: RL algorithms over token-exact trajectories (see ../shared/ALGORITHMS.md).
+
+`make_trainer(config)` picks the trainer named by `config.algorithm.name`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from palaestra.config import TrainConfig
+    from palaestra.trainers.core.trainer import Trainer
+
+__all__ = ["make_trainer"]
+
+
+def make_trainer(config: TrainConfig, **kwargs: Any) -> Trainer:
+    """The trainer for `config.algorithm.name`, built from the config (kwargs go to its constructor)."""
+    from palaestra.trainers.grpo import GRPOTrainer
+
+    trainers = {"grpo": GRPOTrainer}
+    name = config.algorithm.name
+    if name not in trainers:
+        raise ValueError(f"algorithm.name={name!r}; available: {', '.join(sorted(trainers))}")
+    return trainers[name](config, **kwargs)
