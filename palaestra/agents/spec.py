@@ -1,0 +1,72 @@
+"""Agent specs: `BACKEND:TARGET` strings that name a policy, e.g. `hf:smollm2-135m`, `scripted:oracle`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from palaestra.agents.base import Policy
+
+__all__ = ["BACKENDS", "make_policy"]
+
+BACKENDS = {
+    "scripted": "scripted:oracle | scripted:random",
+    "hf": "hf:smollm2-135m | hf:tiny-random | hf:/local/folder | hf:/path/model.gguf | hf:org/name",
+}
+_PLANNED = ("vllm", "openai")
+
+
+def make_policy(spec: str, **options: Any) -> Policy:
+    """Build the policy a spec names.
+
+    Args:
+        spec: "BACKEND:TARGET" (see `BACKENDS`).
+        **options: backend options. hf: dtype, device, max_batch_size, seed. scripted: seed.
+
+    Raises:
+        ValueError: unknown backend or target, or an option the backend does not take.
+        FileNotFoundError: a local model path that does not exist.
+    """
+    backend, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise ValueError(
+            f"agent spec {spec!r} must look like BACKEND:TARGET, e.g. hf:smollm2-135m or scripted:oracle"
+        )
+    if backend == "scripted":
+        return _scripted(target, options)
+    if backend == "hf":
+        return _hf(target, options)
+    if backend in _PLANNED:
+        raise ValueError(f"the {backend} backend is not available yet; available: {', '.join(BACKENDS)}")
+    raise ValueError(f"unknown agent backend {backend!r} in {spec!r}; available: {', '.join(BACKENDS)}")
+
+
+def _take(options: dict[str, Any], allowed: dict[str, Any], spec: str) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{spec} does not take option(s) {unknown}; allowed: {sorted(allowed)}")
+    return {**allowed, **options}
+
+
+def _scripted(target: str, options: dict[str, Any]) -> Policy:
+    from palaestra.agents.scripted import OraclePolicy, RandomPolicy
+
+    if target == "oracle":
+        _take(options, {}, "scripted:oracle")
+        return OraclePolicy()
+    if target == "random":
+        opts = _take(options, {"seed": 0}, "scripted:random")
+        return RandomPolicy(seed=int(opts["seed"]))
+    raise ValueError(f"unknown scripted agent {target!r}; expected: {BACKENDS['scripted']}")
+
+
+def _hf(target: str, options: dict[str, Any]) -> Policy:
+    from palaestra.agents.hf import HFPolicy
+    from palaestra.agents.models import load_model_and_tokenizer
+
+    opts = _take(
+        options, {"dtype": "float32", "device": "cpu", "max_batch_size": 64, "seed": 0}, f"hf:{target}"
+    )
+    model, tokenizer = load_model_and_tokenizer(
+        target, dtype=str(opts["dtype"]), device=str(opts["device"]), seed=int(opts["seed"])
+    )
+    return HFPolicy(model, tokenizer, name=f"hf:{target}", max_batch_size=int(opts["max_batch_size"]))
