@@ -27,11 +27,29 @@ Departures from `trainers/core`: none; this module only supplies `advantages`, `
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["GRPOConfig"]
+from palaestra.rollout.runner import RolloutConfig, Task
+from palaestra.rollout.trajectory import Trajectory
+from palaestra.trainers.core.advantages import group_advantages
+from palaestra.trainers.core.batching import MicroBatch
+from palaestra.trainers.core.filters import (
+    group_returns,
+    keep_informative_groups,
+    soft_overlong_penalty,
+    starpo_s_filter,
+    truncated_replies,
+)
+from palaestra.trainers.core.losses import LossConfig, policy_loss
+from palaestra.trainers.core.trainer import Normalizers, Trainer
+
+if TYPE_CHECKING:
+    from palaestra.config import TrainConfig
+
+__all__ = ["GRPOConfig", "GRPOTrainer"]
 
 
 class GRPOConfig(BaseModel):
@@ -103,3 +121,140 @@ class GRPOConfig(BaseModel):
                 f"(got aggregation={self.aggregation}); remove algorithm.norm_len"
             )
         return self
+
+
+class GRPOTrainer(Trainer):
+    """GRPO / DAPO / Dr. GRPO over multi-turn episodes (see the module docstring)."""
+
+    config_class = GRPOConfig
+
+    def __init__(self, config: TrainConfig, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        algo: GRPOConfig = config.algorithm
+        norm_len = algo.norm_len
+        if algo.aggregation == "seq-mean-token-sum-norm" and norm_len is None:
+            norm_len = config.rollout.max_new_tokens * (config.rollout.max_turns or 1)
+        self.loss_config = LossConfig(
+            clip_low=algo.clip_low,
+            clip_high=algo.clip_high,
+            dual_clip=algo.dual_clip,
+            aggregation=algo.aggregation,
+            norm_len=norm_len,
+            kl_coef=algo.kl_coef,
+            kl_estimator=algo.kl_estimator,
+            entropy_coef=algo.entropy_coef,
+        )
+
+    @property
+    def needs_entropy_grad(self) -> bool:
+        return self.config.algorithm.entropy_coef > 0
+
+    # -- sampling strategy -------------------------------------------------------------------------
+    async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
+        """Groups of rollouts; with dynamic sampling, more tasks until enough informative groups."""
+        algo: GRPOConfig = self.config.algorithm
+        config = self.rollout_config(self.step)
+        trajectories = await self._rollout(tasks, config)
+        metrics: dict[str, float] = {}
+        if algo.dynamic_sampling:
+            trajectories, metrics = await self._dynamic_sampling(trajectories, len(tasks), config)
+        if algo.starpo_s_keep_ratio is not None:
+            groups = group_returns(trajectories)
+            order = list(groups)
+            kept = {
+                order[i] for i in starpo_s_filter(list(groups.values()), algo.starpo_s_keep_ratio).tolist()
+            }
+            trajectories = [t for t in trajectories if t.group_index in kept]
+            metrics["sampling/starpo_s_kept_groups"] = float(len(kept))
+        return trajectories, metrics
+
+    async def _dynamic_sampling(
+        self, trajectories: list[Trajectory], wanted: int, config: RolloutConfig
+    ) -> tuple[list[Trajectory], dict[str, float]]:
+        """DAPO (§2.2 item 3): drop zero-variance groups, roll out more tasks until `wanted` groups remain.
+
+        After `max_sampling_rounds` rounds the informative groups found so far are used, even if fewer.
+        """
+        algo: GRPOConfig = self.config.algorithm
+        kept: list[Trajectory] = []
+        dropped = 0
+        rounds = 0
+        offset = 0
+        while True:
+            rounds += 1
+            groups = group_returns(trajectories)
+            informative = {list(groups)[i] for i in keep_informative_groups(list(groups.values()))}
+            dropped += len(groups) - len(informative)
+            for t in trajectories:
+                if t.group_index in informative:
+                    t.group_index += offset  # keep group ids distinct across rounds
+                    kept.append(t)
+            have = len({t.group_index for t in kept})
+            if have >= wanted or rounds >= algo.max_sampling_rounds:
+                break
+            offset += wanted * algo.max_sampling_rounds + len(trajectories)
+            more = self.sampler.sample(wanted - have)
+            trajectories = await self._rollout(more, config)
+        keep_groups = sorted({t.group_index for t in kept})[:wanted]
+        kept = [t for t in kept if t.group_index in set(keep_groups)]
+        return kept, {
+            "sampling/rounds": float(rounds),
+            "sampling/zero_variance_dropped": float(dropped),
+            "sampling/groups": float(len(keep_groups)),
+        }
+
+    # -- advantages --------------------------------------------------------------------------------
+    def scores(self, trajectories: list[Trajectory]) -> list[float]:
+        """Episode returns, plus DAPO's soft overlong penalty per reply when `overlong="penalty"`."""
+        algo: GRPOConfig = self.config.algorithm
+        if algo.overlong != "penalty":
+            return [t.reward for t in trajectories]
+        max_len = self.config.rollout.max_new_tokens
+        cache = min(algo.overlong_buffer, max_len)
+        return [
+            t.reward
+            + sum(
+                soft_overlong_penalty(end - start, max_len, cache)
+                for start, end in (u.token_span for u in t.turns)
+            )
+            for t in trajectories
+        ]
+
+    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+        algo: GRPOConfig = self.config.algorithm
+        adv = group_advantages(
+            self.scores(trajectories),
+            [t.group_index for t in trajectories],
+            scale_by_std=algo.scale_by_std,
+            eps=algo.adv_eps,
+            singleton=algo.singleton,
+        ).tolist()
+        return adv
+
+    def trainable(self, trajectories: list[Trajectory]) -> list[bool]:
+        """DAPO overlong filtering (§2.2 item 5a): episodes with a truncated reply leave the loss."""
+        if self.config.algorithm.overlong != "filter":
+            return super().trainable(trajectories)
+        return [not cut for cut in truncated_replies(trajectories)]
+
+    # -- loss --------------------------------------------------------------------------------------
+    def loss(
+        self,
+        logp: torch.Tensor,
+        batch: MicroBatch,
+        *,
+        ref_logp: torch.Tensor | None,
+        entropy: torch.Tensor | None,
+        norm: Normalizers,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        return policy_loss(
+            logp,
+            batch.old_logp,
+            batch.adv,
+            batch.loss_mask,
+            self.loss_config,
+            ref_logp=ref_logp,
+            entropy=entropy,
+            total_tokens=norm["tokens"],
+            num_sequences=norm["sequences"],
+        )

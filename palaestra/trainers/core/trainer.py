@@ -1,0 +1,499 @@
+"""The RL loop every algorithm shares: rollout -> filter -> advantages -> update -> weight sync -> log.
+
+`Trainer` owns the model, optimizer, rollout policy, task sampler, checkpoints and metrics. An algorithm
+subclasses it and overrides only the hooks it changes:
+
+    collect(tasks)            sampling strategy: which trajectories one step trains on
+    advantages(trajectories)  one scalar (or one value per token) per trajectory
+    loss(...)                 the policy loss on a micro-batch
+
+Updates are exact under gradient accumulation: the loss of each micro-batch is normalised with counts
+of the whole mini-batch (tokens, sequences), so micro-batch size changes nothing but memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import yaml
+
+from palaestra.agents.base import SamplingParams
+from palaestra.evaluation.evaluate import EvalResult, evaluate_async
+from palaestra.io import atomic_write_text
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.trajectory import Trajectory
+from palaestra.trainers.core.batching import MicroBatch, Row, bucket_by_length, collate
+from palaestra.trainers.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
+from palaestra.trainers.core.optim import build_optimizer, build_scheduler
+from palaestra.trainers.core.sampler import TaskSampler, WeightedEnv
+from palaestra.trainers.core.tracking import MetricsWriter
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from palaestra.config import TrainConfig
+
+__all__ = ["Normalizers", "StepBatch", "Trainer"]
+
+logger = logging.getLogger(__name__)
+
+
+class Normalizers(dict):
+    """Counts over a whole mini-batch that micro-batch losses divide by: `tokens` and `sequences`."""
+
+
+class StepBatch:
+    """The trajectories one step trains on, with their advantages."""
+
+    def __init__(
+        self,
+        trajectories: list[Trajectory],
+        advantages: list[float | list[float]],
+        trainable: list[bool] | None = None,
+    ):
+        if len(trajectories) != len(advantages):
+            raise ValueError(f"{len(trajectories)} trajectories but {len(advantages)} advantages")
+        self.trajectories = trajectories
+        self.advantages = advantages
+        self.trainable = trainable if trainable is not None else [True] * len(trajectories)
+
+    def rows(self) -> list[Row]:
+        """Training rows of the trainable trajectories that have sampled tokens."""
+        return [
+            Row(t.token_ids, t.loss_mask, t.logprobs, adv, i)
+            for i, (t, adv, keep) in enumerate(
+                zip(self.trajectories, self.advantages, self.trainable, strict=True)
+            )
+            if keep and t.num_generated_tokens > 0
+        ]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+class Trainer:
+    """Shared RL loop (see module docstring).
+
+    Args:
+        config: the whole run's configuration.
+        model: a model to train instead of loading `config.model.name` (tests pass tiny models).
+        tokenizer: its tokenizer (required with `model`).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        model: PreTrainedModel | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ):
+        from palaestra.agents.hf import HFPolicy
+        from palaestra.agents.models import load_model_and_tokenizer
+
+        self.config = config
+        self.run_dir: Path = config.run.run_dir
+        self.device = torch.device(config.model.device)
+        torch.manual_seed(config.run.seed)
+        if model is None:
+            model, tokenizer = load_model_and_tokenizer(
+                config.model.name, dtype=config.model.dtype, device=config.model.device
+            )
+        elif tokenizer is None:
+            raise ValueError("pass the tokenizer together with the model")
+        self.tokenizer = tokenizer
+        self.model = self._prepare_model(model)
+        self.ref_model = self._reference_model()
+        self.policy = HFPolicy(
+            self.model, tokenizer, name=f"hf:{config.model.name}", max_batch_size=config.agent.max_batch_size
+        )
+        self.sampler = TaskSampler(
+            [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train], seed=config.run.seed
+        )
+        opt = config.optimizer
+        self.optimizer = build_optimizer(
+            self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay, betas=opt.betas, eps=opt.eps
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            schedule=opt.schedule,
+            warmup_steps=opt.warmup_steps,
+            total_steps=config.run.steps * self.optimizer_steps_per_rl_step,
+            min_lr_ratio=opt.min_lr_ratio,
+        )
+        self.step = 0
+        self.writer: MetricsWriter | None = None
+
+    # -- set-up ------------------------------------------------------------------------------------
+    @property
+    def optimizer_steps_per_rl_step(self) -> int:
+        return self.config.algorithm.epochs * self.config.algorithm.mini_batches
+
+    def _prepare_model(self, model: PreTrainedModel) -> torch.nn.Module:
+        cfg = self.config.model
+        model.to(self.device)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        if cfg.lora is not None:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            )
+            model = get_peft_model(model, lora)
+        return model
+
+    def _reference_model(self) -> torch.nn.Module | None:
+        """A frozen copy of the initial policy when the loss has a KL term (LoRA: the base model)."""
+        if self.config.algorithm.kl_coef == 0:
+            return None
+        if self.config.model.lora is not None:
+            return None  # the adapter-disabled model is the reference; see `_reference_context`
+        ref = copy.deepcopy(self.model).eval()
+        ref.requires_grad_(False)
+        return ref
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.config.model.precision == "bf16":
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def rollout_config(self, step: int) -> RolloutConfig:
+        r = self.config.rollout
+        seed = int(np.random.SeedSequence([self.config.run.seed, step]).generate_state(1)[0])
+        return RolloutConfig(
+            group_size=r.group_size,
+            max_turns=r.max_turns,
+            max_context_tokens=r.max_context_tokens,
+            step_timeout_s=r.step_timeout_s,
+            env_executor="thread" if r.step_timeout_s else "inline",
+            max_concurrency=max(1, r.tasks_per_step * r.group_size),
+            sampling=SamplingParams(
+                max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, seed=seed
+            ),
+        )
+
+    async def _rollout(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
+        runner = RolloutRunner(self.policy, config)
+        try:
+            return await runner.run(tasks)
+        finally:
+            runner.close()
+
+    async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
+        """Sampling strategy: roll out `group_size` samples of each task. Algorithms override this."""
+        return await self._rollout(tasks, self.rollout_config(self.step)), {}
+
+    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement advantages()")
+
+    def trainable(self, trajectories: list[Trajectory]) -> list[bool]:
+        """Which trajectories enter the loss (all by default; e.g. DAPO overlong filtering drops some)."""
+        return [True] * len(trajectories)
+
+    def loss(
+        self,
+        logp: torch.Tensor,
+        batch: MicroBatch,
+        *,
+        ref_logp: torch.Tensor | None,
+        entropy: torch.Tensor | None,
+        norm: Normalizers,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+    @property
+    def needs_entropy_grad(self) -> bool:
+        return False
+
+    # -- model passes ------------------------------------------------------------------------------
+    def _forward_logp(
+        self, model: torch.nn.Module, batch: MicroBatch, *, with_entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-target-token logprobs (B, T-1) at the rollout temperature, and entropies if asked."""
+        temperature = self.config.rollout.temperature or 1.0
+        with self._autocast():
+            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+        logits = logits.float() / temperature  # (B, T-1, V)
+        logp = selected_logprobs(logits, batch.input_ids[:, 1:])
+        entropy = None
+        if with_entropy:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.needs_entropy_grad):
+                entropy = entropy_from_logits(logits)  # (B, T-1); a metric only unless the loss uses it
+        return logp, entropy
+
+    @contextlib.contextmanager
+    def _reference_context(self) -> Iterator[torch.nn.Module]:
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:  # LoRA: the base model without adapters
+            with self.model.disable_adapter():
+                yield self.model
+
+    @torch.no_grad()
+    def _recompute(
+        self, micro_batches: list[MicroBatch]
+    ) -> tuple[list[torch.Tensor | None], dict[str, float]]:
+        """Replace sampling logprobs with the trainer's own (if configured); compute reference logprobs."""
+        algo = self.config.algorithm
+        refs: list[torch.Tensor | None] = []
+        deltas, counts = 0.0, 0
+        was_training = self.model.training
+        self.model.eval()
+        for mb in micro_batches:
+            if algo.recompute_old_logprobs:
+                logp, _ = self._forward_logp(self.model, mb, with_entropy=False)
+                logp = logp * mb.loss_mask
+                deltas += float(((logp - mb.old_logp).abs() * mb.loss_mask).sum())
+                counts += mb.num_tokens
+                mb.old_logp = logp
+            ref = None
+            if algo.kl_coef > 0:
+                with self._reference_context() as ref_model:
+                    ref, _ = self._forward_logp(ref_model, mb, with_entropy=False)
+            refs.append(ref)
+        self.model.train(was_training)
+        metrics = {"rollout/logprob_mismatch": deltas / counts} if counts else {}
+        return refs, metrics
+
+    # -- one RL step -------------------------------------------------------------------------------
+    def _update(self, batch: StepBatch) -> dict[str, float]:
+        cfg, algo = self.config, self.config.algorithm
+        rows = batch.rows()
+        if not rows:
+            return {"update/skipped": 1.0}
+        micro = [
+            collate(g, self._pad_id).to(self.device)
+            for g in bucket_by_length(rows, cfg.optimizer.micro_batch_tokens)
+        ]
+        refs, metrics = self._recompute(micro)
+        pairs = list(zip(micro, refs, strict=True))
+        history: dict[str, list[float]] = {}
+        self.model.train()
+        gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.step)
+        for _ in range(algo.epochs):
+            order = torch.randperm(len(pairs), generator=gen).tolist()
+            for chunk in np.array_split(np.asarray(order), min(algo.mini_batches, len(pairs))):
+                mini = [pairs[i] for i in chunk.tolist()]
+                norm = Normalizers(
+                    tokens=sum(mb.num_tokens for mb, _ in mini),
+                    sequences=sum(len(mb.indices) for mb, _ in mini),
+                )
+                for mb, ref in mini:
+                    logp, entropy = self._forward_logp(self.model, mb, with_entropy=True)
+                    loss, parts = self.loss(logp, mb, ref_logp=ref, entropy=entropy, norm=norm)
+                    loss.backward()
+                    for k, v in parts.items():
+                        history.setdefault(k, []).append(v)
+                grad_norm = self._optimizer_step()
+                history.setdefault("update/grad_norm", []).append(grad_norm)
+        metrics.update({k: _mean(v) for k, v in history.items()})
+        metrics["update/lr"] = self.scheduler.get_last_lr()[0]
+        metrics["update/micro_batches"] = float(len(micro))
+        metrics["update/padding_fraction"] = 1.0 - sum(int(mb.attention_mask.sum()) for mb in micro) / sum(
+            mb.input_ids.numel() for mb in micro
+        )
+        return metrics
+
+    def _optimizer_step(self) -> float:
+        clip = self.config.optimizer.max_grad_norm
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    @property
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+
+    def train_step(self) -> dict[str, float]:
+        """One RL step: collect, compute advantages, update, sync weights. Returns its metrics."""
+        r = self.config.rollout
+        t0 = time.perf_counter()
+        tasks = self.sampler.sample(r.tasks_per_step)
+        trajectories, collect_metrics = asyncio.run(self.collect(tasks))
+        t1 = time.perf_counter()
+        batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
+        metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
+        self.policy.sync_weights()  # same model object for hf; vLLM reloads here
+        t2 = time.perf_counter()
+        generated = sum(t.num_generated_tokens for t in trajectories)
+        trained = sum(len(t.token_ids) for t in trajectories)
+        metrics.update(
+            {
+                "time/rollout_s": t1 - t0,
+                "time/update_s": t2 - t1,
+                "time/step_s": t2 - t0,
+                "throughput/rollout_tokens_per_s": generated / max(t1 - t0, 1e-9),
+                "throughput/train_tokens_per_s": trained / max(t2 - t1, 1e-9),
+            }
+        )
+        return metrics
+
+    @staticmethod
+    def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+        rewards = [t.reward for t in trajectories]
+        groups: dict[int, list[float]] = {}
+        for t in trajectories:
+            groups.setdefault(t.group_index, []).append(t.reward)
+        return {
+            "reward/mean": _mean(rewards),
+            "reward/std": float(np.std(rewards)) if rewards else float("nan"),
+            "reward/group_std_mean": _mean([float(np.std(g)) for g in groups.values()]),
+            "reward/zero_variance_groups": _mean([float(np.ptp(g) == 0) for g in groups.values()]),
+            "rollout/success": _mean([float(t.success) for t in trajectories]),
+            "rollout/turns_mean": _mean([t.num_turns for t in trajectories]),
+            "rollout/response_length": _mean(
+                [t.num_generated_tokens / max(t.num_turns, 1) for t in trajectories]
+            ),
+            "rollout/format_error_rate": _mean(
+                [t.num_format_errors / max(t.num_turns, 1) for t in trajectories]
+            ),
+            "rollout/env_errors": float(sum(t.error is not None for t in trajectories)),
+            "rollout/episodes": float(len(trajectories)),
+        }
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def evaluate(self) -> tuple[dict[str, float], list[EvalResult]]:
+        """Evaluate on the held-out envs; returns metrics `eval/<env>/<name>` and the results."""
+        cfg = self.config
+        sampling = SamplingParams(
+            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+            temperature=cfg.eval.temperature,
+            seed=cfg.run.seed,
+        )
+        config = RolloutConfig(
+            max_turns=cfg.rollout.max_turns,
+            max_context_tokens=cfg.rollout.max_context_tokens,
+            max_concurrency=cfg.agent.max_batch_size,
+            sampling=sampling,
+        )
+
+        async def run_all() -> list[EvalResult]:
+            return [
+                await evaluate_async(
+                    self.policy, e.id, episodes=e.episodes, seed=e.seed, env_kwargs=e.kwargs, config=config
+                )
+                for e in cfg.envs.eval
+            ]
+
+        was_training = self.model.training
+        self.model.eval()
+        results = asyncio.run(run_all())
+        self.model.train(was_training)
+        metrics: dict[str, float] = {}
+        for e, res in zip(cfg.envs.eval, results, strict=True):
+            key = e.id.split("/")[-1]
+            metrics[f"eval/{key}/success"] = res.summary.success_rate
+            metrics[f"eval/{key}/reward"] = res.summary.reward_mean
+            metrics[f"eval/{key}/format_error_rate"] = res.summary.format_error_rate
+        return metrics, results
+
+    # -- run ---------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def save(self) -> Path:
+        return save_checkpoint(
+            self.run_dir / "checkpoints",
+            self.step,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=self._state(),
+            keep=self.config.checkpoint.keep,
+        )
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint of the run, if any; returns whether one was loaded."""
+        path = latest_checkpoint(self.run_dir / "checkpoints")
+        if path is None:
+            return False
+        ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        self.sampler.load_state_dict(ckpt.state["sampler"])
+        self.step = ckpt.step
+        logger.info("resumed from %s (step %d)", path, self.step)
+        return True
+
+    def _write_config(self) -> None:
+        data = self.config.model_dump(mode="json")
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
+
+    def train(self, *, resume: bool = False) -> dict[str, Any]:
+        """Run the configured number of steps (continuing from the newest checkpoint if `resume`).
+
+        Returns:
+            {"before": eval metrics or None, "after": eval metrics, "history": per-step metrics}.
+        """
+        from palaestra.trainers.core.progress import training_progress
+
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        resumed = self.resume() if resume else False
+        self.writer = MetricsWriter(
+            self.run_dir,
+            tensorboard=cfg.logging.tensorboard,
+            wandb=cfg.logging.wandb,
+            wandb_project=cfg.logging.wandb_project,
+            config=cfg.model_dump(mode="json"),
+        )
+        self.writer.truncate_after(self.step)
+        before = None
+        if cfg.envs.eval and cfg.eval.before_training and not resumed:
+            before, _ = self.evaluate()
+            self.writer.log(0, before)
+        history: list[dict[str, float]] = []
+        try:
+            with training_progress(cfg.run.steps, start=self.step, enabled=cfg.logging.progress) as advance:
+                while self.step < cfg.run.steps:
+                    metrics = self.train_step()
+                    self.step += 1
+                    if cfg.envs.eval and cfg.eval.every and self.step % cfg.eval.every == 0:
+                        metrics.update(self.evaluate()[0])
+                    self.writer.log(self.step, metrics)
+                    history.append(metrics)
+                    if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
+                        self.save()
+                    advance(metrics)
+            after = None
+            if cfg.envs.eval:
+                after, _ = self.evaluate()
+                self.writer.log(self.step, {f"final/{k}": v for k, v in after.items()})
+            if not cfg.checkpoint.every or self.step % cfg.checkpoint.every:
+                self.save()
+            self.export(self.run_dir / "final")
+        finally:
+            self.writer.close()
+        return {"before": before, "after": after, "history": history}
+
+    def export(self, path: Path) -> Path:
+        """Save the trained policy as a plain HF model folder (LoRA merged) usable as `hf:PATH`."""
+        model = self.model
+        if self.config.model.lora is not None:
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path
