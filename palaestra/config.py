@@ -189,6 +189,14 @@ class TrainConfig(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_algorithm(cls, data: Any) -> Any:
+        algo = data.get("algorithm") if isinstance(data, dict) else None
+        if isinstance(algo, dict) and "name" not in algo:
+            data["algorithm"] = {"name": "grpo", **algo}
+        return data
+
     @model_validator(mode="after")
     def _fits_together(self) -> TrainConfig:
         if self.algorithm.needs_groups and self.rollout.group_size < 2:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALIASES",
     "build_tiny_model",
+    "build_tiny_tokenizer",
     "embedded_gguf",
     "load_model",
     "load_model_and_tokenizer",
@@ -149,6 +150,41 @@ def load_model_and_tokenizer(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """`load_model` and `load_tokenizer` together."""
     return load_model(name, dtype=dtype, device=device, seed=seed), load_tokenizer(name)
+
+
+_CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def build_tiny_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerBase:
+    """A small byte-level BPE tokenizer built locally, with a ChatML chat template.
+
+    Any text encodes (256 byte symbols plus a few merges learned from a built-in corpus), so it suits
+    fast tests of training code where a 49k-token vocabulary would dominate the cost.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [
+        "the answer is 42. what is 3 + 4? it equals 7. write letters, numbers and words.",
+        "system user assistant tool reply correct wrong try again format error boxed",
+        " ".join(str(i) for i in range(200)),
+    ]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    fast.chat_template = _CHATML
+    return fast
 
 
 def build_tiny_model(
