@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,36 +153,24 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
 
 
 def summary_table(results: Sequence[EvalResult], title: str = "Evaluation") -> Table:
-    """A rich table with one row per result."""
+    """A rich table with one column per result and one row per metric (fits narrow terminals)."""
     table = Table(title=title)
-    for name, justify in [
-        ("env", "left"),
-        ("agent", "left"),
-        ("episodes", "right"),
-        ("success (95% CI)", "right"),
-        ("reward", "right"),
-        ("turns", "right"),
-        ("tokens/ep", "right"),
-        ("format err", "right"),
-        ("errors", "right"),
-        ("ep/s", "right"),
-        ("tok/s", "right"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("metric")
     for r in results:
-        s = r.summary
-        lo, hi = s.success_ci95
-        table.add_row(
-            r.env_id,
-            r.agent,
-            str(s.episodes),
-            f"{s.success_rate:.1%} [{lo:.1%}, {hi:.1%}]",
-            f"{s.reward_mean:.3f}",
-            f"{s.turns_mean:.2f}",
-            f"{s.generated_tokens_mean:.1f}",
-            f"{s.format_error_rate:.1%}",
-            f"{s.error_rate:.1%}",
-            f"{s.episodes_per_s:.2f}",
-            f"{s.tokens_per_s:.1f}",
-        )
+        table.add_column(f"{r.env_id}\n{r.agent}", justify="right", overflow="fold")
+    rows: list[tuple[str, Callable[[EvalSummary], str]]] = [
+        ("episodes", lambda s: str(s.episodes)),
+        ("success", lambda s: f"{s.success_rate:.1%}"),
+        ("success 95% CI", lambda s: f"[{s.success_ci95[0]:.1%}, {s.success_ci95[1]:.1%}]"),
+        ("mean reward", lambda s: f"{s.reward_mean:.3f}"),
+        ("mean turns", lambda s: f"{s.turns_mean:.2f}"),
+        ("tokens / episode", lambda s: f"{s.generated_tokens_mean:.1f}"),
+        ("format errors", lambda s: f"{s.format_error_rate:.1%}"),
+        ("failed episodes", lambda s: f"{s.error_rate:.1%}"),
+        ("episodes / s", lambda s: f"{s.episodes_per_s:.2f}"),
+        ("tokens / s", lambda s: f"{s.tokens_per_s:.1f}"),
+        ("wall time (s)", lambda s: f"{s.wall_time_s:.1f}"),
+    ]
+    for name, fmt in rows:
+        table.add_row(name, *(fmt(r.summary) for r in results))
     return table

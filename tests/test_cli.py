@@ -1,0 +1,84 @@
+"""The command line: envs list/show, eval, train."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from palaestra.cli import app
+from palaestra.rollout import load_trajectories
+
+runner = CliRunner()
+
+
+def test_envs_list_and_show():
+    result = runner.invoke(app, ["envs", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "palaestra/Math-Arith-v0" in result.output and "Math" in result.output
+    result = runner.invoke(app, ["envs", "show", "Math-ArithRetry-v0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "palaestra/Math-ArithRetry-v0" in result.output and "first observation" in result.output
+
+
+def test_unknown_env_is_a_clear_error():
+    result = runner.invoke(app, ["envs", "show", "Math-Arithmetic-v0"])
+    assert result.exit_code == 2
+    assert "Did you mean" in result.output and "palaestra/Math-Arith-v0" in result.output
+
+
+def test_eval_oracle_writes_results_and_trajectories(tmp_path):
+    out = tmp_path / "oracle"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--env",
+            "palaestra/Math-Fractions-v0",
+            "--agent",
+            "scripted:oracle",
+            "--episodes",
+            "12",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["schema_version"] == 1 and data["seeds"] == list(range(5, 17))
+    assert data["summary"]["success_rate"] == 1.0 and data["summary"]["episodes"] == 12
+    trajs = load_trajectories(out / "trajectories.parquet")
+    assert len(trajs) == 12 and all(t.success for t in trajs)
+
+
+def test_eval_bad_agent_and_env_kwargs():
+    result = runner.invoke(app, ["eval", "--env", "Math-Arith-v0", "--agent", "gpt:five", "--episodes", "1"])
+    assert result.exit_code == 2 and "unknown agent backend" in result.output
+    result = runner.invoke(
+        app, ["eval", "--env", "Math-Arith-v0", "--agent", "scripted:oracle", "--env-kwarg", "colour=blue"]
+    )
+    assert result.exit_code == 2 and "colour" in result.output
+
+
+def test_train_from_config_with_overrides(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"""
+run: {{name: cli, output_dir: {tmp_path}, steps: 1}}
+model: {{name: tiny-random}}
+envs:
+  train: [{{id: palaestra/Math-ArithEasy-v0}}]
+  eval: [{{id: palaestra/Math-ArithEasy-v0, kwargs: {{split: test}}, episodes: 4}}]
+rollout: {{tasks_per_step: 2, group_size: 2, max_new_tokens: 8}}
+logging: {{tensorboard: false, progress: false}}
+"""
+    )
+    result = runner.invoke(app, ["train", str(config), "optimizer.lr=1e-4"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "held-out evaluation" in result.output and "eval/Math-ArithEasy-v0/success" in result.output
+    assert (tmp_path / "cli" / "final" / "config.json").exists()
+    result = runner.invoke(app, ["train", str(config), "optimizer.lr=-1"])
+    assert result.exit_code == 2 and "optimizer.lr" in result.output
