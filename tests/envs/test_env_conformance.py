@@ -1,0 +1,157 @@
+"""Every registered env: gymnasium's env checker, seeded determinism, and both `make`s.
+
+The ids come from `palaestra.list_envs()` when the tests are collected, so new families (and installed
+plugins) are covered automatically. An env with `required_kwargs` needs an entry in `REQUIRED_KWARGS`
+below; the test fails loudly if one is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import palaestra
+
+
+def _gsm8k_file(tmp: Path) -> dict[str, Any]:
+    rows = [
+        {
+            "question": f"Ann has {n} pens and buys {n} more. How many pens?",
+            "answer": f"{n}+{n}={2 * n}\n#### {2 * n}",
+        }
+        for n in range(1, 21)
+    ]
+    path = tmp / "gsm8k.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return {"path": str(path)}
+
+
+def _math_file(tmp: Path) -> dict[str, Any]:
+    rows = [
+        {
+            "problem": f"Compute $\\frac{{{n}}}{{2}} + \\frac{{1}}{{2}}$.",
+            "solution": f"$\\boxed{{{(n + 1) / 2:g}}}$",
+        }
+        for n in range(1, 21)
+    ]
+    path = tmp / "math.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return {"path": str(path)}
+
+
+REQUIRED_KWARGS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "palaestra/Math-GSM8K-v0": _gsm8k_file,
+    "palaestra/Math-MATH-v0": _math_file,
+}
+"""Env id -> function(tmp_path) -> the kwargs its `required_kwargs` need."""
+
+ENV_IDS = [card.id for card in palaestra.list_envs()]
+
+# gymnasium's checker warns when metadata has no "render_fps"; a text env's "ansi" transcript has no
+# frame rate, and TextEnv.metadata (core.py) declares none. Every other checker warning fails the test.
+_TOLERATED_WARNINGS = ("No render fps was declared",)
+
+
+def _kwargs(env_id: str, tmp_path: Path) -> dict[str, Any]:
+    card = palaestra.env_card(env_id)
+    needed = [k for k in card.required_kwargs if k not in card.kwargs]
+    if not needed:
+        return {}
+    if env_id not in REQUIRED_KWARGS:
+        pytest.fail(
+            f"{env_id} requires {needed}; add an entry to REQUIRED_KWARGS in {Path(__file__).name}",
+            pytrace=False,
+        )
+    kwargs = REQUIRED_KWARGS[env_id](tmp_path)
+    missing = [k for k in needed if k not in kwargs]
+    assert not missing, f"REQUIRED_KWARGS[{env_id!r}] lacks {missing}"
+    return kwargs
+
+
+def _scripted_actions(info: dict[str, Any], space: gym.Space, max_turns: int) -> list[Any]:
+    """A fixed mix of replies: unreadable, random text, a non-str, the expert's (if any), then filler.
+
+    The filler (unreadable replies) makes the list long enough to end any episode by `max_turns`.
+    """
+    actions: list[Any] = ["I am not sure.", space.sample(), None, "\\boxed{0}"]
+    expert = info.get("expert_action")
+    actions += [expert] if expert is not None else []
+    return actions + ["I am not sure."] * max_turns
+
+
+def _transcript(env: gym.Env, seed: int, max_turns: int) -> list[Any]:
+    env.action_space.seed(seed)
+    observation, info = env.reset(seed=seed)
+    transcript: list[Any] = [("reset", observation, info)]
+    for action in _scripted_actions(info, env.action_space, max_turns)[:8]:
+        observation, reward, terminated, truncated, info = env.step(action)
+        transcript.append((action, observation, reward, terminated, truncated, info))
+        if terminated or truncated:
+            observation, info = env.reset(seed=seed + 1)
+            transcript.append(("reset", observation, info))
+    return transcript
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_env_checker_passes(env_id, tmp_path):
+    env = palaestra.make(env_id, **_kwargs(env_id, tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+    unexpected = [str(w.message) for w in caught if not any(t in str(w.message) for t in _TOLERATED_WARNINGS)]
+    assert not unexpected, unexpected
+    assert isinstance(getattr(env.unwrapped, "system_prompt", ""), str)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_same_seed_and_actions_give_the_same_transcript(env_id, tmp_path):
+    kwargs, max_turns = _kwargs(env_id, tmp_path), palaestra.env_card(env_id).max_turns
+    for seed in (0, 1, 2024):
+        first = _transcript(palaestra.make(env_id, **kwargs), seed, max_turns)
+        second = _transcript(palaestra.make(env_id, **kwargs), seed, max_turns)
+        assert first == second
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_info_has_the_standard_keys_and_rewards_stay_in_range(env_id, tmp_path):
+    env = palaestra.make(env_id, **_kwargs(env_id, tmp_path))
+    card = palaestra.env_card(env_id)
+    low, high = card.reward_range
+    _, info = env.reset(seed=0)
+    assert {"success", "format_error", "task_id", "turn"} <= set(info)
+    total, done = 0.0, False
+    for action in _scripted_actions(info, env.action_space, max(card.max_turns, 1)):
+        _, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        assert {"success", "format_error", "task_id", "turn"} <= set(info)
+        if done := terminated or truncated:
+            break
+    assert done, f"the episode did not end within max_turns={card.max_turns} replies"
+    assert low <= total <= high
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_make_works_too(env_id, tmp_path):
+    env = gym.make(env_id, **_kwargs(env_id, tmp_path))
+    observation, info = env.reset(seed=0)
+    assert isinstance(observation, str) and env.observation_space.contains(observation)
+    result = env.step(info.get("expert_action", ""))
+    assert len(result) == 5
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_unknown_id_names_close_matches(env_id):
+    namespace, _, name = env_id.rpartition("/")
+    typo = f"{namespace}/{name[:-4]}x{name[-4:]}" if namespace else f"{name[:-4]}x{name[-4:]}"
+    with pytest.raises(palaestra.UnknownEnvError) as err:
+        palaestra.make(typo)
+    assert env_id in str(err.value) and "Did you mean" in str(err.value)
