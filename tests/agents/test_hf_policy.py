@@ -95,7 +95,9 @@ def test_stop_strings(tiny_policy, smollm2_tokenizer):
     pieces = [smollm2_tokenizer.decode([t]) for t in free.token_ids]
     cut = next(i for i in range(2, len(pieces)) if pieces[i].strip() and pieces[i] not in "".join(pieces[:i]))
     stop = pieces[cut]
-    stopped = _run(tiny_policy, [GenerationRequest(MESSAGES[1], SamplingParams(12, 1.0, seed=5, stop=(stop,)))])[0]
+    stopped = _run(
+        tiny_policy, [GenerationRequest(MESSAGES[1], SamplingParams(12, 1.0, seed=5, stop=(stop,)))]
+    )[0]
     assert stopped.finish_reason == "stop"
     assert stopped.token_ids == free.token_ids[: cut + 1], "generation ends right after the stop string"
     assert stopped.text.endswith(stop)
