@@ -93,7 +93,7 @@ class TextEnv(gym.Env[str, str]):
         render_mode: None or "ansi" (the transcript as text).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
     max_action_length: ClassVar[int] = 1 << 16
 
     def __init__(self, *, max_turns: int = 1, render_mode: str | None = None):
@@ -120,6 +120,11 @@ class TextEnv(gym.Env[str, str]):
         raise NotImplementedError
 
     # -- gymnasium API -----------------------------------------------------------------------------
+    @property
+    def turn(self) -> int:
+        """Actions taken in the current episode (every `step` counts, unreadable replies too)."""
+        return self._turn
+
     @property
     def rng(self) -> np.random.Generator:
         """The env's random generator (seeded by `reset(seed=...)`)."""

@@ -170,7 +170,7 @@ class MathEnv(TextEnv):
 
     def _step(self, action: str) -> StepOutcome:
         task = self.task
-        attempt = self._turn + 1  # TextEnv counts every reply (non-text ones too) as a turn
+        attempt = self.turn + 1  # TextEnv counts every reply (non-text ones too) as a turn
         left = self.max_turns - attempt
         judgement = is_correct(action, task.answer)
         info = {
