@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/palaestra eval --env palaestra/Math-ArithEasy-v0 --agent hf:smollm2-135m \
-		--episodes 100 --seed 0 --max-new-tokens 128 --out runs/quickstart/eval
+	$(BIN)/palaestra train configs/quickstart.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check .

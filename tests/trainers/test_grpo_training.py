@@ -115,8 +115,9 @@ def test_micro_batch_size_does_not_change_the_update(tmp_path, tiny_tok):
     for a, b in zip(hb, hs, strict=True):
         assert a["reward/mean"] == pytest.approx(b["reward/mean"])
         assert a["update/grad_norm"] == pytest.approx(b["update/grad_norm"], rel=1e-3)
+    # Adam turns float-order noise in near-zero gradients into updates up to lr; 1e-4 is 1% of one step
     for pa, pb in zip(big.model.parameters(), small.model.parameters(), strict=True):
-        assert torch.allclose(pa, pb, atol=1e-5)
+        assert torch.allclose(pa, pb, atol=1e-4)
 
 
 @pytest.mark.parametrize(
