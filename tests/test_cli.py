@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from palaestra.cli import app
@@ -82,3 +83,24 @@ logging: {{tensorboard: false, progress: false}}
     assert (tmp_path / "cli" / "final" / "config.json").exists()
     result = runner.invoke(app, ["train", str(config), "optimizer.lr=-1"])
     assert result.exit_code == 2 and "optimizer.lr" in result.output
+
+
+@pytest.mark.slow
+def test_quickstart_config_trains_the_embedded_model(tmp_path):
+    """The README's main job, shortened: the shipped config loads, trains SmolLM2 one step, evaluates, exports."""
+    overrides = [
+        f"run.output_dir={tmp_path}",
+        "run.steps=1",
+        "rollout.tasks_per_step=2",
+        "rollout.group_size=2",
+        "rollout.max_new_tokens=16",
+        "envs.eval=[{id: palaestra/Math-ArithEasy-v0, kwargs: {split: test}, episodes: 4}]",
+        "logging.progress=false",
+    ]
+    result = runner.invoke(app, ["train", "configs/quickstart.yaml", *overrides], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "eval/Math-ArithEasy-v0/success" in result.output
+    run = tmp_path / "quickstart"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "reward/mean" in r] == [1]
+    assert (run / "final" / "model.safetensors").exists()

@@ -181,3 +181,17 @@ def test_run_directory_contents(tmp_path, tiny_tok):
     records = read_metrics(run)
     assert "eval/Vowel-v0/success" in records[0] and out["after"] is not None
     assert load_config(run / "config.yaml") == cfg, "the saved config reproduces the run"
+
+
+@pytest.mark.parametrize(
+    "passes", [["algorithm.epochs=1"], ["algorithm.epochs=2", "algorithm.mini_batches=2"]]
+)
+def test_trainer_logprobs_match_the_sampler(tmp_path, tiny_tok, passes):
+    """The trainer's logprobs (windowed logits; taken from the training pass when the update is
+    a single pass, from a separate pass otherwise) agree with the fp32 sampler's, token by token."""
+    cfg = _config(
+        tmp_path, ["run.steps=1", "optimizer.micro_batch_tokens=256", *passes], env="test/VowelMulti-v0"
+    )
+    metrics = _trainer(cfg, tiny_tok).train()["history"][0]
+    assert metrics["update/micro_batches"] > 1
+    assert metrics["rollout/logprob_mismatch"] < 1e-4

@@ -64,6 +64,17 @@ class MicroBatch:
     def num_tokens(self) -> int:
         return int(self.loss_mask.sum())
 
+    @property
+    def target_window(self) -> tuple[int, int]:
+        """Columns [lo, hi) of the (B, T-1) tensors that hold every sampled target of the batch.
+
+        Only these positions need logits: prompts and padding outside the window are skipped.
+        """
+        cols = self.loss_mask.any(dim=0).nonzero()
+        if len(cols) == 0:
+            return 0, 0
+        return int(cols[0]), int(cols[-1]) + 1
+
     def to(self, device: torch.device | str) -> MicroBatch:
         return MicroBatch(
             self.input_ids.to(device),

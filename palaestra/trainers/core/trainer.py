@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 
 from palaestra.agents.base import SamplingParams
@@ -76,6 +77,20 @@ class StepBatch:
             )
             if keep and t.num_generated_tokens > 0
         ]
+
+
+class _Mismatch:
+    """Mean |sampling logprob - trainer logprob| over sampled tokens: `rollout/logprob_mismatch`."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, total: float, count: int) -> None:
+        self.total += total
+        self.count += count
+
+    def metrics(self) -> dict[str, float]:
+        return {"rollout/logprob_mismatch": self.total / self.count} if self.count else {}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -229,16 +244,27 @@ class Trainer:
     def _forward_logp(
         self, model: torch.nn.Module, batch: MicroBatch, *, with_entropy: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-target-token logprobs (B, T-1) at the rollout temperature, and entropies if asked."""
+        """Per-target-token logprobs (B, T-1) at the rollout temperature, and entropies if asked.
+
+        Logits are computed only inside the batch's `target_window` (HF `logits_to_keep`), so prompt
+        and padding positions cost no LM-head matmul and no (B, T, V) float tensor; both outputs are 0
+        outside the window.
+        """
         temperature = self.config.rollout.temperature or 1.0
+        lo, hi = batch.target_window
+        width = batch.input_ids.shape[1] - 1
+        keep = torch.arange(lo, hi, device=batch.input_ids.device)
         with self._autocast():
-            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-        logits = logits.float() / temperature  # (B, T-1, V)
-        logp = selected_logprobs(logits, batch.input_ids[:, 1:])
+            logits = model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=keep
+            ).logits
+        logits = logits.float() / temperature  # (B, hi-lo, V): position p predicts token p+1
+        pad = (lo, width - hi)
+        logp = F.pad(selected_logprobs(logits, batch.input_ids[:, lo + 1 : hi + 1]), pad)  # (B, T-1)
         entropy = None
         if with_entropy:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.needs_entropy_grad):
-                entropy = entropy_from_logits(logits)  # (B, T-1); a metric only unless the loss uses it
+                entropy = F.pad(entropy_from_logits(logits), pad)  # a metric only unless the loss uses it
         return logp, entropy
 
     @contextlib.contextmanager
@@ -249,31 +275,44 @@ class Trainer:
             with self.model.disable_adapter():
                 yield self.model
 
+    @property
+    def _single_pass(self) -> bool:
+        """Whether the update is one optimizer step over the whole rollout batch (on-policy)."""
+        return self.config.algorithm.epochs == 1 and self.config.algorithm.mini_batches == 1
+
     @torch.no_grad()
     def _recompute(
         self, micro_batches: list[MicroBatch]
     ) -> tuple[list[torch.Tensor | None], dict[str, float]]:
-        """Replace sampling logprobs with the trainer's own (if configured); compute reference logprobs."""
+        """Replace sampling logprobs with the trainer's own (if configured); compute reference logprobs.
+
+        In a single-pass update the weights do not change before the one optimizer step, so the old
+        logprobs equal the detached logprobs of the training forward pass itself; they are taken
+        there (`_take_old_logp`) instead of in a second forward pass here, as TRL does.
+        """
         algo = self.config.algorithm
         refs: list[torch.Tensor | None] = []
-        deltas, counts = 0.0, 0
+        mismatch = _Mismatch()
         was_training = self.model.training
         self.model.eval()
         for mb in micro_batches:
-            if algo.recompute_old_logprobs:
+            if algo.recompute_old_logprobs and not self._single_pass:
                 logp, _ = self._forward_logp(self.model, mb, with_entropy=False)
-                logp = logp * mb.loss_mask
-                deltas += float(((logp - mb.old_logp).abs() * mb.loss_mask).sum())
-                counts += mb.num_tokens
-                mb.old_logp = logp
+                self._take_old_logp(mb, logp, mismatch)
             ref = None
             if algo.kl_coef > 0:
                 with self._reference_context() as ref_model:
                     ref, _ = self._forward_logp(ref_model, mb, with_entropy=False)
             refs.append(ref)
         self.model.train(was_training)
-        metrics = {"rollout/logprob_mismatch": deltas / counts} if counts else {}
-        return refs, metrics
+        return refs, mismatch.metrics()
+
+    @staticmethod
+    def _take_old_logp(mb: MicroBatch, logp: torch.Tensor, mismatch: _Mismatch) -> None:
+        """Use the trainer's logprobs as old logprobs; record how far the sampler's were from them."""
+        logp = logp.detach() * mb.loss_mask
+        mismatch.add(float(((logp - mb.old_logp).abs() * mb.loss_mask).sum()), mb.num_tokens)
+        mb.old_logp = logp
 
     # -- one RL step -------------------------------------------------------------------------------
     def _update(self, batch: StepBatch) -> dict[str, float]:
@@ -286,6 +325,7 @@ class Trainer:
             for g in bucket_by_length(rows, cfg.optimizer.micro_batch_tokens)
         ]
         refs, metrics = self._recompute(micro)
+        mismatch = _Mismatch()
         pairs = list(zip(micro, refs, strict=True))
         history: dict[str, list[float]] = {}
         self.model.train()
@@ -300,12 +340,15 @@ class Trainer:
                 )
                 for mb, ref in mini:
                     logp, entropy = self._forward_logp(self.model, mb, with_entropy=True)
+                    if algo.recompute_old_logprobs and self._single_pass:
+                        self._take_old_logp(mb, logp, mismatch)
                     loss, parts = self.loss(logp, mb, ref_logp=ref, entropy=entropy, norm=norm)
                     loss.backward()
                     for k, v in parts.items():
                         history.setdefault(k, []).append(v)
                 grad_norm = self._optimizer_step()
                 history.setdefault("update/grad_norm", []).append(grad_norm)
+        metrics.update(mismatch.metrics())
         metrics.update({k: _mean(v) for k, v in history.items()})
         metrics["update/lr"] = self.scheduler.get_last_lr()[0]
         metrics["update/micro_batches"] = float(len(micro))
