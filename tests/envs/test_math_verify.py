@@ -91,6 +91,29 @@ def test_no_answer_is_a_format_error_naming_the_format(reply):
     assert r"\boxed{}" in judgement.format_error
 
 
+@pytest.mark.parametrize(
+    ("reply", "gold"),
+    [
+        ("16 + 3 =", "19"),  # what GRPO on SmolLM2 learned to say before this rule
+        ("The answer is 2+6.", "8"),
+        (r"\boxed{3 \times 4}", "12"),
+        ("x = 2^3", "8"),
+        (r"\boxed{\frac{1}{2}+\frac{1}{3}}", r"\frac{5}{6}"),
+    ],
+)
+def test_restating_the_problem_is_not_an_answer(reply, gold):
+    verdict = is_correct(reply, gold)
+    assert not verdict.correct and "expression still to evaluate" in verdict.format_error
+
+
+@pytest.mark.parametrize(
+    ("reply", "gold"),
+    [("16 + 3 = 19", "19"), (r"\boxed{5/6}", r"\frac{5}{6}"), (r"\boxed{1+x}", "x+1"), ("-5", "-5")],
+)
+def test_values_and_same_shaped_expressions_still_count(reply, gold):
+    assert is_correct(reply, gold).correct
+
+
 def test_non_text_reply_is_a_format_error():
     judgement = is_correct(42, "42")  # type: ignore[arg-type]
     assert not judgement.correct and "text" in judgement.format_error
@@ -134,7 +157,8 @@ def test_long_reply_is_judged_quickly():
     reply = ("Let me think. " + "{(" * 50 + "3 + 4 " * 500 + ")}" * 50) * 8 + r" So \boxed{7}."
     start = time.perf_counter()
     assert is_correct(reply, "7").correct
-    assert is_correct(reply[:-15], "7").format_error is None  # fallback on the tail, no hang
+    tail = is_correct(reply[:-15], "7")  # fallback on the tail, no hang: an unevaluated expression
+    assert not tail.correct and "expression still to evaluate" in tail.format_error
     assert time.perf_counter() - start < 2.0
 
 

@@ -12,7 +12,10 @@ has a format error whose message states the expected format.
 The answer text is cleaned before parsing, the same way for the gold answer: `$`/`\(...\)` delimiters,
 currency signs (`$18`, `\$18`), trailing unit words (`18 dollars`, `\text{12 apples}`) and thousands
 separators (`1,000`) are removed, and `x = 3` or `12/4 = 3` keep their right-hand side. Values are then
-compared by math-verify (sympy), so `1/2`, `0.5` and `\frac{1}{2}` are the same answer.
+compared by math-verify (sympy), so `1/2`, `0.5` and `\frac{1}{2}` are the same answer. An answer
+with more binary operators than the gold one (`2 + 6` for 8, `\frac{1}{2}+\frac{1}{3}` for 5/6) is
+an expression still to evaluate, not a final answer: a format error. Without this rule, a policy
+trained with RL learns to restate the question ("2 + 6 =") and is judged correct every time.
 
 Timeouts and threads: math-verify bounds its work with `signal.alarm`, which only works in the main
 thread. In the main thread we pass its timeouts (`MATH_VERIFY_TIMEOUT_S`); elsewhere (e.g. a rollout's
@@ -83,6 +86,8 @@ _THOUSANDS_SEP_RE = re.compile(r",|\{,\}|\\,|\s")
 _EQUALS_RE = re.compile(r"(?<![<>!=\\])=(?!=)")
 _SIMPLE_LHS_RE = re.compile(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?|[\d\s.+\-*/×÷^()]+)\s*")
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_INT_FRACTION_RE = re.compile(r"(?<![\w.])\d+\s*/\s*\d+(?![\w.])")
+_BINARY_OP_RE = re.compile(r"(?<=[\w)\]}])\s*(?:[-+*/×÷^·]|\\(?:cdot|times|div)(?![A-Za-z]))")
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**"))
 
 
@@ -285,6 +290,11 @@ def _gold(gold: str) -> tuple[str, tuple[object, ...]]:
     return answer.text, answer.value
 
 
+def _operator_count(text: str) -> int:
+    """Binary operators (+ - * / ^ and LaTeX's cdot/times/div) in an answer; `3/4` is a number, not one."""
+    return len(_BINARY_OP_RE.findall(_INT_FRACTION_RE.sub("q", text)))
+
+
 def _same_text(a: str, b: str) -> bool:
     return re.sub(r"\s+", "", a).lower() == re.sub(r"\s+", "", b).lower() and bool(a.strip())
 
@@ -313,6 +323,13 @@ def is_correct(reply: str, gold: str) -> Judgement:
     if not answer.value:
         what = "the \\boxed{} is empty" if not answer.text else f"could not read {answer.text!r} as math"
         return Judgement(False, answer.text, f"{what}. {FORMAT_HINT}")
+    if _operator_count(answer.text) > _operator_count(gold_text):
+        # "2 + 6" equals 8 to sympy, but restating the problem is not solving it (RL finds this)
+        return Judgement(
+            False,
+            answer.text,
+            f"{answer.text!r} is an expression still to evaluate; give its value. {FORMAT_HINT}",
+        )
     with _LOCK:
         correct = verify(list(gold_value), list(answer.value), timeout_seconds=_timeout())
     return Judgement(bool(correct), answer.text, None)

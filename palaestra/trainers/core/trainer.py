@@ -18,6 +18,7 @@ import contextlib
 import copy
 import logging
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,14 @@ class _Mismatch:
         return {"rollout/logprob_mismatch": self.total / self.count} if self.count else {}
 
 
+def _cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX512-BF16 / AMX); True when unknown."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
 def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
@@ -119,6 +128,12 @@ class Trainer:
         self.config = config
         self.run_dir: Path = config.run.run_dir
         self.device = torch.device(config.model.device)
+        if config.model.precision == "bf16" and self.device.type == "cpu" and not _cpu_has_native_bf16():
+            warnings.warn(
+                "model.precision=bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): autocast emulates "
+                "it and runs many times slower than fp32; set model.precision=fp32",
+                stacklevel=2,
+            )
         torch.manual_seed(config.run.seed)
         if model is None:
             model, tokenizer = load_model_and_tokenizer(
