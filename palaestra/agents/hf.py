@@ -214,9 +214,15 @@ class HFPolicy:
             self.model.train(was_training)
         self.generate_calls += 1
         new = out.sequences[:, width:].cpu()  # (B, N)
-        logits = torch.stack(out.logits, dim=1).float().cpu()  # (B, N, V)
         temperature = sampling.temperature if not sampling.greedy else 1.0
-        logprobs = torch.log_softmax(logits / temperature, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        # step by step: no stacked (B, N, V) copy of the logits and no (B, N, V) log-softmax
+        logprobs = torch.stack(
+            [
+                torch.log_softmax(step.float().cpu() / temperature, dim=-1).gather(-1, new[:, k, None])[:, 0]
+                for k, step in enumerate(out.logits)
+            ],
+            dim=1,
+        )  # (B, N)
         return [self._row(new[i].tolist(), logprobs[i].tolist(), sampling) for i in range(len(batch))]
 
     def _row(self, ids: list[int], logprobs: list[float], sampling: SamplingParams) -> Generation:
