@@ -290,15 +290,8 @@ class Trainer:
             with self.model.disable_adapter():
                 yield self.model
 
-    @property
-    def _single_pass(self) -> bool:
-        """Whether the update is one optimizer step over the whole rollout batch (on-policy)."""
-        return self.config.algorithm.epochs == 1 and self.config.algorithm.mini_batches == 1
-
     @torch.no_grad()
-    def _recompute(
-        self, micro_batches: list[MicroBatch]
-    ) -> tuple[list[torch.Tensor | None], dict[str, float]]:
+    def _recompute(self, micro_batches: list[MicroBatch], mismatch: _Mismatch) -> list[torch.Tensor | None]:
         """Replace sampling logprobs with the trainer's own (if configured); compute reference logprobs.
 
         In a single-pass update the weights do not change before the one optimizer step, so the old
@@ -307,11 +300,10 @@ class Trainer:
         """
         algo = self.config.algorithm
         refs: list[torch.Tensor | None] = []
-        mismatch = _Mismatch()
         was_training = self.model.training
         self.model.eval()
         for mb in micro_batches:
-            if algo.recompute_old_logprobs and not self._single_pass:
+            if algo.recompute_old_logprobs and self.optimizer_steps_per_rl_step > 1:
                 logp, _ = self._forward_logp(self.model, mb, with_entropy=False)
                 self._take_old_logp(mb, logp, mismatch)
             ref = None
@@ -320,7 +312,7 @@ class Trainer:
                     ref, _ = self._forward_logp(ref_model, mb, with_entropy=False)
             refs.append(ref)
         self.model.train(was_training)
-        return refs, mismatch.metrics()
+        return refs
 
     @staticmethod
     def _take_old_logp(mb: MicroBatch, logp: torch.Tensor, mismatch: _Mismatch) -> None:
@@ -339,8 +331,8 @@ class Trainer:
             collate(g, self._pad_id).to(self.device)
             for g in bucket_by_length(rows, cfg.optimizer.micro_batch_tokens)
         ]
-        refs, metrics = self._recompute(micro)
         mismatch = _Mismatch()
+        refs = self._recompute(micro, mismatch)
         pairs = list(zip(micro, refs, strict=True))
         history: dict[str, list[float]] = {}
         self.model.train()
@@ -355,7 +347,7 @@ class Trainer:
                 )
                 for mb, ref in mini:
                     logp, entropy = self._forward_logp(self.model, mb, with_entropy=True)
-                    if algo.recompute_old_logprobs and self._single_pass:
+                    if algo.recompute_old_logprobs and self.optimizer_steps_per_rl_step == 1:
                         self._take_old_logp(mb, logp, mismatch)
                     loss, parts = self.loss(logp, mb, ref_logp=ref, entropy=entropy, norm=norm)
                     loss.backward()
@@ -363,8 +355,7 @@ class Trainer:
                         history.setdefault(k, []).append(v)
                 grad_norm = self._optimizer_step()
                 history.setdefault("update/grad_norm", []).append(grad_norm)
-        metrics.update(mismatch.metrics())
-        metrics.update({k: _mean(v) for k, v in history.items()})
+        metrics = {**mismatch.metrics(), **{k: _mean(v) for k, v in history.items()}}
         metrics["update/lr"] = self.scheduler.get_last_lr()[0]
         metrics["update/micro_batches"] = float(len(micro))
         metrics["update/padding_fraction"] = 1.0 - sum(int(mb.attention_mask.sum()) for mb in micro) / sum(
