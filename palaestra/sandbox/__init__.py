@@ -1,0 +1,91 @@
+"""Isolated execution of untrusted programs (model-written code) with hard resource limits.
+
+    from palaestra.sandbox import SandboxConfig, make_sandbox
+
+    with make_sandbox(SandboxConfig(backend="local")) as sandbox:
+        result = sandbox.run_python("print(sum(range(10)))")
+        assert result.ok and result.stdout == "45\\n"
+
+Backends: `local` (bubblewrap namespaces; `palaestra.sandbox.local`) and `docker` / `podman`
+(containers; `palaestra.sandbox.docker`). `SandboxPool` runs many executions concurrently.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from palaestra.sandbox.api import (
+    LIMIT_KINDS,
+    ExecutionResult,
+    LimitKind,
+    Limits,
+    Sandbox,
+    SandboxError,
+    SandboxUnavailableError,
+)
+from palaestra.sandbox.pool import PythonJob, SandboxPool
+
+__all__ = [
+    "LIMIT_KINDS",
+    "ExecutionResult",
+    "LimitKind",
+    "Limits",
+    "PythonJob",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxError",
+    "SandboxPool",
+    "SandboxUnavailableError",
+    "make_sandbox",
+]
+
+
+class SandboxConfig(BaseModel):
+    """Which sandbox backend runs code, with what limits (a section of env kwargs and YAML configs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["local", "docker", "podman"] = Field(
+        "local", description="local: bubblewrap namespaces (default); docker/podman: a container engine."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Default limits of every execution.")
+    max_concurrency: int = Field(4, ge=1, description="Executions running at once.")
+    isolation: Literal["auto", "bubblewrap", "unshare"] = Field(
+        "auto", description="local only: namespace tool; 'unshare' is the weak fallback."
+    )
+    allow_weak_isolation: bool = Field(
+        False, description="local only: permit the unshare fallback, which leaves host files readable."
+    )
+    python: str | None = Field(None, description="Interpreter inside the sandbox (default: the system's).")
+    image: str = Field("palaestra-sandbox:latest", description="docker/podman only: the sandbox image.")
+    engine_url: str | None = Field(
+        None, description="docker/podman only: engine socket URL (default: DOCKER_HOST or the standard one)."
+    )
+
+
+def make_sandbox(config: SandboxConfig | dict | None = None) -> Sandbox:
+    """Build the sandbox `config` describes (a `SandboxConfig`, its dict form, or None for defaults)."""
+    if not isinstance(config, SandboxConfig):
+        config = SandboxConfig.model_validate(config or {})
+    if config.backend == "local":
+        from palaestra.sandbox.local import LocalSandbox
+
+        return LocalSandbox(
+            limits=config.limits,
+            max_concurrency=config.max_concurrency,
+            isolation=config.isolation,
+            allow_weak_isolation=config.allow_weak_isolation,
+            python=config.python,
+        )
+    from palaestra.sandbox.docker import ContainerSandbox
+
+    return ContainerSandbox(
+        limits=config.limits,
+        max_concurrency=config.max_concurrency,
+        engine=config.backend,
+        image=config.image,
+        engine_url=config.engine_url,
+        python=config.python,
+    )

@@ -1,0 +1,603 @@
+"""The `local` sandbox backend: Linux namespaces through bubblewrap, no daemon.
+
+Each execution runs as:
+
+    /bin/sh (launcher, as the caller)  sets rlimits, joins the slot's cgroups
+      -> setpriv --reuid=U --regid=U     (only when the caller is root) drops to the slot's own uid
+        -> bwrap                          new user/pid/net/ipc/uts/cgroup namespaces
+          -> the program                  in /work, a fresh tmpfs, with /usr read-only
+
+Why each part (measured on Debian 12 as root in a container, cgroups v1 writable, no CAP_SYS_RESOURCE):
+    - bubblewrap as root does not cap forks: root ignores RLIMIT_NPROC. Started as an unprivileged uid
+      it does, so a root caller drops to a per-slot uid (`uid_base + slot`; no passwd entry needed) and
+      concurrent executions never share a process budget or can signal each other.
+    - The pid namespace ends with its init: when the program exits or is killed, every process it
+      left behind (background sleepers, spinning children) is killed by the kernel. The slot's cgroup
+      is swept as well, as a second line.
+    - The network namespace holds only a loopback of its own: the host's 127.0.0.1 and the outside
+      world are unreachable.
+    - The file system is /usr (plus the interpreter's prefix if it lives elsewhere) read-only, a fresh
+      /proc showing only the sandbox's processes, a minimal /dev, and tmpfs /work and /tmp sized by
+      `Limits.disk_mb`; / is remounted read-only. /etc, /root, /home and the caller's files are absent.
+      Input files go in through memfds (`bwrap --file`), so nothing is staged on the host's disk.
+    - The environment is cleared; `--disable-userns` forbids nested user namespaces (so `unshare` and
+      `setns` through ctypes fail); hard rlimits cannot be raised without CAP_SYS_RESOURCE.
+    - Memory: the slot's cgroup (memory + swap) where cgroups are writable, else RLIMIT_AS.
+
+Fallback without bubblewrap (`isolation="unshare"`): util-linux `unshare` for the network, pid, ipc,
+uts and mount namespaces, a private tmpfs over /tmp, /var/tmp and /run/lock, the slot uid, rlimits and
+cgroups. The host's file system stays visible (protected by permissions only) and the program may
+still create new, empty user namespaces (more kernel attack surface), so this is weaker: it is
+refused unless `allow_weak_isolation=True`, and warns loudly when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from palaestra.sandbox.api import (
+    WORK_DIR,
+    ExecutionResult,
+    LimitKind,
+    Limits,
+    OutputBuffer,
+    Sandbox,
+    SandboxError,
+    SandboxUnavailableError,
+    validate_files,
+)
+from palaestra.sandbox.cgroups import SlotCgroup
+
+__all__ = ["DEFAULT_UID_BASE", "Isolation", "LocalSandbox", "WeakIsolationWarning", "detect_isolation"]
+
+logger = logging.getLogger(__name__)
+
+Isolation = Literal["auto", "bubblewrap", "unshare"]
+DEFAULT_UID_BASE = 420_000
+"""First uid of the slots when running as root (uids without a passwd entry, far from real users)."""
+_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+_BWRAP_OVERHEAD_PROCS = 3  # outer bwrap, the namespace's init, the program
+_KILL_SIGNALS = {signal.SIGKILL, signal.SIGXCPU}
+_WORLD_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/run/lock", "/dev/shm", "/dev/mqueue")
+
+
+class WeakIsolationWarning(UserWarning):
+    """The sandbox runs without bubblewrap: host files are visible to the program."""
+
+
+def detect_isolation() -> Literal["bubblewrap", "unshare"] | None:
+    """The strongest isolation this machine offers: "bubblewrap", "unshare" or None."""
+    if shutil.which("bwrap"):
+        return "bubblewrap"
+    if shutil.which("unshare"):
+        return "unshare"
+    return None
+
+
+@dataclass
+class _Slot:
+    index: int
+    uid: int
+    cgroup: SlotCgroup | None
+
+
+def _default_python() -> str:
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return os.path.realpath(sys.executable)
+
+
+def _world_traversable(path: str) -> bool:
+    """Whether every directory above `path` lets other users through (o+x)."""
+    parts = Path(path).resolve().parents
+    return all(os.stat(p).st_mode & 0o001 for p in parts)
+
+
+def _bind_system_dirs() -> list[str]:
+    """bwrap args for /usr and the merged-usr links (or binds) /bin, /sbin, /lib, /lib64."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+        host = Path("/") / top
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), f"/{top}"]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), f"/{top}"]
+    return args
+
+
+class LocalSandbox(Sandbox):
+    """Runs programs in bubblewrap namespaces on this machine (see the module docstring).
+
+    Args:
+        limits: default limits of every execution (each call may pass its own).
+        max_concurrency: executions at once; each slot has its own uid and cgroup.
+        isolation: "auto" (bubblewrap, else unshare), "bubblewrap" or "unshare".
+        allow_weak_isolation: permit the `unshare` fallback (it leaves host files readable).
+        python: interpreter for `run_python` (default /usr/bin/python3; a Python under a directory
+            other users cannot enter, such as /root/.pyenv, cannot be used by the sandbox uid).
+        uid_base: first slot uid when running as root.
+
+    Raises:
+        SandboxUnavailableError: the isolation asked for is not available, or only the weak fallback
+            is and `allow_weak_isolation` is False.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        max_concurrency: int = 4,
+        isolation: Isolation = "auto",
+        allow_weak_isolation: bool = False,
+        python: str | None = None,
+        uid_base: int = DEFAULT_UID_BASE,
+    ):
+        super().__init__(limits=limits, max_concurrency=max_concurrency)
+        found = detect_isolation()
+        if isolation == "auto":
+            if found is None:
+                raise SandboxUnavailableError(
+                    "no isolation tool found: install bubblewrap (Debian: apt-get install bubblewrap)"
+                )
+            isolation = found
+        if isolation == "bubblewrap" and not shutil.which("bwrap"):
+            raise SandboxUnavailableError("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+        if isolation == "unshare":
+            if not shutil.which("unshare"):
+                raise SandboxUnavailableError("util-linux `unshare` is not installed")
+            if not allow_weak_isolation:
+                raise SandboxUnavailableError(
+                    "bubblewrap is missing and the `unshare` fallback leaves the host's files readable to "
+                    "the program; install bubblewrap (apt-get install bubblewrap) or pass "
+                    "allow_weak_isolation=True to accept the weaker isolation"
+                )
+            warnings.warn(
+                "palaestra sandbox: running WITHOUT bubblewrap (unshare fallback): programs can read "
+                "world-readable host files. Install bubblewrap for full isolation.",
+                WeakIsolationWarning,
+                stacklevel=2,
+            )
+        self.isolation: Literal["bubblewrap", "unshare"] = isolation
+        self.is_root = os.geteuid() == 0
+        if self.is_root and not shutil.which("setpriv"):
+            raise SandboxUnavailableError("running as root needs util-linux `setpriv` to drop to a slot uid")
+        self.python = python or _default_python()
+        if not os.access(self.python, os.X_OK):
+            raise SandboxUnavailableError(f"python={self.python!r} is not an executable file")
+        if self.is_root and not _world_traversable(self.python):
+            raise SandboxUnavailableError(
+                f"python={self.python!r} lies under a directory the sandbox uid cannot enter; use a "
+                "system interpreter (e.g. /usr/bin/python3: apt-get install python3-minimal)"
+            )
+        self._python_prefix = self._interpreter_prefix(self.python)
+        self._system_binds = _bind_system_dirs()
+        self._slots: queue.LifoQueue[_Slot] = queue.LifoQueue()
+        self._all_slots: list[_Slot] = []
+        self._run_id = f"{os.getpid()}-{id(self):x}"
+        for index in range(max_concurrency):
+            uid = uid_base + index if self.is_root else os.getuid()
+            cgroup = SlotCgroup.create(f"{self._run_id}-{index}") if self.is_root else None
+            slot = _Slot(index, uid, cgroup)
+            self._all_slots.append(slot)
+            self._slots.put(slot)
+        self.cgroups = all(s.cgroup is not None for s in self._all_slots)
+        if not self.cgroups:
+            logger.info("sandbox: cgroups not writable here; memory is limited by RLIMIT_AS instead")
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _interpreter_prefix(python: str) -> str | None:
+        real = os.path.realpath(python)
+        if real.startswith("/usr/"):
+            return None
+        return str(Path(real).parent.parent)  # <prefix>/bin/python3 -> <prefix>
+
+    # -- command construction ----------------------------------------------------------------------
+    def _launcher_script(self, slot: _Slot, limits: Limits, *, nproc: int) -> str:
+        lines = [
+            "ulimit -c 0",
+            f"ulimit -t {max(1, math.ceil(limits.cpu_time_s))}",
+            f"ulimit -f {limits.max_file_size_mb * 2048}",  # 512-byte blocks
+            f"ulimit -n {limits.max_open_files}",
+            f"ulimit -p {nproc}",
+        ]
+        if slot.cgroup is None:
+            # RLIMIT_AS counts address space, not memory: leave room for the interpreter's mappings
+            lines.append(f"ulimit -v {(limits.memory_mb + 64) * 1024}")
+        else:
+            lines += [f"echo $$ > {shlex.quote(str(p))} || exit 125" for p in slot.cgroup.procs_files]
+        lines.append('exec "$@"')
+        return "\n".join(lines)
+
+    def _bwrap_args(self, limits: Limits, files: dict[str, bytes], fds: list[int], info_fd: int) -> list[str]:
+        size = str(limits.disk_mb * 1024 * 1024)
+        args = [
+            "bwrap",
+            "--info-fd",
+            str(info_fd),
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "sandbox",
+            *self._system_binds,
+        ]
+        if self._python_prefix is not None:
+            args += ["--ro-bind", self._python_prefix, self._python_prefix]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORK_DIR]
+        dirs = sorted({str(Path(name).parent) for name in files} - {"."})
+        for d in dirs:
+            for parent in [*reversed(Path(d).parents[:-1]), Path(d)]:
+                args += ["--dir", f"{WORK_DIR}/{parent}"]
+        for (name, _), fd in zip(files.items(), fds, strict=True):
+            args += ["--perms", "0644", "--file", str(fd), f"{WORK_DIR}/{name}"]
+        args += [
+            "--remount-ro",
+            "/",
+            "--chdir",
+            WORK_DIR,
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            _SYSTEM_PATH,
+            "--setenv",
+            "HOME",
+            WORK_DIR,
+            "--setenv",
+            "TMPDIR",
+            "/tmp",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+            "--",
+        ]
+        return args
+
+    def _unshare_args(self, limits: Limits, workdir: str) -> list[str]:
+        size = f"size={limits.disk_mb}m"
+        private_tmp = " && ".join(
+            f"mount -t tmpfs -o {size},mode=1777 tmpfs {d}" for d in _WORLD_WRITABLE_DIRS if os.path.isdir(d)
+        )
+        # runs as root inside the new namespaces, before the uid drop
+        return [
+            "unshare",
+            *([] if self.is_root else ["--map-root-user"]),
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--mount-proc",
+            "--ipc",
+            "--uts",
+            "--",
+            "/bin/sh",
+            "-c",
+            # no exec: this shell reports a signal death as 128+N (unshare --fork itself fails to)
+            f'{{ {private_tmp} && cd {shlex.quote(workdir)}; }} || exit 125\n"$@"\nexit $?',
+            "sh",
+        ]
+
+    def _argv(
+        self,
+        slot: _Slot,
+        limits: Limits,
+        command: Sequence[str],
+        files: dict[str, bytes],
+        fds: list[int],
+        workdir: str | None,
+        info_fd: int,
+    ) -> list[str]:
+        drop = (
+            [
+                "setpriv",
+                f"--reuid={slot.uid}",
+                f"--regid={slot.uid}",
+                "--clear-groups",
+                "--no-new-privs",
+                "--",
+            ]
+            if self.is_root
+            else []
+        )
+        if self.isolation == "bubblewrap":
+            inner = [*drop, *self._bwrap_args(limits, files, fds[:-1], info_fd), *command]
+        else:
+            assert workdir is not None
+            env = ["env", "-i", f"PATH={_SYSTEM_PATH}", f"HOME={workdir}", "TMPDIR=/tmp", "LANG=C.UTF-8"]
+            inner = [*self._unshare_args(limits, workdir), *drop, *env, *command]
+        nproc = limits.max_processes + _BWRAP_OVERHEAD_PROCS
+        if not self.is_root:
+            nproc += _count_processes(os.getuid())
+        return ["/bin/sh", "-c", self._launcher_script(slot, limits, nproc=nproc), "sh", *inner]
+
+    # -- execution ---------------------------------------------------------------------------------
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        files: Mapping[str, str | bytes] | None = None,
+        stdin: str | bytes = b"",
+        limits: Limits | None = None,
+    ) -> ExecutionResult:
+        if self._closed:
+            raise SandboxError("this sandbox is closed")
+        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
+            raise TypeError("command must be a non-empty list of strings (an argv), not a shell string")
+        checked = validate_files(files)
+        limits = limits or self.limits
+        data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
+        slot = self._slots.get()
+        try:
+            return self._run_in_slot(slot, list(command), checked, data, limits)
+        finally:
+            self._slots.put(slot)
+
+    def _run_in_slot(
+        self, slot: _Slot, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
+    ) -> ExecutionResult:
+        if slot.cgroup is not None:
+            slot.cgroup.prepare(
+                memory_bytes=limits.memory_mb * 1024 * 1024,
+                max_pids=limits.max_processes + _BWRAP_OVERHEAD_PROCS,
+            )
+        fds: list[int] = []
+        workdir: str | None = None
+        info_r: int | None = None
+        try:
+            if self.isolation == "bubblewrap":
+                for name, content in files.items():
+                    fd = os.memfd_create(f"palaestra-{name.replace('/', '_')}", 0)  # not CLOEXEC: passed
+                    os.write(fd, content)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    fds.append(fd)
+                info_r, info_w = os.pipe()  # bwrap writes its child's pid here once the sandbox is up
+                fds.append(info_w)
+            else:
+                workdir = self._host_workdir(slot, files)
+            argv = self._argv(slot, limits, command, files, fds, workdir, fds[-1] if fds else -1)
+            return self._execute(slot, argv, stdin, limits, fds, info_r)
+        finally:
+            for fd in [*fds, *([info_r] if info_r is not None else [])]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if slot.cgroup is not None and not slot.cgroup.kill_all():
+                logger.error("sandbox slot %d: processes survive SIGKILL: %s", slot.index, slot.cgroup.pids())
+            if workdir is not None:
+                shutil.rmtree(Path(workdir).parent, ignore_errors=True)
+
+    def _host_workdir(self, slot: _Slot, files: dict[str, bytes]) -> str:
+        """The unshare fallback's work dir: a fresh directory owned by the slot uid."""
+        # not under /tmp: the fallback mounts a private tmpfs over the world-writable dirs
+        parent = (
+            "/run/palaestra-sandbox" if self.is_root else os.path.expanduser("~/.cache/palaestra-sandbox")
+        )
+        os.makedirs(parent, mode=0o711, exist_ok=True)
+        base = tempfile.mkdtemp(prefix="run-", dir=parent)
+        os.chmod(base, 0o711)
+        work = Path(base) / "work"
+        work.mkdir(mode=0o700)
+        for name, content in files.items():
+            path = work / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        for root, dirnames, filenames in os.walk(work):
+            for entry in [root, *(os.path.join(root, n) for n in dirnames + filenames)]:
+                os.chown(entry, slot.uid, slot.uid)
+        return str(work)
+
+    def _execute(
+        self, slot: _Slot, argv: list[str], stdin: bytes, limits: Limits, fds: list[int], info_r: int | None
+    ) -> ExecutionResult:
+        out, err = OutputBuffer(limits.max_output_bytes), OutputBuffer(limits.max_output_bytes)
+        start = time.monotonic()
+        deadline = start + limits.wall_time_s
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=fds,
+                start_new_session=True,
+                env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
+                cwd="/",
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start the sandbox launcher: {exc}") from exc
+        if fds:
+            os.close(fds.pop())  # our copy of the info pipe's write end: EOF once bwrap is gone
+        stopped_by = _pump(proc, stdin, deadline, out, err)
+        reaped = None if stopped_by is not None else _wait_until(proc.pid, deadline)
+        if reaped is None:
+            stopped_by = stopped_by or "wall_time"
+            _kill_tree(proc, slot)
+            reaped = os.wait4(proc.pid, 0)
+        _, status, rusage = reaped
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        duration = time.monotonic() - start
+        for stream in (proc.stdout, proc.stderr, proc.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        exit_code, sig = _decode_status(proc.returncode)
+        started = _read_info(info_r) if info_r is not None else exit_code != 125
+        if not started and stopped_by is None:
+            raise SandboxError(f"the sandbox failed to start: {err.text().strip()}")
+        usage = slot.cgroup.usage() if slot.cgroup is not None else None
+        cpu_s = usage.cpu_time_s if usage is not None and usage.cpu_time_s is not None else None
+        if cpu_s is None:
+            cpu_s = rusage.ru_utime + rusage.ru_stime
+        limit = stopped_by or _limit_from_status(exit_code, sig, err.text(), cpu_s, limits, usage)
+        return ExecutionResult(
+            stdout=out.text(),
+            stderr=err.text(),
+            exit_code=exit_code,
+            signal=sig,
+            duration_s=duration,
+            limit=limit,
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for slot in self._all_slots:
+            if slot.cgroup is not None:
+                slot.cgroup.remove()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _count_processes(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += 1
+    return count
+
+
+def _pump(
+    proc: subprocess.Popen, stdin: bytes, deadline: float, out: OutputBuffer, err: OutputBuffer
+) -> LimitKind | None:
+    """Feed stdin and collect output until the pipes close; returns the limit that cut it short."""
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    targets = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    for fd in targets:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    pending = memoryview(stdin)
+    stdin_fd = proc.stdin.fileno()
+    if pending:
+        os.set_blocking(stdin_fd, False)
+        sel.register(stdin_fd, selectors.EVENT_WRITE)
+    else:
+        proc.stdin.close()
+    open_reads = len(targets)
+    try:
+        while open_reads:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                return "wall_time"
+            for key, _ in sel.select(timeout):
+                fd = key.fd
+                if fd == stdin_fd:
+                    try:
+                        written = os.write(fd, pending[: 1 << 16])
+                    except (BrokenPipeError, BlockingIOError) as exc:
+                        written = 0 if isinstance(exc, BlockingIOError) else len(pending)
+                    pending = pending[written:]
+                    if not pending:
+                        sel.unregister(fd)
+                        proc.stdin.close()
+                    continue
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(fd)
+                    open_reads -= 1
+                elif not targets[fd].feed(chunk):
+                    return "output"
+        return None  # output closed: the program exited or closed its pipes
+    finally:
+        sel.close()
+
+
+def _wait_until(pid: int, deadline: float) -> tuple[int, int, object] | None:
+    """Reap `pid` (os.wait4) if it exits before `deadline`, else None."""
+    delay = 0.0002
+    while True:
+        reaped = os.wait4(pid, os.WNOHANG)
+        if reaped[0] != 0:
+            return reaped
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def _kill_tree(proc: subprocess.Popen, slot: _Slot) -> None:
+    """SIGKILL the launcher's process group (the outer bwrap); its namespace dies with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if slot.cgroup is not None:
+        slot.cgroup.kill_all()
+
+
+def _read_info(fd: int) -> bool:
+    """Whether bubblewrap reported (through --info-fd) that the sandbox came up."""
+    os.set_blocking(fd, False)
+    try:
+        return bool(os.read(fd, 4096))
+    except BlockingIOError:
+        return False
+
+
+def _decode_status(returncode: int) -> tuple[int | None, int | None]:
+    """(exit_code, signal): bubblewrap reports a program killed by signal N as exit status 128+N."""
+    if returncode < 0:
+        return None, -returncode
+    if 128 < returncode <= 128 + 64:
+        return None, returncode - 128
+    return returncode, None
+
+
+def _limit_from_status(
+    exit_code: int | None,
+    sig: int | None,
+    stderr: str,
+    cpu_s: float,
+    limits: Limits,
+    usage,
+) -> LimitKind | None:
+    failed = exit_code != 0
+    if sig in _KILL_SIGNALS and cpu_s >= 0.9 * math.ceil(limits.cpu_time_s):
+        return "cpu_time"
+    if usage is not None and usage.memory_limit_hit and (sig == signal.SIGKILL or "MemoryError" in stderr):
+        return "memory"
+    if failed and "MemoryError" in stderr:
+        return "memory"
+    if usage is not None and usage.pids_limit_hit:
+        return "processes"
+    if failed and ("BlockingIOError: [Errno 11]" in stderr or "Resource temporarily unavailable" in stderr):
+        return "processes"
+    if sig == signal.SIGXFSZ or (failed and "File too large" in stderr):
+        return "file_size"
+    if failed and "No space left on device" in stderr:
+        return "disk"
+    return None
