@@ -115,7 +115,7 @@ def eval_command(
             group_size=group_size,
             max_turns=max_turns,
             step_timeout_s=step_timeout,
-            env_executor="thread" if step_timeout is not None else "inline",
+            env_executor="thread" if step_timeout is not None else "auto",
             sampling=SamplingParams(
                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=sampling_seed
             ),

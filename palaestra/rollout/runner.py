@@ -55,7 +55,9 @@ class RolloutConfig:
         max_turns: cap on actions per episode on top of the env's own limit (None = env's limit).
         max_context_tokens: truncate an episode whose next prompt would exceed this (token backends).
         step_timeout_s: per-step limit for env.reset/env.step (thread executor only).
-        env_executor: "inline" runs env steps on the event loop; "thread" in a pool, with timeouts.
+        env_executor: "inline" runs env steps on the event loop; "thread" in a pool, with timeouts;
+            "auto" (default) runs them inline unless the env declares `metadata["blocking_step"]`
+            (its steps wait on a subprocess or a browser: code, web envs), then in the pool.
         max_concurrency: episodes in flight at once.
         sampling: sampling parameters for every reply; the seed (if any) is varied per episode and turn.
     """
@@ -64,7 +66,7 @@ class RolloutConfig:
     max_turns: int | None = None
     max_context_tokens: int | None = None
     step_timeout_s: float | None = None
-    env_executor: Literal["inline", "thread"] = "inline"
+    env_executor: Literal["inline", "thread", "auto"] = "auto"
     max_concurrency: int = 64
     sampling: SamplingParams = field(default_factory=SamplingParams)
 
@@ -75,7 +77,7 @@ class RolloutConfig:
             raise ValueError(f"max_turns={self.max_turns}; it must be >= 1 or None")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency={self.max_concurrency}; it must be >= 1")
-        if self.step_timeout_s is not None and self.env_executor == "inline":
+        if self.step_timeout_s is not None and self.env_executor != "thread":
             raise ValueError(
                 "step_timeout_s needs env_executor='thread' (an inline step cannot be interrupted)"
             )
@@ -134,7 +136,7 @@ class RolloutRunner:
         """
         cfg = self.config
         limit = asyncio.Semaphore(cfg.max_concurrency)
-        if cfg.env_executor == "thread" and self._pool is None:
+        if cfg.env_executor != "inline" and self._pool is None:
             self._pool = ThreadPoolExecutor(
                 max_workers=cfg.max_concurrency, thread_name_prefix="palaestra-env"
             )
@@ -154,8 +156,11 @@ class RolloutRunner:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    async def _call_env(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.config.env_executor == "inline":
+    async def _call_env(
+        self, fn: Callable[..., Any], *args: Any, blocking: bool = False, **kwargs: Any
+    ) -> Any:
+        executor = self.config.env_executor
+        if executor == "inline" or (executor == "auto" and not blocking):
             return fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
@@ -200,7 +205,10 @@ class RolloutRunner:
 
     async def _play(self, env: gym.Env, task: Task, traj: Trajectory) -> None:
         cfg = self.config
-        observation, info = await self._call_env(env.reset, seed=task.seed, options=task.options)
+        blocking = bool(getattr(env.unwrapped, "metadata", {}).get("blocking_step", False))
+        observation, info = await self._call_env(
+            env.reset, seed=task.seed, options=task.options, blocking=blocking
+        )
         traj.task_id = str(info.get("task_id", ""))
         system_prompt = getattr(env.unwrapped, "system_prompt", "")
         messages: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -231,7 +239,9 @@ class RolloutRunner:
             span = self._append_reply(traj, generation)
             messages.append({"role": "assistant", "content": generation.text})
 
-            observation, reward, terminated, truncated, info = await self._call_env(env.step, generation.text)
+            observation, reward, terminated, truncated, info = await self._call_env(
+                env.step, generation.text, blocking=blocking
+            )
             turn += 1
             if cfg.max_turns is not None and turn >= cfg.max_turns and not terminated:
                 truncated = True

@@ -12,6 +12,8 @@ Backends: `local` (bubblewrap namespaces; `palaestra.sandbox.local`) and `docker
 
 from __future__ import annotations
 
+import atexit
+import threading
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +41,7 @@ __all__ = [
     "SandboxPool",
     "SandboxUnavailableError",
     "make_sandbox",
+    "shared_sandbox",
 ]
 
 
@@ -89,3 +92,31 @@ def make_sandbox(config: SandboxConfig | dict | None = None) -> Sandbox:
         engine_url=config.engine_url,
         python=config.python,
     )
+
+
+_shared: dict[str, Sandbox] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_sandbox(config: SandboxConfig | dict | None = None) -> Sandbox:
+    """The process-wide sandbox for `config`, built on first use and closed at exit.
+
+    Envs use this so that many env instances (a rollout runs dozens) share one set of slots instead of
+    each holding its own cgroups, uids or containers.
+    """
+    if not isinstance(config, SandboxConfig):
+        config = SandboxConfig.model_validate(config or {})
+    key = config.model_dump_json()
+    with _shared_lock:
+        box = _shared.get(key)
+        if box is None:
+            box = _shared[key] = make_sandbox(config)
+        return box
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _shared_lock:
+        for box in _shared.values():
+            box.close()
+        _shared.clear()

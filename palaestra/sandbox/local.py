@@ -134,7 +134,8 @@ class LocalSandbox(Sandbox):
         allow_weak_isolation: permit the `unshare` fallback (it leaves host files readable).
         python: interpreter for `run_python` (default /usr/bin/python3; a Python under a directory
             other users cannot enter, such as /root/.pyenv, cannot be used by the sandbox uid).
-        uid_base: first slot uid when running as root.
+        uid_base: base of the slot uids when running as root (each process takes a block of 1024
+            uids above it, chosen by pid; each sandbox in the process takes its slots from the block).
 
     Raises:
         SandboxUnavailableError: the isolation asked for is not available, or only the weak fallback
@@ -195,8 +196,9 @@ class LocalSandbox(Sandbox):
         self._slots: queue.LifoQueue[_Slot] = queue.LifoQueue()
         self._all_slots: list[_Slot] = []
         self._run_id = f"{os.getpid()}-{id(self):x}"
+        uids = _allocate_uids(uid_base, max_concurrency)
         for index in range(max_concurrency):
-            uid = uid_base + index if self.is_root else os.getuid()
+            uid = uids[index] if self.is_root else os.getuid()
             cgroup = SlotCgroup.create(f"{self._run_id}-{index}") if self.is_root else None
             slot = _Slot(index, uid, cgroup)
             self._all_slots.append(slot)
@@ -477,6 +479,21 @@ class LocalSandbox(Sandbox):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+_uid_lock = threading.Lock()
+_uids_handed_out = 0
+_UIDS_PER_PROCESS = 1024
+
+
+def _allocate_uids(base: int, count: int) -> list[int]:
+    """Slot uids no other sandbox of this process (nor, by pid, of another process) shares."""
+    global _uids_handed_out
+    with _uid_lock:
+        start = _uids_handed_out
+        _uids_handed_out += count
+    block = base + (os.getpid() % 4096) * _UIDS_PER_PROCESS
+    return [block + (start + i) % _UIDS_PER_PROCESS for i in range(count)]
 
 
 def _count_processes(uid: int) -> int:

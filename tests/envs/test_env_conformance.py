@@ -8,6 +8,7 @@ below; the test fails loudly if one is missing.
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -46,9 +47,58 @@ def _math_file(tmp: Path) -> dict[str, Any]:
     return {"path": str(path)}
 
 
+def _jsonl(tmp: Path, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    path = tmp / name
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return {"path": str(path)}
+
+
+def _mbpp_file(tmp: Path) -> dict[str, Any]:
+    rows = [
+        {
+            "task_id": n,
+            "text": f"Write a function to add {n} to a number.",
+            "code": f"def add_{n}(x):\n    return x + {n}",
+            "test_list": [f"assert add_{n}(1) == {n + 1}", f"assert add_{n}(-{n}) == 0"],
+        }
+        for n in range(1, 21)
+    ]
+    return _jsonl(tmp, "mbpp.jsonl", rows)
+
+
+def _humaneval_file(tmp: Path) -> dict[str, Any]:
+    rows = [
+        {
+            "task_id": f"HumanEval/{n}",
+            "prompt": f'def times_{n}(x: int) -> int:\n    """Return x times {n}."""\n',
+            "canonical_solution": f"    return x * {n}\n",
+            "test": f"def check(candidate):\n    assert candidate(2) == {2 * n}\n    assert candidate(0) == 0\n",
+            "entry_point": f"times_{n}",
+        }
+        for n in range(1, 21)
+    ]
+    return _jsonl(tmp, "humaneval.jsonl", rows)
+
+
+def _apps_file(tmp: Path) -> dict[str, Any]:
+    rows = [
+        {
+            "question": f"Read an integer and print it plus {n}.",
+            "solutions": json.dumps([f"print(int(input()) + {n})"]),
+            "input_output": json.dumps({"inputs": ["1\n", "5\n"], "outputs": [f"{1 + n}\n", f"{5 + n}\n"]}),
+            "difficulty": "introductory",
+        }
+        for n in range(1, 21)
+    ]
+    return _jsonl(tmp, "apps.jsonl", rows)
+
+
 REQUIRED_KWARGS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "palaestra/Math-GSM8K-v0": _gsm8k_file,
     "palaestra/Math-MATH-v0": _math_file,
+    "palaestra/Code-MBPP-v0": _mbpp_file,
+    "palaestra/Code-HumanEval-v0": _humaneval_file,
+    "palaestra/Code-APPS-v0": _apps_file,
 }
 """Env id -> function(tmp_path) -> the kwargs its `required_kwargs` need."""
 
@@ -60,6 +110,10 @@ _TOLERATED_WARNINGS: tuple[str, ...] = ()
 
 def _kwargs(env_id: str, tmp_path: Path) -> dict[str, Any]:
     card = palaestra.env_card(env_id)
+    if card.family == "Code" and shutil.which("bwrap") is None:
+        pytest.skip(
+            "code envs run programs in the sandbox, which needs bubblewrap (apt-get install bubblewrap)"
+        )
     needed = [k for k in card.required_kwargs if k not in card.kwargs]
     if not needed:
         return {}

@@ -215,7 +215,7 @@ class Trainer:
             max_turns=r.max_turns,
             max_context_tokens=r.max_context_tokens,
             step_timeout_s=r.step_timeout_s,
-            env_executor="thread" if r.step_timeout_s else "inline",
+            env_executor="thread" if r.step_timeout_s else "auto",
             max_concurrency=max(1, r.tasks_per_step * r.group_size),
             sampling=SamplingParams(
                 max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, seed=seed
