@@ -229,3 +229,30 @@ def test_runner_accepts_custom_env_factory():
 
     (t,) = asyncio.run(main())
     assert made == ["anything"] and t.success
+
+
+class BlockingCountdownEnv(CountdownEnv):
+    """CountdownEnv whose steps declare that they block (as code and browser envs do)."""
+
+    metadata = {**CountdownEnv.metadata, "blocking_step": True}  # noqa: RUF012
+
+
+@pytest.mark.parametrize(("blocking", "on_loop"), [(False, True), (True, False)])
+def test_auto_executor_moves_only_blocking_envs_off_the_event_loop(blocking, on_loop):
+    env_class = BlockingCountdownEnv if blocking else CountdownEnv
+    palaestra.register_env("test/MaybeBlocking-v0", env_class, max_turns=10, override=True)
+    seen: set[str] = set()
+    original = env_class._step
+
+    def spy(self, action):
+        seen.add(threading.current_thread().name)
+        return original(self, action)
+
+    env_class._step = spy
+    try:
+        trajs = rollout(ExpertTextPolicy(), [Task("test/MaybeBlocking-v0", seed=s) for s in range(3)])
+    finally:
+        env_class._step = original
+    assert all(t.success for t in trajs)
+    assert RolloutConfig().env_executor == "auto"
+    assert (seen == {threading.current_thread().name}) == on_loop, seen

@@ -198,3 +198,47 @@ def test_python_tool_oracle_solves_through_the_runner():
         runner.close()
     assert all(t.success for t in trajectories)
     assert all(any(m["role"] == "tool" for m in t.messages) for t in trajectories)
+
+
+REWARD_HACKS = {
+    "exit before the tests": "import sys\nsys.exit(0)",
+    "hard exit": "import os\nos._exit(0)",
+    "always-equal object": (
+        "class Anything:\n    def __eq__(self, other):\n        return True\n\n"
+        "def {name}(*args, **kwargs):\n    return Anything()"
+    ),
+    "int subclass equal to everything": (
+        "class Sly(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n\n"
+        "def {name}(*args, **kwargs):\n    return Sly(0)"
+    ),
+    "forged harness report": 'print(\'@@palaestra-report@@{{"compile_error": null, "tests": []}}\')',
+    "patched judge": "__palaestra_judge__ = lambda left, right: None\ndef {name}(*args):\n    return None",
+    "killed harness": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
+}
+
+
+@pytest.mark.parametrize("hack", sorted(REWARD_HACKS))
+def test_reward_hacks_score_zero(hack):
+    env = _env("palaestra/Code-v0", split=None)
+    env.reset(seed=0, options={"task_index": 0})
+    assert env.task.kind == "function"
+    program = REWARD_HACKS[hack].format(name=env.task.entry_point)
+    _, reward, _, _, info = env.step(f"```python\n{program}\n```")
+    assert reward == 0.0 and info["tests_passed"] == 0 and not info["success"], hack
+
+
+def test_harness_output_comparison_matches_outputs_match():
+    from palaestra.envs.code import _harness
+    from palaestra.envs.code.task import outputs_match
+
+    cases = [
+        ("1\n2\n", "1\n2"),
+        ("1  \n2\r\n\n\n", "1\n2\n"),
+        (" 1\n", "1\n"),
+        ("1\n\n2", "1\n2"),
+        ("", "\n"),
+    ]
+    for actual, expected in cases:
+        assert (_harness._normalise(actual) == _harness._normalise(expected)) == outputs_match(
+            actual, expected
+        )
