@@ -24,6 +24,12 @@ Why each part (measured on Debian 12 as root in a container, cgroups v1 writable
       `setns` through ctypes fail); hard rlimits cannot be raised without CAP_SYS_RESOURCE.
     - Memory: the slot's cgroup (memory + swap) where cgroups are writable, else RLIMIT_AS.
 
+Warm slots (`warm=True`, the default): after an execution, each slot starts its next sandbox in the
+background (launcher, namespaces, mounts and `python3 -I` up, waiting on stdin; see
+`palaestra.sandbox._loader`). The next call hands it the job, so the caller does not wait for the
+start-up. Each standby serves exactly one execution and has run no code before it, so this is as
+isolated as a cold start; calls with other limits than the standby's start cold.
+
 Fallback without bubblewrap (`isolation="unshare"`): util-linux `unshare` for the network, pid, ipc,
 uts and mount namespaces, a private tmpfs over /tmp, /var/tmp and /run/lock, the slot uid, rlimits and
 cgroups. The host's file system stays visible (protected by permissions only) and the program may
@@ -33,8 +39,10 @@ refused unless `allow_weak_isolation=True`, and warns loudly when used.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
+import marshal
 import math
 import os
 import queue
@@ -66,6 +74,10 @@ from palaestra.sandbox.api import (
 )
 from palaestra.sandbox.cgroups import SlotCgroup
 
+_LOADER = (Path(__file__).parent / "_loader.py").read_text(encoding="utf-8")
+LOADER_PATH = "/palaestra-loader.py"
+"""Where a warm sandbox's loader lies inside it (read-only)."""
+
 __all__ = ["DEFAULT_UID_BASE", "Isolation", "LocalSandbox", "WeakIsolationWarning", "detect_isolation"]
 
 logger = logging.getLogger(__name__)
@@ -93,10 +105,37 @@ def detect_isolation() -> Literal["bubblewrap", "unshare"] | None:
 
 
 @dataclass
+class _Launch:
+    """A started launcher chain: the process, bwrap's info pipe, the limits it was started with."""
+
+    proc: subprocess.Popen
+    info_r: int | None
+    limits: Limits
+
+    def close_pipes(self) -> None:
+        for stream in (self.proc.stdout, self.proc.stderr, self.proc.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        if self.info_r is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.info_r)
+            self.info_r = None
+
+    def discard(self, slot: _Slot) -> None:
+        """Kill an unused standby and reap it."""
+        _kill_tree(self.proc, slot)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.proc.pid, 0)
+        self.close_pipes()
+
+
+@dataclass
 class _Slot:
     index: int
     uid: int
     cgroup: SlotCgroup | None
+    standby: _Launch | None = None
 
 
 def _default_python() -> str:
@@ -108,7 +147,7 @@ def _default_python() -> str:
 
 def _world_traversable(path: str) -> bool:
     """Whether every directory above `path` lets other users through (o+x)."""
-    parts = Path(path).resolve().parents
+    parts = Path(os.path.abspath(path)).parents
     return all(os.stat(p).st_mode & 0o001 for p in parts)
 
 
@@ -134,6 +173,7 @@ class LocalSandbox(Sandbox):
         allow_weak_isolation: permit the `unshare` fallback (it leaves host files readable).
         python: interpreter for `run_python` (default /usr/bin/python3; a Python under a directory
             other users cannot enter, such as /root/.pyenv, cannot be used by the sandbox uid).
+        warm: keep one sandbox per slot started ahead of time (see "Warm slots" above).
         uid_base: base of the slot uids when running as root (each process takes a block of 1024
             uids above it, chosen by pid; each sandbox in the process takes its slots from the block).
 
@@ -153,6 +193,7 @@ class LocalSandbox(Sandbox):
         allow_weak_isolation: bool = False,
         python: str | None = None,
         uid_base: int = DEFAULT_UID_BASE,
+        warm: bool = True,
     ):
         super().__init__(limits=limits, max_concurrency=max_concurrency)
         found = detect_isolation()
@@ -186,11 +227,8 @@ class LocalSandbox(Sandbox):
         self.python = python or _default_python()
         if not os.access(self.python, os.X_OK):
             raise SandboxUnavailableError(f"python={self.python!r} is not an executable file")
-        if self.is_root and not _world_traversable(self.python):
-            raise SandboxUnavailableError(
-                f"python={self.python!r} lies under a directory the sandbox uid cannot enter; use a "
-                "system interpreter (e.g. /usr/bin/python3: apt-get install python3-minimal)"
-            )
+        if self.is_root:
+            self._check_interpreter(self.python)
         self._python_prefix = self._interpreter_prefix(self.python)
         self._system_binds = _bind_system_dirs()
         self._slots: queue.LifoQueue[_Slot] = queue.LifoQueue()
@@ -206,8 +244,23 @@ class LocalSandbox(Sandbox):
         self.cgroups = all(s.cgroup is not None for s in self._all_slots)
         if not self.cgroups:
             logger.info("sandbox: cgroups not writable here; memory is limited by RLIMIT_AS instead")
+        self._warm = warm and self.isolation == "bubblewrap"
+        self._refiller = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="palaestra-sandbox-standby"
+        )
         self._closed = False
         self._lock = threading.Lock()
+
+    @staticmethod
+    @staticmethod
+    def _check_interpreter(python: str) -> None:
+        """Refuse an interpreter the slot uids cannot reach (e.g. under root's 0700 home)."""
+        for path in {python, os.path.realpath(python)}:
+            if not _world_traversable(path):
+                raise SandboxUnavailableError(
+                    f"python={python!r} lies under a directory the sandbox uid cannot enter; use a "
+                    "system interpreter (e.g. /usr/bin/python3: apt-get install python3-minimal)"
+                )
 
     @staticmethod
     def _interpreter_prefix(python: str) -> str | None:
@@ -233,11 +286,13 @@ class LocalSandbox(Sandbox):
         lines.append('exec "$@"')
         return "\n".join(lines)
 
-    def _bwrap_args(self, limits: Limits, files: dict[str, bytes], fds: list[int], info_fd: int) -> list[str]:
+    def _bwrap_args(
+        self, limits: Limits, files: dict[str, bytes], fds: list[int], info_fd: int, loader_fd: int | None
+    ) -> list[str]:
         size = str(limits.disk_mb * 1024 * 1024)
         args = [
             "bwrap",
-            "--info-fd",
+            "--json-status-fd",
             str(info_fd),
             "--unshare-all",
             "--unshare-user",
@@ -258,6 +313,8 @@ class LocalSandbox(Sandbox):
                 args += ["--dir", f"{WORK_DIR}/{parent}"]
         for (name, _), fd in zip(files.items(), fds, strict=True):
             args += ["--perms", "0644", "--file", str(fd), f"{WORK_DIR}/{name}"]
+        if loader_fd is not None:
+            args += ["--perms", "0444", "--ro-bind-data", str(loader_fd), LOADER_PATH]
         args += [
             "--remount-ro",
             "/",
@@ -328,7 +385,8 @@ class LocalSandbox(Sandbox):
             else []
         )
         if self.isolation == "bubblewrap":
-            inner = [*drop, *self._bwrap_args(limits, files, fds[:-1], info_fd), *command]
+            loader_fd = fds[len(files)] if len(fds) == len(files) + 2 else None
+            inner = [*drop, *self._bwrap_args(limits, files, fds[: len(files)], info_fd, loader_fd), *command]
         else:
             assert workdir is not None
             env = ["env", "-i", f"PATH={_SYSTEM_PATH}", f"HOME={workdir}", "TMPDIR=/tmp", "LANG=C.UTF-8"]
@@ -356,42 +414,194 @@ class LocalSandbox(Sandbox):
         data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
         slot = self._slots.get()
         try:
-            return self._run_in_slot(slot, list(command), checked, data, limits)
-        finally:
+            if self._warm:
+                result = self._run_warm(slot, list(command), checked, data, limits)
+            else:
+                result = self._run_cold(slot, list(command), checked, data, limits)
+        except BaseException:
+            self._release(slot, None)
+            raise
+        self._release(slot, limits if self._warm else None)
+        return result
+
+    def _release(self, slot: _Slot, refill_limits: Limits | None) -> None:
+        """Sweep the slot and give it back; with `refill_limits`, start its next standby first (in
+        the background, so the caller does not wait)."""
+        if refill_limits is None or self._closed:
+            self._sweep(slot)
+            self._slots.put(slot)
+            return
+
+        def refill() -> None:
+            try:
+                self._sweep(slot)
+                if not self._closed:
+                    slot.standby = self._launch_standby(slot, refill_limits)
+            except Exception:  # the next run starts cold and reports any real failure
+                logger.exception("sandbox slot %d: could not start a standby sandbox", slot.index)
+            finally:
+                self._slots.put(slot)
+
+        try:
+            self._refiller.submit(refill)
+        except RuntimeError:  # shut down: closing
+            self._sweep(slot)
             self._slots.put(slot)
 
-    def _run_in_slot(
+    def _sweep(self, slot: _Slot) -> None:
+        if slot.cgroup is not None and not slot.cgroup.kill_all():
+            logger.error("sandbox slot %d: processes survive SIGKILL: %s", slot.index, slot.cgroup.pids())
+
+    def _run_cold(
         self, slot: _Slot, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
     ) -> ExecutionResult:
+        workdir = self._host_workdir(slot, files) if self.isolation == "unshare" else None
+        try:
+            launch = self._launch(slot, limits, command, files, workdir=workdir)
+            return self._collect(slot, launch, stdin, limits)
+        finally:
+            if workdir is not None:
+                shutil.rmtree(Path(workdir).parent, ignore_errors=True)
+
+    def _run_warm(
+        self, slot: _Slot, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
+    ) -> ExecutionResult:
+        standby, slot.standby = slot.standby, None
+        if standby is None or standby.limits != limits or standby.proc.poll() is not None:
+            if standby is not None:
+                standby.discard(slot)
+                self._sweep(slot)
+            standby = self._launch_standby(slot, limits)
+        job = marshal.dumps((command, list(files.items())), 4)
+        return self._collect(slot, standby, len(job).to_bytes(8, "big") + job + stdin, limits)
+
+    def _launch(
+        self,
+        slot: _Slot,
+        limits: Limits,
+        command: list[str],
+        files: dict[str, bytes],
+        *,
+        workdir: str | None = None,
+        standby: bool = False,
+    ) -> _Launch:
+        """Start the launcher chain for `command` in `slot` (its cgroup prepared for `limits`);
+        `standby`: mount the loader too."""
         if slot.cgroup is not None:
             slot.cgroup.prepare(
                 memory_bytes=limits.memory_mb * 1024 * 1024,
                 max_pids=limits.max_processes + _BWRAP_OVERHEAD_PROCS,
             )
         fds: list[int] = []
-        workdir: str | None = None
         info_r: int | None = None
         try:
             if self.isolation == "bubblewrap":
                 for name, content in files.items():
-                    fd = os.memfd_create(f"palaestra-{name.replace('/', '_')}", 0)  # not CLOEXEC: passed
-                    os.write(fd, content)
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    fds.append(fd)
-                info_r, info_w = os.pipe()  # bwrap writes its child's pid here once the sandbox is up
+                    fds.append(_memfd(f"palaestra-{name.replace('/', '_')}", content))
+                if standby:
+                    fds.append(_memfd("palaestra-loader", _LOADER.encode()))
+                info_r, info_w = os.pipe()  # bwrap's JSON status: the program's exit code once it ran
                 fds.append(info_w)
-            else:
-                workdir = self._host_workdir(slot, files)
             argv = self._argv(slot, limits, command, files, fds, workdir, fds[-1] if fds else -1)
-            return self._execute(slot, argv, stdin, limits, fds, info_r)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=fds,
+                start_new_session=True,
+                env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
+                cwd="/",
+            )
+        except OSError as exc:
+            if info_r is not None:
+                os.close(info_r)
+            raise SandboxError(f"could not start the sandbox launcher: {exc}") from exc
         finally:
-            for fd in [*fds, *([info_r] if info_r is not None else [])]:
+            for fd in fds:  # the launcher holds its copies; ours would keep the info pipe open
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            if slot.cgroup is not None and not slot.cgroup.kill_all():
-                logger.error("sandbox slot %d: processes survive SIGKILL: %s", slot.index, slot.cgroup.pids())
-            if workdir is not None:
-                shutil.rmtree(Path(workdir).parent, ignore_errors=True)
+        return _Launch(proc, info_r, limits)
+
+    def _launch_standby(self, slot: _Slot, limits: Limits) -> _Launch:
+        return self._launch(slot, limits, [self.python, "-I", LOADER_PATH], {}, standby=True)
+
+    def _collect(self, slot: _Slot, launch: _Launch, stdin: bytes, limits: Limits) -> ExecutionResult:
+        """Feed `stdin`, collect the output under `limits`, reap the launcher and judge the result."""
+        proc = launch.proc
+        out, err = OutputBuffer(limits.max_output_bytes), OutputBuffer(limits.max_output_bytes)
+        start = time.monotonic()
+        deadline = start + limits.wall_time_s
+        try:
+            stopped_by = _pump(proc, stdin, deadline, out, err)
+            reaped = None if stopped_by is not None else _wait_until(proc.pid, deadline)
+            if reaped is None:
+                stopped_by = stopped_by or "wall_time"
+                _kill_tree(proc, slot)
+                reaped = os.wait4(proc.pid, 0)
+            _, status, rusage = reaped
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            duration = time.monotonic() - start
+            started = _read_info(launch.info_r) if launch.info_r is not None else None
+        finally:
+            launch.close_pipes()
+        exit_code, sig = _decode_status(proc.returncode)
+        if started is None:
+            started = exit_code != 125
+        if not started and stopped_by is None:
+            raise SandboxError(f"the sandbox failed to start: {err.text().strip()}")
+        usage = slot.cgroup.usage() if slot.cgroup is not None else None
+        cpu_s = usage.cpu_time_s if usage is not None and usage.cpu_time_s is not None else None
+        if cpu_s is None:
+            cpu_s = rusage.ru_utime + rusage.ru_stime
+        limit = stopped_by or _limit_from_status(exit_code, sig, err.text(), cpu_s, limits, usage)
+        return ExecutionResult(
+            stdout=out.text(),
+            stderr=err.text(),
+            exit_code=exit_code,
+            signal=sig,
+            duration_s=duration,
+            limit=limit,
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+        )
+
+    def leftover_processes(self) -> list[int]:
+        """Processes running as this sandbox's slot uids that are not an idle standby sandbox.
+
+        Between executions this is empty unless a program escaped the cleanup (the attack suite
+        checks it). Only meaningful as root, where every slot has its own uid.
+        """
+        if not self.is_root:
+            return []
+        uids = {slot.uid for slot in self._all_slots}
+        standby_roots = {slot.standby.proc.pid for slot in self._all_slots if slot.standby is not None}
+        parents: dict[int, int] = {}
+        owned: list[int] = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            pid = int(entry.name)
+            parents[pid] = int(fields["PPid"])
+            exited = fields["State"].split()[0] in ("Z", "X")  # dead, only waiting to be reaped
+            if int(fields["Uid"].split()[0]) in uids and not exited:
+                owned.append(pid)
+
+        def in_standby(pid: int) -> bool:
+            for _ in range(64):
+                if pid in standby_roots:
+                    return True
+                if pid not in parents or pid <= 1:
+                    return False
+                pid = parents[pid]
+            return False
+
+        return sorted(pid for pid in owned if not in_standby(pid))
 
     def _host_workdir(self, slot: _Slot, files: dict[str, bytes]) -> str:
         """The unshare fallback's work dir: a fresh directory owned by the slot uid."""
@@ -413,66 +623,16 @@ class LocalSandbox(Sandbox):
                 os.chown(entry, slot.uid, slot.uid)
         return str(work)
 
-    def _execute(
-        self, slot: _Slot, argv: list[str], stdin: bytes, limits: Limits, fds: list[int], info_r: int | None
-    ) -> ExecutionResult:
-        out, err = OutputBuffer(limits.max_output_bytes), OutputBuffer(limits.max_output_bytes)
-        start = time.monotonic()
-        deadline = start + limits.wall_time_s
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=fds,
-                start_new_session=True,
-                env={"PATH": _SYSTEM_PATH, "LANG": "C.UTF-8"},
-                cwd="/",
-            )
-        except OSError as exc:
-            raise SandboxError(f"could not start the sandbox launcher: {exc}") from exc
-        if fds:
-            os.close(fds.pop())  # our copy of the info pipe's write end: EOF once bwrap is gone
-        stopped_by = _pump(proc, stdin, deadline, out, err)
-        reaped = None if stopped_by is not None else _wait_until(proc.pid, deadline)
-        if reaped is None:
-            stopped_by = stopped_by or "wall_time"
-            _kill_tree(proc, slot)
-            reaped = os.wait4(proc.pid, 0)
-        _, status, rusage = reaped
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        duration = time.monotonic() - start
-        for stream in (proc.stdout, proc.stderr, proc.stdin):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        exit_code, sig = _decode_status(proc.returncode)
-        started = _read_info(info_r) if info_r is not None else exit_code != 125
-        if not started and stopped_by is None:
-            raise SandboxError(f"the sandbox failed to start: {err.text().strip()}")
-        usage = slot.cgroup.usage() if slot.cgroup is not None else None
-        cpu_s = usage.cpu_time_s if usage is not None and usage.cpu_time_s is not None else None
-        if cpu_s is None:
-            cpu_s = rusage.ru_utime + rusage.ru_stime
-        limit = stopped_by or _limit_from_status(exit_code, sig, err.text(), cpu_s, limits, usage)
-        return ExecutionResult(
-            stdout=out.text(),
-            stderr=err.text(),
-            exit_code=exit_code,
-            signal=sig,
-            duration_s=duration,
-            limit=limit,
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
-        )
-
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        self._refiller.shutdown(wait=True)
         for slot in self._all_slots:
+            if slot.standby is not None:
+                slot.standby.discard(slot)
+                slot.standby = None
             if slot.cgroup is not None:
                 slot.cgroup.remove()
 
@@ -494,6 +654,14 @@ def _allocate_uids(base: int, count: int) -> list[int]:
         _uids_handed_out += count
     block = base + (os.getpid() % 4096) * _UIDS_PER_PROCESS
     return [block + (start + i) % _UIDS_PER_PROCESS for i in range(count)]
+
+
+def _memfd(name: str, content: bytes) -> int:
+    """An inheritable in-memory file holding `content`, positioned at its start (for bwrap)."""
+    fd = os.memfd_create(name, 0)  # no MFD_CLOEXEC: the launcher passes it on
+    os.write(fd, content)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _count_processes(uid: int) -> int:
@@ -577,12 +745,14 @@ def _kill_tree(proc: subprocess.Popen, slot: _Slot) -> None:
 
 
 def _read_info(fd: int) -> bool:
-    """Whether bubblewrap reported (through --info-fd) that the sandbox came up."""
+    """Whether bubblewrap reported (through --json-status-fd) that the program ran: it writes the
+    program's "exit-code" only when set-up succeeded and the program was started."""
     os.set_blocking(fd, False)
-    try:
-        return bool(os.read(fd, 4096))
-    except BlockingIOError:
-        return False
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    return b'"exit-code"' in data
 
 
 def _decode_status(returncode: int) -> tuple[int | None, int | None]:
