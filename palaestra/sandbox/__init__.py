@@ -61,6 +61,9 @@ class SandboxConfig(BaseModel):
     allow_weak_isolation: bool = Field(
         False, description="local only: permit the unshare fallback, which leaves host files readable."
     )
+    warm: bool = Field(
+        True, description="local only: keep a pre-started single-use sandbox per slot (lower latency)."
+    )
     python: str | None = Field(None, description="Interpreter inside the sandbox (default: the system's).")
     image: str = Field("palaestra-sandbox:latest", description="docker/podman only: the sandbox image.")
     engine_url: str | None = Field(
@@ -81,6 +84,7 @@ def make_sandbox(config: SandboxConfig | dict | None = None) -> Sandbox:
             isolation=config.isolation,
             allow_weak_isolation=config.allow_weak_isolation,
             python=config.python,
+            warm=config.warm,
         )
     from palaestra.sandbox.docker import ContainerSandbox
 
