@@ -11,9 +11,12 @@ Why each part (measured on Debian 12 as root in a container, cgroups v1 writable
     - bubblewrap as root does not cap forks: root ignores RLIMIT_NPROC. Started as an unprivileged uid
       it does, so a root caller drops to a per-slot uid (`uid_base + slot`; no passwd entry needed) and
       concurrent executions never share a process budget or can signal each other.
-    - The pid namespace ends with its init: when the program exits or is killed, every process it
-      left behind (background sleepers, spinning children) is killed by the kernel. The slot's cgroup
-      is swept as well, as a second line.
+    - The program is the pid namespace's init (`--as-pid-1`): when it exits or is killed, every
+      process it left behind (background sleepers, spinning children) is killed by the kernel, and
+      the slot's cgroup is swept as well, as a second line. (With bubblewrap's own reaper as pid 1
+      instead, that reaper outlives the outer bwrap for an instant and is left as a zombie of the
+      host's init, which counts against the slot uid's process limit until reaped; some container
+      inits never reap it.)
     - The network namespace holds only a loopback of its own: the host's 127.0.0.1 and the outside
       world are unreachable.
     - The file system is /usr (plus the interpreter's prefix if it lives elsewhere) read-only, a fresh
@@ -46,6 +49,7 @@ import marshal
 import math
 import os
 import queue
+import re
 import selectors
 import shlex
 import shutil
@@ -59,7 +63,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from palaestra.sandbox.api import (
     WORK_DIR,
@@ -86,7 +90,7 @@ Isolation = Literal["auto", "bubblewrap", "unshare"]
 DEFAULT_UID_BASE = 420_000
 """First uid of the slots when running as root (uids without a passwd entry, far from real users)."""
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-_BWRAP_OVERHEAD_PROCS = 3  # outer bwrap, the namespace's init, the program
+_BWRAP_OVERHEAD_PROCS = 2  # the outer bwrap and the program (the namespace's init)
 _KILL_SIGNALS = {signal.SIGKILL, signal.SIGXCPU}
 _WORLD_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/run/lock", "/dev/shm", "/dev/mqueue")
 
@@ -106,11 +110,49 @@ def detect_isolation() -> Literal["bubblewrap", "unshare"] | None:
 
 @dataclass
 class _Launch:
-    """A started launcher chain: the process, bwrap's info pipe, the limits it was started with."""
+    """A started launcher chain: the process, bwrap's JSON status pipe, the limits it was started with."""
 
     proc: subprocess.Popen
     info_r: int | None
     limits: Limits
+    status: bytes = b""
+
+    def read_status(self) -> bytes:
+        """What bwrap has reported so far (`child-pid` at start, `exit-code` once the program ended)."""
+        if self.info_r is not None:
+            os.set_blocking(self.info_r, False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                while chunk := os.read(self.info_r, 4096):
+                    self.status += chunk
+        return self.status
+
+    @property
+    def program_ran(self) -> bool:
+        """bwrap writes the program's "exit-code" only when set-up succeeded and the program ran."""
+        return b'"exit-code"' in self.read_status()
+
+    def stop(self, slot: _Slot) -> tuple[int, int, Any]:
+        """Kill the execution, program first, and reap the launcher (`os.wait4`'s result).
+
+        The program dies first so that its parent, the outer bwrap, reaps it: killed the other way
+        round, the orphaned program would be left as a zombie of the host's init, and count against
+        the slot uid's process limit until something reaps it.
+        """
+        match = re.search(rb'"child-pid":\s*(\d+)', self.read_status())
+        victims = [int(match[1])] if match else []
+        if slot.cgroup is not None:
+            victims += [pid for pid in slot.cgroup.pids() if pid != self.proc.pid]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        reaped = _wait_until(self.proc.pid, time.monotonic() + (1.0 if victims else 0.0))
+        if reaped is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            if slot.cgroup is not None:
+                slot.cgroup.kill_all()
+            reaped = os.wait4(self.proc.pid, 0)
+        return reaped
 
     def close_pipes(self) -> None:
         for stream in (self.proc.stdout, self.proc.stderr, self.proc.stdin):
@@ -124,9 +166,8 @@ class _Launch:
 
     def discard(self, slot: _Slot) -> None:
         """Kill an unused standby and reap it."""
-        _kill_tree(self.proc, slot)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.proc.pid, 0)
+            self.stop(slot)
         self.close_pipes()
 
 
@@ -297,6 +338,7 @@ class LocalSandbox(Sandbox):
             "--unshare-all",
             "--unshare-user",
             "--disable-userns",
+            "--as-pid-1",
             "--die-with-parent",
             "--new-session",
             "--hostname",
@@ -537,12 +579,11 @@ class LocalSandbox(Sandbox):
             reaped = None if stopped_by is not None else _wait_until(proc.pid, deadline)
             if reaped is None:
                 stopped_by = stopped_by or "wall_time"
-                _kill_tree(proc, slot)
-                reaped = os.wait4(proc.pid, 0)
+                reaped = launch.stop(slot)
             _, status, rusage = reaped
             proc.returncode = os.waitstatus_to_exitcode(status)
             duration = time.monotonic() - start
-            started = _read_info(launch.info_r) if launch.info_r is not None else None
+            started = launch.program_ran if launch.info_r is not None else None
         finally:
             launch.close_pipes()
         exit_code, sig = _decode_status(proc.returncode)
@@ -734,25 +775,6 @@ def _wait_until(pid: int, deadline: float) -> tuple[int, int, object] | None:
             return None
         time.sleep(delay)
         delay = min(delay * 2, 0.01)
-
-
-def _kill_tree(proc: subprocess.Popen, slot: _Slot) -> None:
-    """SIGKILL the launcher's process group (the outer bwrap); its namespace dies with it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if slot.cgroup is not None:
-        slot.cgroup.kill_all()
-
-
-def _read_info(fd: int) -> bool:
-    """Whether bubblewrap reported (through --json-status-fd) that the program ran: it writes the
-    program's "exit-code" only when set-up succeeded and the program was started."""
-    os.set_blocking(fd, False)
-    data = b""
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(fd, 4096):
-            data += chunk
-    return b'"exit-code"' in data
 
 
 def _decode_status(returncode: int) -> tuple[int | None, int | None]:

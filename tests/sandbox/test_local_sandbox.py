@@ -92,3 +92,25 @@ def test_a_sandbox_that_cannot_start_raises_instead_of_returning_a_result():
         box._system_binds = [*box._system_binds, "--ro-bind", "/does/not/exist", "/x"]
         with pytest.raises(SandboxError, match="failed to start"):
             box.run_python("print(1)")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="slot uids exist only when running as root")
+def test_no_zombies_are_left_for_the_hosts_init_to_reap():
+    """Zombies count against the slot uid's process limit; a container init may never reap them."""
+    with LocalSandbox(max_concurrency=1) as box:
+        for _ in range(4):
+            box.run_python("print(1)")
+            box.run_python("import time\ntime.sleep(9)", limits=Limits(wall_time_s=0.3))
+            box.run_python("print('x' * 10**6)", limits=Limits(max_output_bytes=1000))
+        uid = box._all_slots[0].uid
+        zombies = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/status") as f:
+                        status = dict(line.split(":", 1) for line in f)
+                except OSError:
+                    continue
+                if int(status["Uid"].split()[0]) == uid and status["State"].split()[0] == "Z":
+                    zombies.append(entry.name)
+        assert not zombies
