@@ -242,3 +242,63 @@ def test_harness_output_comparison_matches_outputs_match():
         assert (_harness._normalise(actual) == _harness._normalise(expected)) == outputs_match(
             actual, expected
         )
+
+
+def _records(tmp_path, style):
+    rows = {
+        "humaneval": [
+            {
+                "task_id": f"HumanEval/{n}",
+                "prompt": f'def triple_{n}(x: int) -> int:\n    """Return 3 * x + {n}."""\n',
+                "canonical_solution": f"    return 3 * x + {n}\n",
+                "test": f"def check(candidate):\n    assert candidate(1) == {3 + n}\n    assert candidate(0) == {n}\n",
+                "entry_point": f"triple_{n}",
+            }
+            for n in range(6)
+        ],
+        "apps": [
+            {
+                "question": f"Read two integers on one line and print their sum plus {n}.",
+                "solutions": json.dumps([f"a, b = map(int, input().split())\nprint(a + b + {n})"]),
+                "input_output": json.dumps(
+                    {"inputs": ["1 2\n", "5 5\n"], "outputs": [f"{3 + n}\n", f"{10 + n}\n"]}
+                ),
+                "difficulty": "interview",
+            }
+            for n in range(6)
+        ],
+    }[style]
+    path = tmp_path / f"{style}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "style"), [("palaestra/Code-HumanEval-v0", "humaneval"), ("palaestra/Code-APPS-v0", "apps")]
+)
+def test_oracle_solves_record_envs(tmp_path, env_id, style):
+    from palaestra.agents.spec import make_policy
+    from palaestra.evaluation import evaluate
+
+    result = evaluate(
+        make_policy("scripted:oracle"), env_id, episodes=6, env_kwargs={"path": _records(tmp_path, style)}
+    )
+    assert result.summary.success_rate == 1.0 and result.summary.error_rate == 0.0
+
+
+@pytest.mark.slow
+def test_embedded_model_is_judged_without_errors():
+    from palaestra.agents.base import SamplingParams
+    from palaestra.agents.spec import make_policy
+    from palaestra.evaluation import evaluate
+
+    config = RolloutConfig(sampling=SamplingParams(temperature=0.0, max_new_tokens=128))
+    result = evaluate(
+        make_policy("hf:smollm2-135m"),
+        "palaestra/CodeEasy-v0",
+        episodes=6,
+        env_kwargs={"split": None},
+        config=config,
+    )
+    assert result.summary.error_rate == 0.0, "every reply is judged (or a format error), never an env crash"
+    assert result.summary.format_error_rate < 1.0, "the model writes code blocks"
