@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -104,3 +105,25 @@ def test_quickstart_config_trains_the_embedded_model(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "reward/mean" in r] == [1]
     assert (run / "final" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_code_repair_config_trains_with_the_sandbox(tmp_path):
+    """configs/code-repair.yaml, shortened: multi-turn code episodes judged in the sandbox feed one GRPO step."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap")
+    overrides = [
+        f"run.output_dir={tmp_path}",
+        "run.steps=1",
+        "rollout.tasks_per_step=2",
+        "rollout.group_size=2",
+        "rollout.max_new_tokens=48",
+        "envs.eval=[{id: palaestra/CodeEasy-v0, kwargs: {split: null}, episodes: 2}]",
+        "logging.progress=false",
+    ]
+    result = runner.invoke(app, ["train", "configs/code-repair.yaml", *overrides], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "code-repair"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "reward/mean" in r] == [1]
+    assert "eval/CodeEasy-v0/success" in result.output

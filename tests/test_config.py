@@ -58,3 +58,11 @@ def test_file_errors(tmp_path):
         load_config(None, run={"steps": 1})
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(QUICKSTART, ["no-equals-sign"])
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert config.run.steps >= 1 and config.envs.train
