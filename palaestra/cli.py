@@ -102,8 +102,15 @@ def eval_command(
         float | None, typer.Option(help="Per-step env timeout in seconds (runs envs in threads).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    opponent: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Multi-player games: play against this opponent (repeatable): a scripted player "
+            "(random, heuristic, optimal, ...), 'self', or an agent spec (hf:..., scripted:oracle)."
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate an agent on an env and print a summary table."""
+    """Evaluate an agent on an env and print a summary table (win/draw/loss rates for games)."""
     from palaestra.agents.base import SamplingParams
     from palaestra.agents.spec import make_policy
     from palaestra.evaluation import evaluate, summary_table, write_results
@@ -124,6 +131,9 @@ def eval_command(
     except (UnknownEnvError, ValueError, TypeError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     env_kwargs = _parse_kwargs(env_kwarg)
+    if opponent:
+        _eval_against(policy, env_id, opponent, episodes, seed, env_kwargs, config, out)
+        return
     try:
         result = evaluate(
             policy,
@@ -143,6 +153,28 @@ def eval_command(
     errors = [t.error for t in result.trajectories if t.error]
     if errors:
         err_console.print(f"[yellow]{len(errors)} episode(s) failed; first: {errors[0]}[/]")
+
+
+def _eval_against(policy, env_id, opponents, episodes, seed, env_kwargs, config, out) -> None:
+    from palaestra.agents.spec import make_policy
+    from palaestra.evaluation import evaluate_against, summary_table, write_results
+
+    results = []
+    try:
+        for spec in opponents:
+            rival = make_policy(spec) if ":" in spec else spec
+            results.append(
+                evaluate_against(
+                    policy, env_id, rival, episodes=episodes, seed=seed, env_kwargs=env_kwargs, config=config
+                )
+            )
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(summary_table(results))
+    if out is not None:
+        for spec, result in zip(opponents, results, strict=True):
+            path = write_results(result, out / f"vs-{spec.replace(':', '-').replace('/', '_')}")
+            console.print(f"results vs {spec}: {path}")
 
 
 @app.command("train")

@@ -69,6 +69,8 @@ class StepOutcome:
         success: whether the episode counts as solved so far.
         format_error: why the action could not be parsed, or None.
         info: extra task-specific info (merged into the standard keys).
+        truncated: the env cut the episode short for its own reason (e.g. a game's move limit), on
+            top of `max_turns`.
     """
 
     observation: str
@@ -77,6 +79,7 @@ class StepOutcome:
     success: bool = False
     format_error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
 
 
 class TextEnv(gym.Env[str, str]):
@@ -161,7 +164,7 @@ class TextEnv(gym.Env[str, str]):
         self._turn += 1
         self._success = self._success or outcome.success
         terminated = outcome.terminated
-        truncated = not terminated and self._turn >= self.max_turns
+        truncated = not terminated and (outcome.truncated or self._turn >= self.max_turns)
         self._done = terminated or truncated
         self._transcript += [
             ("agent", action if isinstance(action, str) else repr(action)),

@@ -10,6 +10,7 @@ from palaestra.evaluation.evaluate import (
     summary_table,
     write_results,
 )
+from palaestra.evaluation.matches import evaluate_against
 from palaestra.evaluation.stats import EvalSummary, summarize, wilson_interval
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "EvalResult",
     "EvalSummary",
     "evaluate",
+    "evaluate_against",
     "evaluate_async",
     "summarize",
     "summary_table",

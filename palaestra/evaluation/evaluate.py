@@ -171,6 +171,9 @@ def summary_table(results: Sequence[EvalResult], title: str = "Evaluation") -> T
         ("tokens / s", lambda s: f"{s.tokens_per_s:.1f}"),
         ("wall time (s)", lambda s: f"{s.wall_time_s:.1f}"),
     ]
+    if any(r.summary.outcomes for r in results):
+        for kind in ("loss", "draw", "win"):  # inserted in reverse: shown as win, draw, loss
+            rows.insert(3, (kind, lambda s, k=kind: f"{s.outcomes[k]:.1%}" if s.outcomes else "-"))
     for name, fmt in rows:
         table.add_row(name, *(fmt(r.summary) for r in results))
     return table

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 from palaestra.rollout.trajectory import Trajectory
 
-__all__ = ["EvalSummary", "summarize", "wilson_interval"]
+__all__ = ["EvalSummary", "outcome_rates", "summarize", "wilson_interval"]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -45,6 +45,8 @@ class EvalSummary:
         wall_time_s: wall-clock time of the rollout.
         episodes_per_s: throughput in episodes.
         tokens_per_s: throughput in sampled tokens.
+        outcomes: for games, the fraction of episodes per final `info["outcome"]` ("win", "draw",
+            "loss"); None when no episode reported an outcome.
     """
 
     episodes: int
@@ -60,6 +62,7 @@ class EvalSummary:
     wall_time_s: float
     episodes_per_s: float
     tokens_per_s: float
+    outcomes: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -89,4 +92,21 @@ def summarize(trajectories: Sequence[Trajectory], wall_time_s: float) -> EvalSum
         wall_time_s=wall_time_s,
         episodes_per_s=n / wall,
         tokens_per_s=tokens / wall,
+        outcomes=outcome_rates(trajectories),
     )
+
+
+def outcome_rates(trajectories: Sequence[Trajectory]) -> dict[str, float] | None:
+    """Win / draw / loss rates from each episode's last `info["outcome"]` (games); None if none has one.
+
+    Episodes without an outcome (failed or cut short) count as "unfinished"."""
+    found = [
+        t.turns[-1].info.get("outcome") if t.turns else ("win" if t.success else None)  # won before moving
+        for t in trajectories
+    ]
+    if not any(found):
+        return None
+    n = len(trajectories)
+    rates = {k: sum(o == k for o in found) / n for k in ("win", "draw", "loss")}
+    rates["unfinished"] = sum(o is None for o in found) / n
+    return rates

@@ -1,0 +1,190 @@
+"""The multi-player text game protocol, close to PettingZoo's AEC (agent-environment cycle).
+
+Seats are named `player_0`, `player_1`, ... One seat acts at a time (`agent_selection`); it reads its
+own view with `observe(agent)` and acts with `step(action)`, a text reply as in single-agent envs.
+After every step, `rewards` holds each seat's reward for that step, `terminations` / `truncations` say
+whether the game ended for each seat, and `infos` holds each seat's info (the standard keys:
+`success`, `format_error`, `task_id`, `turn`; `expert_action` where a strong scripted player
+exists; `legal_actions` where the moves are few). Unlike PettingZoo, a game ends for every seat at
+once (all games here do), so there is no dead-agent stepping.
+
+`MultiAgentTextEnv` implements the bookkeeping; a game implements `_reset`, `_observe`, `_step`
+(the current seat's move) and `system_prompt_for`. `palaestra.envs.games.versus.VersusEnv` turns a
+game plus opponents into a single-agent `gymnasium.Env` for training and evaluation.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium.utils import seeding
+
+__all__ = ["MoveOutcome", "MultiAgentTextEnv", "seat_names"]
+
+
+def seat_names(n: int) -> tuple[str, ...]:
+    return tuple(f"player_{i}" for i in range(n))
+
+
+@dataclass
+class MoveOutcome:
+    """What a game's `_step` returns for the move of the current seat.
+
+    Attributes:
+        rewards: reward of this step per seat (missing seats get 0).
+        game_over: the game ended (for every seat).
+        winner: the winning seat when the game is over; None for a draw or while it goes on.
+        format_error: why the move could not be read or is illegal (the same seat moves again, unless
+            the game ends it), else None.
+        feedback: a message for the seat that moved (e.g. "Illegal move: ..."), may be empty.
+        next_seat: who moves next (None: the next seat in order; ignored when the game is over).
+        info: extra info merged into the mover's info.
+    """
+
+    rewards: dict[str, float] = field(default_factory=dict)
+    game_over: bool = False
+    winner: str | None = None
+    format_error: str | None = None
+    feedback: str = ""
+    next_seat: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class MultiAgentTextEnv(abc.ABC):
+    """Base class of turn-based multi-player text games (see the module docstring).
+
+    Args:
+        num_players: seats in the game.
+        max_turns: the game is truncated (a draw) after this many moves in all, format errors included.
+    """
+
+    metadata: dict[str, Any] = {"name": "multi-agent text game"}  # noqa: RUF012
+
+    def __init__(self, *, num_players: int = 2, max_turns: int = 100):
+        self.possible_agents: tuple[str, ...] = seat_names(num_players)
+        self.max_turns = max_turns
+        self.agents: list[str] = []
+        self.agent_selection: str = self.possible_agents[0]
+        self.rewards: dict[str, float] = {}
+        self.terminations: dict[str, bool] = {}
+        self.truncations: dict[str, bool] = {}
+        self.infos: dict[str, dict[str, Any]] = {}
+        self.winner: str | None = None
+        self.turn = 0
+        self.task_id = ""
+        self.np_random: np.random.Generator = np.random.default_rng()
+        self._feedback: dict[str, str] = {}
+
+    # -- hooks -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _reset(self, options: dict[str, Any] | None) -> str:
+        """Set up a new game with `self.np_random`; return its task id. Seat 0 moves first unless
+        the game sets `self.agent_selection`."""
+
+    @abc.abstractmethod
+    def _observe(self, agent: str) -> str:
+        """The game as `agent` sees it now (its private information included, others' excluded)."""
+
+    @abc.abstractmethod
+    def _step(self, agent: str, action: str) -> MoveOutcome:
+        """Apply `agent`'s reply. Malformed or illegal moves return a `format_error`, never raise."""
+
+    @abc.abstractmethod
+    def system_prompt_for(self, agent: str) -> str:
+        """The rules and action format, as told to `agent`."""
+
+    def expert_action(self, agent: str) -> str | None:
+        """A strong scripted player's reply for `agent` now (None if the game has none)."""
+        return None
+
+    def legal_actions(self, agent: str) -> list[str] | None:
+        """Every legal reply for `agent` now, when they are few (for random baselines); else None."""
+        return None
+
+    # -- protocol ----------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        if seed is not None or self.turn == 0:
+            self.np_random, _ = seeding.np_random(seed)
+        self.agents = list(self.possible_agents)
+        self.agent_selection = self.possible_agents[0]
+        self.turn, self.winner = 0, None
+        self._feedback = {}
+        self.task_id = self._reset(options)
+        self.rewards = dict.fromkeys(self.agents, 0.0)
+        self.terminations = dict.fromkeys(self.agents, False)
+        self.truncations = dict.fromkeys(self.agents, False)
+        self.infos = {a: self._info(a, format_error=None) for a in self.agents}
+
+    def observe(self, agent: str) -> str:
+        """`agent`'s view, preceded by the feedback on its own last move (if any)."""
+        feedback = self._feedback.pop(agent, "")
+        view = self._observe(agent)
+        return f"{feedback}\n\n{view}" if feedback else view
+
+    @property
+    def game_over(self) -> bool:
+        return not self.agents
+
+    def step(self, action: str) -> None:
+        """The current seat (`agent_selection`) plays `action`."""
+        if self.game_over:
+            raise RuntimeError("step called on a finished game; call reset() first")
+        agent = self.agent_selection
+        if not isinstance(action, str):
+            outcome = MoveOutcome(format_error=f"action must be str, got {type(action).__name__}")
+        else:
+            outcome = self._step(agent, action)
+        self.turn += 1
+        self.rewards = {a: float(outcome.rewards.get(a, 0.0)) for a in self.possible_agents}
+        if outcome.feedback:
+            self._feedback[agent] = outcome.feedback
+        over = outcome.game_over
+        truncated = not over and self.turn >= self.max_turns
+        if over or truncated:
+            self.winner = outcome.winner if over else None
+            self.terminations = dict.fromkeys(self.possible_agents, over)
+            self.truncations = dict.fromkeys(self.possible_agents, truncated)
+            self.agents = []
+        elif outcome.format_error is None:
+            self.agent_selection = outcome.next_seat or self._next_seat(agent)
+        self.infos = {
+            a: self._info(a, format_error=outcome.format_error if a == agent else None)
+            for a in self.possible_agents
+        }
+        self.infos[agent].update(outcome.info)
+
+    def last(self, agent: str | None = None) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """(observation, last reward, terminated, truncated, info) of `agent` (default: whose turn)."""
+        agent = agent or self.agent_selection
+        return (
+            self.observe(agent),
+            self.rewards.get(agent, 0.0),
+            self.terminations.get(agent, False),
+            self.truncations.get(agent, False),
+            self.infos.get(agent, {}),
+        )
+
+    def _next_seat(self, agent: str) -> str:
+        seats = self.possible_agents
+        return seats[(seats.index(agent) + 1) % len(seats)]
+
+    def _info(self, agent: str, *, format_error: str | None) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "success": self.winner == agent,
+            "format_error": format_error,
+            "task_id": self.task_id,
+            "turn": self.turn,
+            "winner": self.winner,
+            "to_move": None if self.game_over else self.agent_selection,
+        }
+        if not self.game_over and agent == self.agent_selection:
+            expert = self.expert_action(agent)
+            if expert is not None:
+                info["expert_action"] = expert
+            legal = self.legal_actions(agent)
+            if legal is not None:
+                info["legal_actions"] = legal
+        return info

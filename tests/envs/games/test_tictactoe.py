@@ -1,0 +1,94 @@
+"""TicTacToe and the VersusEnv wrapper: rules, opponents, seats, format errors, forfeits."""
+
+from __future__ import annotations
+
+import pytest
+
+import palaestra
+from palaestra.agents.spec import make_policy
+from palaestra.envs.games.tictactoe import TicTacToe, best_moves, winner_of
+from palaestra.evaluation import evaluate
+
+
+def test_winner_and_minimax():
+    assert winner_of("XXX......") == "X" and winner_of("O...O...O") == "O" and winner_of("XOXOXOOXO") is None
+    assert best_moves("XX.OO....", "X") == [2]  # win now
+    assert best_moves("X.X.O....", "O") == [1]  # block
+
+
+@pytest.mark.parametrize(
+    ("difficulty", "min_win", "max_loss"), [("easy", 0.6, 0.0), ("medium", 0.0, 0.0), ("hard", 0.0, 0.0)]
+)
+def test_oracle_never_loses(difficulty, min_win, max_loss):
+    result = evaluate(
+        make_policy("scripted:oracle"),
+        "palaestra/TicTacToe-v0",
+        episodes=30,
+        env_kwargs={"difficulty": difficulty},
+    )
+    outcomes = result.summary.outcomes
+    assert outcomes["loss"] <= max_loss and outcomes["win"] >= min_win, outcomes
+
+
+def test_random_text_forfeits_and_random_moves_lose_to_optimal():
+    result = evaluate(
+        make_policy("scripted:random"),
+        "palaestra/TicTacToe-v0",
+        episodes=10,
+        env_kwargs={"difficulty": "hard"},
+    )
+    assert result.summary.outcomes["loss"] == 1.0 and result.summary.error_rate == 0.0
+    env = palaestra.make("palaestra/TicTacToe-v0", difficulty="hard").unwrapped
+    losses = 0
+    for seed in range(20):
+        _, info = env.reset(seed=seed)
+        done = False
+        while not done:
+            legal = info["legal_actions"]
+            _, _, terminated, truncated, info = env.step(legal[seed % len(legal)])
+            done = terminated or truncated
+        losses += info["outcome"] == "loss"
+    assert losses >= 10
+
+
+def test_format_errors_are_answered_and_repeated_ones_forfeit():
+    env = palaestra.make("palaestra/TicTacToe-v0", seat="first", difficulty="easy").unwrapped
+    _, info = env.reset(seed=0)
+    observation, reward, terminated, _, info = env.step("I take the middle.")
+    assert info["format_error"] and "Invalid move" in observation and not terminated
+    env.step("[5]")
+    observation, _, _, _, info = env.step("[5]")
+    assert info["format_error"] == "cell 5 is taken"
+    for _ in range(2):
+        observation, reward, terminated, _, info = env.step("[0]")
+    assert terminated and info["outcome"] == "loss" and reward == 0.0 and "forfeit" in observation
+
+
+def test_seats_and_opponent_choice():
+    env = palaestra.make("palaestra/TicTacToe-v0", seat="second", opponent="optimal").unwrapped
+    observation, info = env.reset(seed=1)
+    assert (
+        info["seat"] == "player_1"
+        and info["opponent"] == "optimal"
+        and "Your opponent (X) played" in observation
+    )
+    seats = {palaestra.make("palaestra/TicTacToe-v0").unwrapped.reset(seed=s)[1]["seat"] for s in range(10)}
+    assert seats == {"player_0", "player_1"}
+    with pytest.raises(ValueError, match="opponent"):
+        palaestra.make("palaestra/TicTacToe-v0", opponent="grandmaster")
+    with pytest.raises(ValueError, match="difficulty"):
+        palaestra.make("palaestra/TicTacToe-v0", difficulty="impossible")
+
+
+def test_raw_multiplayer_protocol():
+    game = TicTacToe()
+    game.reset(seed=0)
+    assert game.agent_selection == "player_0" and game.infos["player_0"]["legal_actions"][0] == "[1]"
+    for move in ("[1]", "[4]", "[2]", "[5]", "[3]"):
+        game.step(move)
+    assert game.game_over and game.winner == "player_0"
+    assert game.rewards == {"player_0": 1.0, "player_1": 0.0}
+    assert game.terminations == {"player_0": True, "player_1": True}
+    assert game.infos["player_0"]["success"] and not game.infos["player_1"]["success"]
+    with pytest.raises(RuntimeError, match="finished game"):
+        game.step("[9]")
