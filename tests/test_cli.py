@@ -118,7 +118,7 @@ def test_code_repair_config_trains_with_the_sandbox(tmp_path):
         "rollout.tasks_per_step=2",
         "rollout.group_size=2",
         "rollout.max_new_tokens=48",
-        "envs.eval=[{id: palaestra/CodeEasy-v0, kwargs: {split: null}, episodes: 2}]",
+        "envs.eval=[{id: palaestra/Code-Bundled-v0-easy, kwargs: {split: null}, episodes: 2}]",
         "logging.progress=false",
     ]
     result = runner.invoke(app, ["train", "configs/code-repair.yaml", *overrides], env={"COLUMNS": "200"})
@@ -126,4 +126,4 @@ def test_code_repair_config_trains_with_the_sandbox(tmp_path):
     run = tmp_path / "code-repair"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "reward/mean" in r] == [1]
-    assert "eval/CodeEasy-v0/success" in result.output
+    assert "eval/Code-Bundled-v0-easy/success" in result.output

@@ -6,6 +6,7 @@ no family's dependencies are imported until an env is made).
 
 from __future__ import annotations
 
+from palaestra.envs import adapters as _adapters  # noqa: F401  (textarena/*, reasoning_gym/* when installed)
 from palaestra.envs import code as _code  # noqa: F401  (registers palaestra/Code-* envs)
 from palaestra.envs import games as _games  # noqa: F401  (registers the game envs)
 from palaestra.envs import math as _math  # noqa: F401  (registers palaestra/Math-* envs)

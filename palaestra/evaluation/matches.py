@@ -1,8 +1,8 @@
 """Evaluate a policy against opponents in multi-player games: win / draw / loss per opponent kind.
 
-    evaluate_against(policy, "palaestra/TicTacToe-v0", "optimal", episodes=100)    # a scripted player
-    evaluate_against(policy, "palaestra/ConnectFour-v0", other_policy, episodes=50) # a fixed model
-    evaluate_against(policy, "palaestra/TicTacToe-v0", "self", episodes=50)         # self-play
+    evaluate_against(policy, "palaestra/Game-TicTacToe-v0", "optimal", episodes=100)    # a scripted player
+    evaluate_against(policy, "palaestra/Game-ConnectFour-v0", other_policy, episodes=50) # a fixed model
+    evaluate_against(policy, "palaestra/Game-TicTacToe-v0", "self", episodes=50)         # self-play
 
 The policy plays seat `seed % num_players` of match `seed` (so it plays every seat equally often),
 every other seat is the opponent. The result is an `EvalResult` over the policy's trajectories, whose

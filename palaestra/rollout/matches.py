@@ -3,7 +3,7 @@ per policy seat.
 
     from palaestra.rollout.matches import Match, play_matches
 
-    matches = [Match("palaestra/TicTacToe-v0", seed=s, seats={"player_0": policy, "player_1": policy})
+    matches = [Match("palaestra/Game-TicTacToe-v0", seed=s, seats={"player_0": policy, "player_1": policy})
                for s in range(8)]                              # self-play: both seats are training data
     results = play_matches(policy_runner_config, matches)   # MatchResult per match, one Trajectory per seat
 
@@ -172,6 +172,7 @@ async def _play_match(runner_for: Callable[[Policy], RolloutRunner], match: Matc
             raise ValueError(
                 f"seat {seat}: no scripted player {player!r}; this game offers {sorted(scripted)}"
             )
+    game.expert_seats = {seat for seat, player in match.seats.items() if not isinstance(player, str)}
     game.reset(seed=match.seed)
     rng = np.random.default_rng([match.seed & 0xFFFFFFFF, 7])
     seats = {

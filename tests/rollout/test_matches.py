@@ -15,7 +15,7 @@ from palaestra.cli import app
 from palaestra.evaluation import evaluate_against
 from palaestra.rollout.matches import Match, play_matches
 
-TTT = "palaestra/TicTacToe-v0"
+TTT = "palaestra/Game-TicTacToe-v0"
 
 
 class ConcurrencyProbe:

@@ -3,9 +3,9 @@
 Importing this package only registers the env ids (lazy entry points: the sandbox, the tasks and
 math-verify load when an env is first made).
 
-    palaestra/Code-v0              the bundled task set (45 original tasks), one program per task
-    palaestra/CodeEasy-v0          the bundled easy tasks only
-    palaestra/CodeRepair-v0        bundled tasks, up to 3 programs with test feedback (RLEF-style)
+    palaestra/Code-Bundled-v0        the bundled task set (45 original tasks), one program per task
+    palaestra/Code-Bundled-v0-easy   preset: the bundled easy tasks only
+    palaestra/Code-Repair-v0         bundled tasks, up to 3 programs with test feedback (RLEF-style)
     palaestra/Code-MBPP-v0         MBPP-style records from `path`
     palaestra/Code-HumanEval-v0    HumanEval-style records from `path`
     palaestra/Code-APPS-v0         APPS-style records from `path` (stdin/stdout and call-based)
@@ -25,7 +25,7 @@ _REPAIR_ATTEMPTS = 3
 
 def _register(name: str, description: str, *, required: tuple[str, ...] = (), **kwargs: Any) -> None:
     register_env(
-        f"palaestra/Code-{name}-v0" if name else "palaestra/Code-v0",
+        f"palaestra/Code-{name}-v0",
         _CODE_ENTRY,
         description=description,
         family="Code",
@@ -36,16 +36,16 @@ def _register(name: str, description: str, *, required: tuple[str, ...] = (), **
     )
 
 
-_register("", "Write a Python program that passes hidden tests (45 bundled tasks, 3 difficulties)")
+_register("Bundled", "Write a Python program that passes hidden tests (45 bundled tasks, 3 difficulties)")
 register_env(
-    "palaestra/CodeEasy-v0",
+    "palaestra/Code-Bundled-v0-easy",
     _CODE_ENTRY,
     description="The bundled easy programming tasks only (small models score here)",
     family="Code",
     kwargs={"difficulty": "easy"},
 )
 register_env(
-    "palaestra/CodeRepair-v0",
+    "palaestra/Code-Repair-v0",
     _CODE_ENTRY,
     description="Bundled tasks with test feedback: up to 3 programs, reward = gain in tests passed",
     family="Code",

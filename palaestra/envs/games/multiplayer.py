@@ -73,6 +73,8 @@ class MultiAgentTextEnv(abc.ABC):
         self.truncations: dict[str, bool] = {}
         self.infos: dict[str, dict[str, Any]] = {}
         self.winner: str | None = None
+        self.expert_seats: set[str] | None = None
+        """Seats whose info gets `expert_action` (None: all); skip costly searches for scripted seats."""
         self.turn = 0
         self.task_id = ""
         self.np_random: np.random.Generator = np.random.default_rng()
@@ -99,6 +101,10 @@ class MultiAgentTextEnv(abc.ABC):
     def expert_action(self, agent: str) -> str | None:
         """A strong scripted player's reply for `agent` now (None if the game has none)."""
         return None
+
+    def seat_success(self, agent: str) -> bool:
+        """The benchmark metric for `agent`: winning, unless the game defines it otherwise."""
+        return self.winner == agent
 
     def legal_actions(self, agent: str) -> list[str] | None:
         """Every legal reply for `agent` now, when they are few (for random baselines); else None."""
@@ -173,7 +179,7 @@ class MultiAgentTextEnv(abc.ABC):
 
     def _info(self, agent: str, *, format_error: str | None) -> dict[str, Any]:
         info: dict[str, Any] = {
-            "success": self.winner == agent,
+            "success": self.seat_success(agent),
             "format_error": format_error,
             "task_id": self.task_id,
             "turn": self.turn,
@@ -181,7 +187,9 @@ class MultiAgentTextEnv(abc.ABC):
             "to_move": None if self.game_over else self.agent_selection,
         }
         if not self.game_over and agent == self.agent_selection:
-            expert = self.expert_action(agent)
+            expert = (
+                self.expert_action(agent) if self.expert_seats is None or agent in self.expert_seats else None
+            )
             if expert is not None:
                 info["expert_action"] = expert
             legal = self.legal_actions(agent)

@@ -6,7 +6,7 @@ other seat is played by a scripted opponent of the game (`opponent`: "random", "
 after each step is its own view of the game, which reports the opponents' moves. Rewards are the
 learner seat's rewards from the game (summed over the opponents' moves that follow), so the episode
 return is the game's outcome for the learner: 1 for a win, `draw_reward` for a draw, 0 for a loss (or
-a game-specific utility in [0, 1]).
+a game-specific utility in [0, 1]). `success` is the game's own (winning, or e.g. a good deal).
 
 Info keys besides the standard ones: `seat`, `opponent`, `outcome` ("win" / "draw" / "loss" once
 the game is over), `legal_actions` and `expert_action` where the game has them.
@@ -27,6 +27,7 @@ __all__ = ["OUTCOMES", "Opponent", "VersusEnv"]
 Opponent = Callable[[MultiAgentTextEnv, str, np.random.Generator], str]
 """A scripted player: (game, its seat, its random generator) -> its reply."""
 OUTCOMES: tuple[str, ...] = ("win", "draw", "loss")
+_RESET_TRIES = 10
 
 
 class VersusEnv(TextEnv):
@@ -104,8 +105,19 @@ class VersusEnv(TextEnv):
             else int(self.seat_choice)
         )
         self.learner = seats[index]
+        self.game.expert_seats = {self.learner}  # no expert search for the scripted seats
         self._opponent_rng = np.random.default_rng(int(self.np_random.integers(2**31)))
         self._play_opponents()
+        for _ in range(_RESET_TRIES):  # a game the opponents end before the learner moves is redrawn
+            if not self.game.game_over:
+                break
+            self.game.reset(seed=int(self.np_random.integers(2**31)), options=options)
+            self._play_opponents()
+        else:
+            raise RuntimeError(
+                f"{type(self.game).__name__}: the {self.opponent_name!r} opponent ended {_RESET_TRIES + 1} "
+                "games in a row before the learner's first move"
+            )
         info = self._outcome_info()
         info.pop("turn", None)  # the learner has not acted yet, whatever the opponents did
         info["task_id"] = f"{self.game.task_id}-{self.learner}"
@@ -126,7 +138,7 @@ class VersusEnv(TextEnv):
             reward=reward,
             terminated=any(game.terminations.values()),
             truncated=any(game.truncations.values()),
-            success=game.winner == self.learner,
+            success=bool(game.infos[self.learner].get("success", game.winner == self.learner)),
             format_error=format_error,
             info=info,
         )

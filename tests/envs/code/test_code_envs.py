@@ -18,9 +18,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 CODE_IDS = [
-    "palaestra/Code-v0",
-    "palaestra/CodeEasy-v0",
-    "palaestra/CodeRepair-v0",
+    "palaestra/Code-Bundled-v0",
+    "palaestra/Code-Bundled-v0-easy",
+    "palaestra/Code-Repair-v0",
     "palaestra/Code-MBPP-v0",
     "palaestra/Code-HumanEval-v0",
     "palaestra/Code-APPS-v0",
@@ -28,7 +28,7 @@ CODE_IDS = [
 ]
 
 
-def _env(env_id="palaestra/CodeRepair-v0", **kwargs):
+def _env(env_id="palaestra/Code-Repair-v0", **kwargs):
     return palaestra.make(env_id, **kwargs).unwrapped
 
 
@@ -47,7 +47,7 @@ def test_code_envs_are_listed():
 def test_oracle_solves_every_bundled_task_through_the_rollout_runner():
     count = len(load_bundled())
     tasks = [
-        Task("palaestra/Code-v0", seed=i, env_kwargs={"split": None}, options={"task_index": i})
+        Task("palaestra/Code-Bundled-v0", seed=i, env_kwargs={"split": None}, options={"task_index": i})
         for i in range(count)
     ]
     runner = RolloutRunner(OraclePolicy(), RolloutConfig(max_concurrency=8))
@@ -130,7 +130,7 @@ def test_programs_that_crash_or_hang_get_feedback():
 
 
 def test_stdio_tasks_are_judged_on_output():
-    env = _env("palaestra/Code-v0", split=None, kind="stdio")
+    env = _env("palaestra/Code-Bundled-v0", split=None, kind="stdio")
     _, info = env.reset(seed=0)
     assert env.task.kind == "stdio"
     assert env.step(info["expert_action"])[4]["success"]
@@ -140,10 +140,10 @@ def test_filters_and_bad_options_raise_clear_errors():
     with pytest.raises(ValueError, match="turn_reward"):
         _env(turn_reward="sometimes")
     with pytest.raises(ValueError, match="path"):
-        _env("palaestra/Code-v0", source="records")
+        _env("palaestra/Code-Bundled-v0", source="records")
     with pytest.raises(ValueError, match="task_index"):
         _env(split=None).reset(seed=0, options={"task_index": 10_000})
-    easy = _env("palaestra/CodeEasy-v0", split=None)
+    easy = _env("palaestra/Code-Bundled-v0-easy", split=None)
     assert {t.difficulty for t in easy.tasks} == {"easy"}
 
 
@@ -219,7 +219,7 @@ REWARD_HACKS = {
 
 @pytest.mark.parametrize("hack", sorted(REWARD_HACKS))
 def test_reward_hacks_score_zero(hack):
-    env = _env("palaestra/Code-v0", split=None)
+    env = _env("palaestra/Code-Bundled-v0", split=None)
     env.reset(seed=0, options={"task_index": 0})
     assert env.task.kind == "function"
     program = REWARD_HACKS[hack].format(name=env.task.entry_point)
@@ -295,7 +295,7 @@ def test_embedded_model_is_judged_without_errors():
     config = RolloutConfig(sampling=SamplingParams(temperature=0.0, max_new_tokens=128))
     result = evaluate(
         make_policy("hf:smollm2-135m"),
-        "palaestra/CodeEasy-v0",
+        "palaestra/Code-Bundled-v0-easy",
         episodes=6,
         env_kwargs={"split": None},
         config=config,

@@ -22,7 +22,7 @@ def test_winner_and_minimax():
 def test_oracle_never_loses(difficulty, min_win, max_loss):
     result = evaluate(
         make_policy("scripted:oracle"),
-        "palaestra/TicTacToe-v0",
+        "palaestra/Game-TicTacToe-v0",
         episodes=30,
         env_kwargs={"difficulty": difficulty},
     )
@@ -33,12 +33,12 @@ def test_oracle_never_loses(difficulty, min_win, max_loss):
 def test_random_text_forfeits_and_random_moves_lose_to_optimal():
     result = evaluate(
         make_policy("scripted:random"),
-        "palaestra/TicTacToe-v0",
+        "palaestra/Game-TicTacToe-v0",
         episodes=10,
         env_kwargs={"difficulty": "hard"},
     )
     assert result.summary.outcomes["loss"] == 1.0 and result.summary.error_rate == 0.0
-    env = palaestra.make("palaestra/TicTacToe-v0", difficulty="hard").unwrapped
+    env = palaestra.make("palaestra/Game-TicTacToe-v0", difficulty="hard").unwrapped
     losses = 0
     for seed in range(20):
         _, info = env.reset(seed=seed)
@@ -52,7 +52,7 @@ def test_random_text_forfeits_and_random_moves_lose_to_optimal():
 
 
 def test_format_errors_are_answered_and_repeated_ones_forfeit():
-    env = palaestra.make("palaestra/TicTacToe-v0", seat="first", difficulty="easy").unwrapped
+    env = palaestra.make("palaestra/Game-TicTacToe-v0", seat="first", difficulty="easy").unwrapped
     _, info = env.reset(seed=0)
     observation, reward, terminated, _, info = env.step("I take the middle.")
     assert info["format_error"] and "Invalid move" in observation and not terminated
@@ -65,19 +65,21 @@ def test_format_errors_are_answered_and_repeated_ones_forfeit():
 
 
 def test_seats_and_opponent_choice():
-    env = palaestra.make("palaestra/TicTacToe-v0", seat="second", opponent="optimal").unwrapped
+    env = palaestra.make("palaestra/Game-TicTacToe-v0", seat="second", opponent="optimal").unwrapped
     observation, info = env.reset(seed=1)
     assert (
         info["seat"] == "player_1"
         and info["opponent"] == "optimal"
         and "Your opponent (X) played" in observation
     )
-    seats = {palaestra.make("palaestra/TicTacToe-v0").unwrapped.reset(seed=s)[1]["seat"] for s in range(10)}
+    seats = {
+        palaestra.make("palaestra/Game-TicTacToe-v0").unwrapped.reset(seed=s)[1]["seat"] for s in range(10)
+    }
     assert seats == {"player_0", "player_1"}
     with pytest.raises(ValueError, match="opponent"):
-        palaestra.make("palaestra/TicTacToe-v0", opponent="grandmaster")
+        palaestra.make("palaestra/Game-TicTacToe-v0", opponent="grandmaster")
     with pytest.raises(ValueError, match="difficulty"):
-        palaestra.make("palaestra/TicTacToe-v0", difficulty="impossible")
+        palaestra.make("palaestra/Game-TicTacToe-v0", difficulty="impossible")
 
 
 def test_raw_multiplayer_protocol():

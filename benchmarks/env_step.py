@@ -1,0 +1,240 @@
+"""Env step latency: palaestra's games against the same games in GEM (`gem-llm`) and TextArena, one run.
+
+For each game and library: scripted actions (random legal guesses / moves from a fixed generator),
+episodes reset when they end, until `--steps` steps; the table shows the median time of one `step`
+(plus `get_observation()` for TextArena, which does not return the observation from `step`) and of
+one `reset`, and palaestra's ratio to each anchor (lower is better). palaestra is measured as users
+get it: `palaestra.make(...)` (gymnasium's order-enforcing wrapper, the standard info keys, format
+checks); TicTacToe is measured per move on the two-player game (`MultiAgentTextEnv.step` +
+`observe`), as TextArena's is. A library or game that is missing or fails offline is reported with
+the reason (GEM's and TextArena's Wordle need NLTK's `words` corpus from the internet).
+
+    pip install -e '.[bench-games]'          # gem-llm and textarena
+    python benchmarks/env_step.py
+    python benchmarks/env_step.py --steps 5000 --json runs/bench/env_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+class Unavailable(Exception):
+    """This library/game cannot run here; the message says why."""
+
+
+def _quiet(fn: Callable, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def _reason(exc: Exception) -> str:
+    """The first informative line of an exception (NLTK's errors start with a row of asterisks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if any(ch.isalpha() for ch in line)]
+    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:90]}"
+
+
+def _measure(reset: Callable[[], None], step: Callable[[], bool], steps: int) -> dict[str, float]:
+    """Median step / reset times in microseconds; `step` returns whether the episode ended."""
+    step_times, reset_times = [], []
+    t = time.perf_counter()
+    reset()
+    reset_times.append(time.perf_counter() - t)
+    while len(step_times) < steps:
+        t = time.perf_counter()
+        done = step()
+        step_times.append(time.perf_counter() - t)
+        if done:
+            t = time.perf_counter()
+            reset()
+            reset_times.append(time.perf_counter() - t)
+    return {
+        "step_us": statistics.median(step_times) * 1e6,
+        "reset_us": statistics.median(reset_times) * 1e6,
+        "steps": len(step_times),
+        "resets": len(reset_times),
+    }
+
+
+# -- palaestra -------------------------------------------------------------------------------------
+def palaestra_single(env_id: str, kwargs: dict, action: Callable[[np.random.Generator, dict], str]):
+    import palaestra
+
+    env = palaestra.make(env_id, **kwargs)
+    rng = np.random.default_rng(0)
+    state = {"seed": 0, "info": {}}
+
+    def reset() -> None:
+        state["seed"] += 1
+        state["info"] = env.reset(seed=state["seed"])[1]
+
+    def step() -> bool:
+        _, _, terminated, truncated, info = env.step(action(rng, state["info"]))
+        state["info"] = info
+        return terminated or truncated
+
+    return reset, step
+
+
+def palaestra_tictactoe():
+    from palaestra.envs.games.tictactoe import TicTacToe
+
+    game, rng = TicTacToe(), np.random.default_rng(0)
+    seed = [0]
+
+    def reset() -> None:
+        seed[0] += 1
+        game.reset(seed=seed[0])
+        game.observe(game.agent_selection)
+
+    def step() -> bool:
+        legal = [i + 1 for i, c in enumerate(game.board) if c == "."]
+        game.step(f"[{legal[int(rng.integers(len(legal)))]}]")
+        if not game.game_over:
+            game.observe(game.agent_selection)
+        return game.game_over
+
+    return reset, step
+
+
+# -- GEM ---------------------------------------------------------------------------------------------
+def gem_single(game_id: str, action: Callable[[np.random.Generator], str]):
+    try:
+        import gem
+    except ImportError as exc:
+        raise Unavailable("gem-llm is not installed (pip install gem-llm)") from exc
+    try:
+        env = _quiet(gem.make, game_id)
+        _quiet(env.reset, seed=0)
+    except Exception as exc:
+        raise Unavailable(_reason(exc)) from exc
+    rng, seed = np.random.default_rng(0), [0]
+
+    def reset() -> None:
+        seed[0] += 1
+        env.reset(seed=seed[0])
+
+    def step() -> bool:
+        _, _, terminated, truncated, _ = env.step(action(rng))
+        return terminated or truncated
+
+    return reset, step
+
+
+# -- TextArena ---------------------------------------------------------------------------------------
+def textarena_game(game_id: str, players: int, action: Callable[[np.random.Generator, str], str]):
+    try:
+        import textarena as ta
+    except ImportError as exc:
+        raise Unavailable("textarena is not installed (pip install textarena)") from exc
+    try:
+        env = _quiet(ta.make, game_id)
+        _quiet(env.reset, num_players=players, seed=0)
+    except Exception as exc:
+        raise Unavailable(_reason(exc)) from exc
+    rng, seed, last = np.random.default_rng(0), [0], [""]
+
+    def reset() -> None:
+        seed[0] += 1
+        env.reset(num_players=players, seed=seed[0])
+        last[0] = env.get_observation()[1]
+
+    def step() -> bool:
+        done, _ = env.step(action(rng, last[0]))
+        if done:
+            env.close()
+            return True
+        last[0] = env.get_observation()[1]
+        return False
+
+    return reset, step
+
+
+def _ta_ttt_move(rng: np.random.Generator, observation: str) -> str:
+    tail = observation.rsplit("Available Moves:", 1)[-1]
+    moves = [m for m in tail.replace("'", " ").replace(",", " ").split() if m.startswith("[")]
+    return moves[int(rng.integers(len(moves)))] if moves else "[4]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=2000, help="steps per row (>= 1000 for the table)")
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = parser.parse_args()
+
+    guess = lambda rng, info=None: f"[{int(rng.integers(1, 101))}]"  # noqa: E731
+    rows: list[tuple[str, str, Callable]] = [
+        (
+            "Guess-the-number",
+            "palaestra",
+            lambda: palaestra_single("palaestra/Game-GuessTheNumber-v0", {"difficulty": "medium"}, guess),
+        ),
+        (
+            "Guess-the-number",
+            "GEM",
+            lambda: gem_single(
+                "game:GuessTheNumber-v0-hard", lambda rng: f"\\boxed{{{int(rng.integers(1, 51))}}}"
+            ),
+        ),
+        (
+            "Guess-the-number",
+            "TextArena",
+            lambda: textarena_game("GuessTheNumber-v0", 1, lambda rng, _: f"[{int(rng.integers(1, 21))}]"),
+        ),
+        (
+            "Wordle",
+            "palaestra",
+            lambda: palaestra_single(
+                "palaestra/Game-Wordle-v0", {}, lambda rng, info: info.get("expert_action", "[crane]")
+            ),
+        ),
+        ("Wordle", "GEM", lambda: gem_single("game:Wordle-v0-easy", lambda rng: "\\boxed{crane}")),
+        ("Wordle", "TextArena", lambda: textarena_game("Wordle-v0", 1, lambda rng, _: "[crane]")),
+        ("TicTacToe", "palaestra", palaestra_tictactoe),
+        ("TicTacToe", "GEM", lambda: (_ for _ in ()).throw(Unavailable("GEM has no TicTacToe"))),
+        ("TicTacToe", "TextArena", lambda: textarena_game("TicTacToe-v0", 2, _ta_ttt_move)),
+    ]
+    results: dict[tuple[str, str], dict] = {}
+    for game, library, build in rows:
+        try:
+            reset, step = build()
+            results[(game, library)] = _measure(reset, step, args.steps)
+        except Unavailable as exc:
+            results[(game, library)] = {"unavailable": str(exc)}
+        print(f"measured {game} / {library}", file=sys.stderr, flush=True)
+
+    print(
+        f"\nEnv step latency, median over {args.steps} scripted steps, {platform.python_version()}, {platform.node()}\n"
+    )
+    print("| game | library | step µs | reset µs | palaestra step / this |")
+    print("|---|---|---:|---:|---:|")
+    for game, library, _ in rows:
+        row = results[(game, library)]
+        if "unavailable" in row:
+            print(f"| {game} | {library} | - | - | n/a: {row['unavailable']} |")
+            continue
+        ours = results.get((game, "palaestra"), {})
+        ratio = (
+            f"{ours['step_us'] / row['step_us']:.2f}x" if "step_us" in ours and library != "palaestra" else ""
+        )
+        print(f"| {game} | {library} | {row['step_us']:.1f} | {row['reset_us']:.1f} | {ratio} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({f"{g}/{lib}": r for (g, lib), r in results.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
