@@ -1,4 +1,4 @@
-"""Scripted policies: the env's own expert (oracle) and a random baseline.
+"""Scripted policies: the env's own expert (oracle) and random baselines (random text; random legal moves).
 
 Both are text policies (`tokenizer=None`). Given a tokenizer they also return token ids (the reply's
 tokens plus the end-of-turn token), so expert demonstrations can become SFT data with exact tokens.
@@ -16,7 +16,7 @@ from palaestra.agents.base import Generation, GenerationRequest
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["OraclePolicy", "RandomPolicy"]
+__all__ = ["OraclePolicy", "RandomLegalPolicy", "RandomPolicy"]
 
 _WORDS = (
     "the",
@@ -100,4 +100,29 @@ class RandomPolicy(_ScriptedPolicy):
             words = list(rng.choice(_WORDS, size=int(rng.integers(2, 7))))
             words.insert(int(rng.integers(0, len(words) + 1)), str(int(rng.integers(-20, 101))))
             out.append(self._generation(" ".join(words) + "."))
+        return out
+
+
+class RandomLegalPolicy(RandomPolicy):
+    """A uniformly random legal move where the env lists them (`info["legal_actions"]`, as games do),
+    else random text like `RandomPolicy`: the "random player" baseline of games.
+
+    Args:
+        seed: base seed.
+        tokenizer: optional tokenizer to return token ids.
+    """
+
+    name = "scripted:random-legal"
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        out = []
+        for r in requests:
+            legal = r.info.get("legal_actions") if r.info else None
+            if not legal:
+                out.extend(await super().generate([r]))
+                continue
+            salt = r.sampling.seed if r.sampling.seed is not None else self._calls
+            self._calls += 1
+            rng = np.random.default_rng([self.seed, salt & 0xFFFFFFFF, len(r.messages), 1])
+            out.append(self._generation(str(legal[int(rng.integers(len(legal)))])))
         return out

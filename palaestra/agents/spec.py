@@ -9,7 +9,7 @@ from palaestra.agents.base import Policy
 __all__ = ["BACKENDS", "make_policy"]
 
 BACKENDS = {
-    "scripted": "scripted:oracle | scripted:random",
+    "scripted": "scripted:oracle | scripted:random | scripted:random-legal",
     "hf": "hf:smollm2-135m | hf:tiny-random | hf:/local/folder | hf:/path/model.gguf | hf:org/name",
 }
 _PLANNED = ("vllm", "openai")
@@ -48,7 +48,7 @@ def _take(options: dict[str, Any], allowed: dict[str, Any], spec: str) -> dict[s
 
 
 def _scripted(target: str, options: dict[str, Any]) -> Policy:
-    from palaestra.agents.scripted import OraclePolicy, RandomPolicy
+    from palaestra.agents.scripted import OraclePolicy, RandomLegalPolicy, RandomPolicy
 
     if target == "oracle":
         _take(options, {}, "scripted:oracle")
@@ -56,6 +56,9 @@ def _scripted(target: str, options: dict[str, Any]) -> Policy:
     if target == "random":
         opts = _take(options, {"seed": 0}, "scripted:random")
         return RandomPolicy(seed=int(opts["seed"]))
+    if target == "random-legal":
+        opts = _take(options, {"seed": 0}, "scripted:random-legal")
+        return RandomLegalPolicy(seed=int(opts["seed"]))
     raise ValueError(f"unknown scripted agent {target!r}; expected: {BACKENDS['scripted']}")
 
 

@@ -94,3 +94,16 @@ def test_raw_multiplayer_protocol():
     assert game.infos["player_0"]["success"] and not game.infos["player_1"]["success"]
     with pytest.raises(RuntimeError, match="finished game"):
         game.step("[9]")
+
+
+def test_random_legal_baseline_plays_legal_moves_and_loses_to_optimal():
+    result = evaluate(
+        make_policy("scripted:random-legal"),
+        "palaestra/Game-TicTacToe-v0",
+        episodes=20,
+        env_kwargs={"difficulty": "hard"},
+    )
+    assert result.summary.format_error_rate == 0.0
+    assert result.summary.outcomes["win"] == 0.0 and result.summary.outcomes["loss"] >= 0.5
+    text_only = evaluate(make_policy("scripted:random-legal"), "palaestra/Math-Arith-v0", episodes=3)
+    assert text_only.summary.error_rate == 0.0  # no legal_actions: random text
