@@ -3,7 +3,8 @@
 For each game and library: scripted actions (random legal guesses / moves from a fixed generator),
 episodes reset when they end, until `--steps` steps; the table shows the median time of one `step`
 (plus `get_observation()` for TextArena, which does not return the observation from `step`) and of
-one `reset`, and palaestra's ratio to each anchor (lower is better). palaestra is measured as users
+one `reset`, and palaestra's ratio to each anchor (lower is better). TextArena is measured as
+`ta.make` returns it (with the wrappers that build the LLM observation) and raw (the bare game). palaestra is measured as users
 get it: `palaestra.make(...)` (gymnasium's order-enforcing wrapper, the standard info keys, format
 checks); TicTacToe is measured per move on the two-player game (`MultiAgentTextEnv.step` +
 `observe`), as TextArena's is. A library or game that is missing or fails offline is reported with
@@ -135,13 +136,17 @@ def gem_single(game_id: str, action: Callable[[np.random.Generator], str]):
 
 
 # -- TextArena ---------------------------------------------------------------------------------------
-def textarena_game(game_id: str, players: int, action: Callable[[np.random.Generator, str], str]):
+def textarena_game(
+    game_id: str, players: int, action: Callable[[np.random.Generator, str], str], *, raw: bool = False
+):
     try:
         import textarena as ta
     except ImportError as exc:
         raise Unavailable("textarena is not installed (pip install textarena)") from exc
     try:
         env = _quiet(ta.make, game_id)
+        while raw and hasattr(env, "env"):  # ta.make wraps the game for LLMs; raw: the bare game
+            env = env.env
         _quiet(env.reset, num_players=players, seed=0)
     except Exception as exc:
         raise Unavailable(_reason(exc)) from exc
@@ -167,6 +172,12 @@ def _ta_ttt_move(rng: np.random.Generator, observation: str) -> str:
     tail = observation.rsplit("Available Moves:", 1)[-1]
     moves = [m for m in tail.replace("'", " ").replace(",", " ").split() if m.startswith("[")]
     return moves[int(rng.integers(len(moves)))] if moves else "[4]"
+
+
+def _ta_ttt_raw_move(rng: np.random.Generator, observation: str) -> str:
+    """The raw game's observation has no move list at every turn: a random cell (illegal ones are
+    rejected by the game like any invalid move, which ends the episode as TextArena does)."""
+    return f"[{int(rng.integers(9))}]"
 
 
 def main() -> None:
@@ -195,6 +206,13 @@ def main() -> None:
             lambda: textarena_game("GuessTheNumber-v0", 1, lambda rng, _: f"[{int(rng.integers(1, 21))}]"),
         ),
         (
+            "Guess-the-number",
+            "TextArena (raw)",
+            lambda: textarena_game(
+                "GuessTheNumber-v0", 1, lambda rng, _: f"[{int(rng.integers(1, 21))}]", raw=True
+            ),
+        ),
+        (
             "Wordle",
             "palaestra",
             lambda: palaestra_single(
@@ -206,6 +224,11 @@ def main() -> None:
         ("TicTacToe", "palaestra", palaestra_tictactoe),
         ("TicTacToe", "GEM", lambda: (_ for _ in ()).throw(Unavailable("GEM has no TicTacToe"))),
         ("TicTacToe", "TextArena", lambda: textarena_game("TicTacToe-v0", 2, _ta_ttt_move)),
+        (
+            "TicTacToe",
+            "TextArena (raw)",
+            lambda: textarena_game("TicTacToe-v0", 2, _ta_ttt_raw_move, raw=True),
+        ),
     ]
     results: dict[tuple[str, str], dict] = {}
     for game, library, build in rows:
