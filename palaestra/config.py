@@ -126,6 +126,11 @@ class RolloutSection(Section):
     )
     temperature: float = Field(1.0, ge=0, description="Sampling temperature during training rollouts.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    self_play: bool = Field(
+        False,
+        description="Multi-player game envs: the policy plays every seat; each seat's trajectory is "
+        "training data, grouped per task and seat.",
+    )
     step_timeout_s: float | None = Field(
         None, gt=0, description="Per-step env timeout (runs envs in threads)."
     )

@@ -58,6 +58,8 @@ class Match:
     seed: int
     seats: Mapping[str, Policy | str]
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    sample: int = 0
+    """Which sample of this game it is (the G samples of a group share `seed`, not sampling seeds)."""
 
 
 @dataclass

@@ -195,3 +195,37 @@ def test_trainer_logprobs_match_the_sampler(tmp_path, tiny_tok, passes):
     metrics = _trainer(cfg, tiny_tok).train()["history"][0]
     assert metrics["update/micro_batches"] > 1
     assert metrics["rollout/logprob_mismatch"] < 1e-4
+
+
+def test_self_play_trains_on_both_seats_grouped_per_seat(tmp_path, tiny_tok):
+    import asyncio
+
+    from palaestra.agents.scripted import OraclePolicy
+
+    cfg = _config(
+        tmp_path,
+        ["run.steps=1", "rollout.self_play=true", "rollout.tasks_per_step=2", "rollout.group_size=3"],
+    )
+    cfg.envs.train[0].id = "palaestra/Game-TicTacToe-v0"
+    cfg.envs.eval = []
+    trainer = _trainer(cfg, tiny_tok)
+    model_policy, trainer.policy = trainer.policy, OraclePolicy(tokenizer=tiny_tok)  # legal moves: full games
+    trajs, _ = asyncio.run(trainer.collect(trainer.sampler.sample(2)))
+    assert len(trajs) == 2 * 3 * 2  # tasks x group x seats
+    groups: dict[int, set[str]] = {}
+    for t in trajs:
+        groups.setdefault(t.group_index, set()).add(t.env_kwargs["seat"])
+    assert len(groups) == 4 and all(len(seats) == 1 for seats in groups.values())
+    assert all(sum(t.loss_mask) > 0 and t.reward == 0.5 for t in trajs)  # optimal self-play draws
+    trainer.policy = model_policy
+    out = trainer.train()  # the tiny model forfeits with unreadable moves; seats that never moved drop out
+    assert 1 <= out["history"][0]["rollout/episodes"] <= 12
+    assert 0.0 <= out["history"][0]["self_play/draw_rate"] <= 1.0
+
+
+def test_self_play_on_a_single_agent_env_is_a_clear_error(tmp_path, tiny_tok):
+    import asyncio
+
+    trainer = _trainer(_config(tmp_path, ["run.steps=1", "rollout.self_play=true"]), tiny_tok)
+    with pytest.raises(ValueError, match="not a multi-player game"):
+        asyncio.run(trainer.collect(trainer.sampler.sample(1)))

@@ -20,6 +20,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +224,8 @@ class Trainer:
         )
 
     async def _rollout(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
+        if self.config.rollout.self_play:
+            return await self._self_play(tasks, config)
         runner = RolloutRunner(self.policy, config)
         try:
             return await runner.run(tasks)
@@ -232,6 +235,48 @@ class Trainer:
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
         """Sampling strategy: roll out `group_size` samples of each task. Algorithms override this."""
         return await self._rollout(tasks, self.rollout_config(self.step)), {}
+
+    async def _self_play(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
+        """`group_size` self-play games per task; every seat's trajectory is training data.
+
+        Group `task_index * num_seats + seat` holds the G samples of one seat of one game (same
+        start, same role), so group-relative advantages compare like with like.
+        """
+        from palaestra.rollout.matches import Match, game_of, play_matches_async
+
+        matches, seat_names = [], []
+        for task in tasks:
+            game, _ = game_of(task.env_id, **task.env_kwargs)
+            seat_names.append(game.possible_agents)
+            matches += [
+                Match(
+                    task.env_id,
+                    task.seed,
+                    dict.fromkeys(game.possible_agents, self.policy),
+                    task.env_kwargs,
+                    j,
+                )
+                for j in range(config.group_size)
+            ]
+        results = await play_matches_async(matches, replace(config, group_size=1))
+        trajectories: list[Trajectory] = []
+        group = 0
+        for i, seats in enumerate(seat_names):
+            for k, seat in enumerate(seats):
+                for j in range(config.group_size):
+                    traj = results[i * config.group_size + j].trajectories[seat]
+                    traj.group_index, traj.sample_index = group + k, j
+                    if traj.turns:  # a seat the game ended for before it moved has nothing to learn
+                        trajectories.append(traj)
+            group += len(seats)
+        decided = [r for r in results if r.error is None]
+        self._self_play_metrics = {
+            "self_play/draw_rate": _mean([float(r.winner is None) for r in decided]),
+            "self_play/first_seat_win_rate": _mean(
+                [float(r.winner == next(iter(r.match.seats))) for r in decided]
+            ),
+        }
+        return trajectories
 
     def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
         raise NotImplementedError(f"{type(self).__name__} must implement advantages()")
@@ -386,6 +431,7 @@ class Trainer:
         t1 = time.perf_counter()
         batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
         metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
+        metrics.update(self.__dict__.pop("_self_play_metrics", {}))
         self.policy.sync_weights()  # same model object for hf; vLLM reloads here
         t2 = time.perf_counter()
         generated = sum(t.num_generated_tokens for t in trajectories)
