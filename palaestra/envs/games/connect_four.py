@@ -224,6 +224,14 @@ class ConnectFour(MultiAgentTextEnv):
             lines.append(f"You are {self.mark(agent)}. Your move.")
         return "\n".join(lines)
 
+    def progress(self, agent: str) -> float:
+        """`agent`'s share of the cells that would complete four (own threats / all threats; 0.5 if none)."""
+        mask = self.stones(self.possible_agents[0]) | self.stones(self.possible_agents[1])
+        mine = bin(_threats(self.stones(agent), mask)).count("1")
+        other = self.possible_agents[1 - self.possible_agents.index(agent)]
+        theirs = bin(_threats(self.stones(other), mask)).count("1")
+        return 0.5 if mine + theirs == 0 else mine / (mine + theirs)
+
     def legal_actions(self, agent: str) -> list[str]:
         return [f"[{c + 1}]" for c in self.open_columns()]
 
@@ -306,6 +314,7 @@ def make_env(
     max_format_errors: int = 3,
     search_depth: int | None = None,
     expert_depth: int = 6,
+    shaped: bool = False,
     render_mode: str | None = None,
 ) -> VersusEnv:
     """Connect Four against "random" (easy), "heuristic" (medium) or "optimal" (hard, alpha-beta).
@@ -321,4 +330,6 @@ def make_env(
         search_depth=search_depth if search_depth is not None else SEARCH_DEPTH[difficulty],
         expert_depth=expert_depth,
     )
-    return VersusEnv(game=game, opponents=OPPONENTS, opponent=name, seat=seat, render_mode=render_mode)
+    return VersusEnv(
+        shaped=shaped, game=game, opponents=OPPONENTS, opponent=name, seat=seat, render_mode=render_mode
+    )

@@ -102,6 +102,10 @@ class MultiAgentTextEnv(abc.ABC):
         """A strong scripted player's reply for `agent` now (None if the game has none)."""
         return None
 
+    def progress(self, agent: str) -> float | None:
+        """How close `agent` is to a good outcome, in [0, 1], for shaped rewards (None: no measure)."""
+        return None
+
     def seat_success(self, agent: str) -> bool:
         """The benchmark metric for `agent`: winning, unless the game defines it otherwise."""
         return self.winner == agent

@@ -129,6 +129,13 @@ class Negotiation(MultiAgentTextEnv):
         self.moves = 0
         self.errors: dict[str, int] = {}
 
+    def progress(self, agent: str) -> float:
+        """Value to `agent` of the share the other side's standing offer leaves it, over 10 (0 when the
+        offer on the table is its own: proposing a greedy split earns nothing by itself)."""
+        if self.offer is None or self.offer[0] == agent:
+            return 0.0
+        return value_of(self.values[agent], self.rest(self.offer[1])) / 10
+
     def other(self, agent: str) -> str:
         return self.possible_agents[1 - self.possible_agents.index(agent)]
 
@@ -353,6 +360,7 @@ def make_env(
     seat: str | int = "random",
     rounds: int | None = None,
     max_format_errors: int = 3,
+    shaped: bool = False,
     render_mode: str | None = None,
 ) -> VersusEnv:
     """Negotiation against "random" (easy), "heuristic" (medium) or "optimal" (hard, tougher) players.
@@ -365,4 +373,6 @@ def make_env(
     game = Negotiation(
         rounds=rounds if rounds is not None else ROUNDS[difficulty], max_format_errors=max_format_errors
     )
-    return VersusEnv(game=game, opponents=OPPONENTS, opponent=name, seat=seat, render_mode=render_mode)
+    return VersusEnv(
+        shaped=shaped, game=game, opponents=OPPONENTS, opponent=name, seat=seat, render_mode=render_mode
+    )

@@ -23,6 +23,7 @@ def tictactoe(
     seat: str | int = "random",
     draw_reward: float = 0.5,
     max_format_errors: int = 3,
+    shaped: bool = False,
     render_mode: str | None = None,
 ) -> VersusEnv:
     """TicTacToe against "random" (easy), "heuristic" (medium) or "optimal" (hard, minimax)."""
@@ -30,6 +31,7 @@ def tictactoe(
 
     game = TicTacToe(draw_reward=draw_reward, max_format_errors=max_format_errors)
     return VersusEnv(
+        shaped=shaped,
         game=game,
         opponents=OPPONENTS,
         opponent=_opponent(difficulty, opponent),

@@ -156,6 +156,10 @@ class RockPaperScissors(MultiAgentTextEnv):
             lines.append(f"Round {len(history) + 1}: your move (rock, paper or scissors).")
         return "\n".join(lines)
 
+    def progress(self, agent: str) -> float:
+        """Rounds won so far over all rounds."""
+        return self.score(agent)[0] / self.rounds
+
     def legal_actions(self, agent: str) -> list[str]:
         return [f"[{m}]" for m in MOVES]
 
@@ -227,6 +231,7 @@ def make_env(
     rounds: int = 9,
     bias: float = 0.6,
     max_format_errors: int = 3,
+    shaped: bool = False,
     render_mode: str | None = None,
 ) -> VersusEnv:
     """Repeated RPS against "biased" (easy), "pattern" (medium) or "random" (hard) play."""
@@ -234,4 +239,6 @@ def make_env(
 
     name = _opponent(difficulty, opponent or DIFFICULTY_OPPONENT.get(difficulty))
     game = RockPaperScissors(rounds=rounds, max_format_errors=max_format_errors, bias=bias)
-    return VersusEnv(game=game, opponents=OPPONENTS, opponent=name, seat=seat, render_mode=render_mode)
+    return VersusEnv(
+        shaped=shaped, game=game, opponents=OPPONENTS, opponent=name, seat=seat, render_mode=render_mode
+    )

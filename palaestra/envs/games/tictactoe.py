@@ -110,6 +110,13 @@ class TicTacToe(MultiAgentTextEnv):
             lines.append(f"You are {self.mark(agent)}. Your move.")
         return "\n".join(lines)
 
+    def progress(self, agent: str) -> float:
+        """The minimax value of the position for `agent`, mapped to [0, 1] (0.5: a draw with best play)."""
+        mark = self.mark(agent)
+        to_move = self.mark(self.agent_selection)
+        value = _value(self.board, mark) if to_move == mark else -_value(self.board, to_move)
+        return (value + 1) / 2
+
     def legal_actions(self, agent: str) -> list[str]:
         return [f"[{i + 1}]" for i, c in enumerate(self.board) if c == "."]
 

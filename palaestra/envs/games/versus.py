@@ -8,6 +8,11 @@ learner seat's rewards from the game (summed over the opponents' moves that foll
 return is the game's outcome for the learner: 1 for a win, `draw_reward` for a draw, 0 for a loss (or
 a game-specific utility in [0, 1]). `success` is the game's own (winning, or e.g. a good deal).
 
+`shaped=True` (games with a `progress` measure): each learner move earns `SHAPING_SCALE` times the
+gain of its progress over its best so far (after the opponents' replies), and the end of the game
+tops the return up to the game's own outcome if that is higher (a win to 1.0, a draw to
+`draw_reward`); the return stays in [0, 1], a loss earns at most `SHAPING_SCALE`.
+
 Info keys besides the standard ones: `seat`, `opponent`, `outcome` ("win" / "draw" / "loss" once
 the game is over), `legal_actions` and `expert_action` where the game has them.
 """
@@ -28,6 +33,8 @@ Opponent = Callable[[MultiAgentTextEnv, str, np.random.Generator], str]
 """A scripted player: (game, its seat, its random generator) -> its reply."""
 OUTCOMES: tuple[str, ...] = ("win", "draw", "loss")
 _RESET_TRIES = 10
+SHAPING_SCALE = 0.5
+"""Shaped rewards: the progress part of the return is at most this."""
 
 
 class VersusEnv(TextEnv):
@@ -38,6 +45,7 @@ class VersusEnv(TextEnv):
         opponents: the game's scripted players by name.
         opponent: which of `opponents` plays the other seats.
         seat: "random" (drawn from the reset seed), or a seat index / name ("player_1") / "first" / "second".
+        shaped: dense rewards from the game's `progress` measure (see the module docstring).
         render_mode: None or "ansi".
     """
 
@@ -48,6 +56,7 @@ class VersusEnv(TextEnv):
         opponents: Mapping[str, Opponent],
         opponent: str,
         seat: str | int = "random",
+        shaped: bool = False,
         render_mode: str | None = None,
     ):
         if opponent not in opponents:
@@ -61,7 +70,14 @@ class VersusEnv(TextEnv):
         self.seat_choice = seat if isinstance(seat, int) or seat == "random" else named[seat]
         self.learner = seats[0]
         self._opponent_rng = np.random.default_rng(0)
-        self._pending_reward = 0.0
+        self.shaped = bool(shaped)
+        if self.shaped and game.progress(seats[0]) is None:
+            raise ValueError(
+                f"shaped=True: {type(game).__name__} has no progress measure to shape rewards with"
+            )
+        self._best = 0.0
+        self._shaped_total = 0.0
+        self._outcome_total = 0.0
 
     @property
     def system_prompt(self) -> str:  # type: ignore[override]
@@ -83,6 +99,18 @@ class VersusEnv(TextEnv):
                 raise RuntimeError(
                     f"opponent {self.opponent_name!r} keeps failing to move in {type(game).__name__}"
                 )
+        return reward
+
+    def _shape(self, game_reward: float) -> float:
+        """The shaped reward of this learner step (see the module docstring)."""
+        self._outcome_total += game_reward
+        if self.game.game_over:
+            reward = max(0.0, self._outcome_total - self._shaped_total)
+        else:
+            progress = min(max(self.game.progress(self.learner) or 0.0, 0.0), 1.0)
+            reward = SHAPING_SCALE * max(progress - self._best, 0.0)
+            self._best = max(self._best, progress)
+        self._shaped_total += reward
         return reward
 
     def _outcome_info(self) -> dict[str, Any]:
@@ -118,6 +146,8 @@ class VersusEnv(TextEnv):
                 f"{type(self.game).__name__}: the {self.opponent_name!r} opponent ended {_RESET_TRIES + 1} "
                 "games in a row before the learner's first move"
             )
+        self._best = (self.game.progress(self.learner) or 0.0) if self.shaped else 0.0
+        self._shaped_total = self._outcome_total = 0.0
         info = self._outcome_info()
         info.pop("turn", None)  # the learner has not acted yet, whatever the opponents did
         info["task_id"] = f"{self.game.task_id}-{self.learner}"
@@ -130,6 +160,8 @@ class VersusEnv(TextEnv):
         format_error = game.infos[self.learner].get("format_error")
         if not game.game_over and format_error is None:
             reward += self._play_opponents()
+        if self.shaped:
+            reward = self._shape(reward)
         info = self._outcome_info()
         info.pop("task_id", None)
         info.pop("turn", None)

@@ -107,3 +107,42 @@ def test_random_legal_baseline_plays_legal_moves_and_loses_to_optimal():
     assert result.summary.outcomes["win"] == 0.0 and result.summary.outcomes["loss"] >= 0.5
     text_only = evaluate(make_policy("scripted:random-legal"), "palaestra/Math-Arith-v0", episodes=3)
     assert text_only.summary.error_rate == 0.0  # no legal_actions: random text
+
+
+TWO_PLAYER = [
+    "palaestra/Game-TicTacToe-v0",
+    "palaestra/Game-ConnectFour-v0",
+    "palaestra/Game-Negotiation-v0",
+    "palaestra/Game-RockPaperScissors-v0",
+]
+
+
+@pytest.mark.parametrize("env_id", TWO_PLAYER)
+@pytest.mark.parametrize("policy", ["scripted:oracle", "scripted:random-legal"])
+def test_shaped_two_player_returns_stay_in_range_and_end_at_the_outcome(env_id, policy):
+    result = evaluate(
+        make_policy(policy), env_id, episodes=8, env_kwargs={"shaped": True, "difficulty": "easy"}
+    )
+    assert result.summary.error_rate == 0.0
+    for traj in result.trajectories:
+        total = sum(turn.reward for turn in traj.turns)
+        assert -1e-9 <= total <= 1.0 + 1e-9
+        board_game = "TicTacToe" in env_id or "ConnectFour" in env_id
+        if board_game and traj.turns[-1].info.get("outcome") == "win":
+            assert total == pytest.approx(1.0)
+
+
+def test_shaping_pays_progress_before_the_end():
+    env = palaestra.make("palaestra/Game-RockPaperScissors-v0", shaped=True, difficulty="medium").unwrapped
+    plain = palaestra.make("palaestra/Game-RockPaperScissors-v0", difficulty="medium").unwrapped
+    for e in (env, plain):
+        _, info = e.reset(seed=3)
+    early, plain_early = [], []
+    for _ in range(4):
+        _, r, *_, info = env.step(info["expert_action"])
+        early.append(r)
+    _, pinfo = plain.reset(seed=3)
+    for _ in range(4):
+        _, r, *_, pinfo = plain.step(pinfo["expert_action"])
+        plain_early.append(r)
+    assert sum(early) > 0.0 and sum(plain_early) == 0.0
