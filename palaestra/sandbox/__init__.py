@@ -41,6 +41,7 @@ __all__ = [
     "SandboxPool",
     "SandboxUnavailableError",
     "make_sandbox",
+    "sandbox_for",
     "shared_sandbox",
 ]
 
@@ -116,6 +117,11 @@ def shared_sandbox(config: SandboxConfig | dict | None = None) -> Sandbox:
         if box is None:
             box = _shared[key] = make_sandbox(config)
         return box
+
+
+def sandbox_for(spec: Sandbox | SandboxConfig | dict | None) -> Sandbox:
+    """`spec` itself if it is a sandbox, else the process-wide shared sandbox for that config."""
+    return spec if isinstance(spec, Sandbox) else shared_sandbox(spec)
 
 
 @atexit.register

@@ -162,8 +162,8 @@ class Sandbox(abc.ABC):
             raise ValueError(f"max_concurrency={max_concurrency}; it must be >= 1")
         self.limits = limits or Limits()
         self.max_concurrency = max_concurrency
+        self._closed = False
 
-    @abc.abstractmethod
     def run(
         self,
         command: Sequence[str],
@@ -173,6 +173,18 @@ class Sandbox(abc.ABC):
         limits: Limits | None = None,
     ) -> ExecutionResult:
         """Run `command` (an argv list) in `/work` after writing `files` there, feeding `stdin`."""
+        if self._closed:
+            raise SandboxError("this sandbox is closed")
+        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
+            raise TypeError("command must be a non-empty list of strings (an argv), not a shell string")
+        data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
+        return self._run(list(command), validate_files(files), data, limits or self.limits)
+
+    @abc.abstractmethod
+    def _run(
+        self, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
+    ) -> ExecutionResult:
+        """The backend's execution of an already checked request."""
 
     def run_python(
         self,

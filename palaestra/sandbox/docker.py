@@ -62,7 +62,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -76,7 +76,6 @@ from palaestra.sandbox.api import (
     Sandbox,
     SandboxError,
     SandboxUnavailableError,
-    validate_files,
 )
 from palaestra.sandbox.cgroups import CgroupUsage
 from palaestra.sandbox.local import _decode_status, _limit_from_status
@@ -411,27 +410,15 @@ class ContainerSandbox(Sandbox):
                     sock.close()
 
     # -- execution ---------------------------------------------------------------------------------
-    def run(
-        self,
-        command: Sequence[str],
-        *,
-        files: Mapping[str, str | bytes] | None = None,
-        stdin: str | bytes = b"",
-        limits: Limits | None = None,
+    def _run(
+        self, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
     ) -> ExecutionResult:
-        if self._closed:
-            raise SandboxError("this sandbox is closed")
-        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
-            raise TypeError("command must be a non-empty list of strings (an argv), not a shell string")
-        checked = validate_files(files)
-        limits = limits or self.limits
-        data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
         slot = self._slots.get()
         try:
             if self._closed:
                 raise SandboxError("this sandbox is closed")
             self._fit(slot, limits)
-            return self._run_in_slot(slot, list(command), checked, data, limits)
+            return self._run_in_slot(slot, command, files, stdin, limits)
         finally:
             self._slots.put(slot)
 

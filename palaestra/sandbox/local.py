@@ -60,7 +60,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,7 +74,6 @@ from palaestra.sandbox.api import (
     Sandbox,
     SandboxError,
     SandboxUnavailableError,
-    validate_files,
 )
 from palaestra.sandbox.cgroups import SlotCgroup
 
@@ -439,27 +438,15 @@ class LocalSandbox(Sandbox):
         return ["/bin/sh", "-c", self._launcher_script(slot, limits, nproc=nproc), "sh", *inner]
 
     # -- execution ---------------------------------------------------------------------------------
-    def run(
-        self,
-        command: Sequence[str],
-        *,
-        files: Mapping[str, str | bytes] | None = None,
-        stdin: str | bytes = b"",
-        limits: Limits | None = None,
+    def _run(
+        self, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
     ) -> ExecutionResult:
-        if self._closed:
-            raise SandboxError("this sandbox is closed")
-        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
-            raise TypeError("command must be a non-empty list of strings (an argv), not a shell string")
-        checked = validate_files(files)
-        limits = limits or self.limits
-        data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
         slot = self._slots.get()
         try:
             if self._warm:
-                result = self._run_warm(slot, list(command), checked, data, limits)
+                result = self._run_warm(slot, command, files, stdin, limits)
             else:
-                result = self._run_cold(slot, list(command), checked, data, limits)
+                result = self._run_cold(slot, command, files, stdin, limits)
         except BaseException:
             self._release(slot, None)
             raise

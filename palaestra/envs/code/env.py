@@ -30,7 +30,7 @@ from palaestra.envs.code.records import STYLES, load_code_records
 from palaestra.envs.code.task import DIFFICULTIES, KINDS, CodeTask, CodeTest, load_bundled
 from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.math.task import SPLITS
-from palaestra.sandbox import Sandbox, SandboxConfig, shared_sandbox
+from palaestra.sandbox import Sandbox, SandboxConfig, sandbox_for
 
 __all__ = ["FEEDBACK", "REWARDS", "SOURCES", "TURN_REWARDS", "CodeEnv"]
 
@@ -147,7 +147,7 @@ class CodeEnv(TextEnv):
         self.show_public_tests, self.format_reward = show_public_tests, float(format_reward)
         self.test_timeout_s = float(test_timeout_s)
         self._sandbox_spec = sandbox
-        self._sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
+        self._sandbox: Sandbox | None = None
         kind_rule = _STDIO_RULE if kind == "stdio" else _FUNCTION_RULE if kind == "function" else ""
         if kind is None:
             kind_rule = "Follow the task's input/output instructions exactly."
@@ -162,8 +162,7 @@ class CodeEnv(TextEnv):
     def sandbox(self) -> Sandbox:
         """The sandbox programs run in (the shared one for the config, built on first use)."""
         if self._sandbox is None:
-            spec = self._sandbox_spec
-            self._sandbox = shared_sandbox(spec if not isinstance(spec, Sandbox) else None)
+            self._sandbox = sandbox_for(self._sandbox_spec)
         return self._sandbox
 
     @property

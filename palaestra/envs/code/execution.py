@@ -8,6 +8,7 @@ sandbox limit that stopped the whole run. See the harness's docstring for what a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ class TestReport:
         return text if len(text) <= max_chars else text[: max_chars - 4] + " ..."
 
 
+@functools.cache
 def _harness_source() -> str:
     return resources.files("palaestra.envs.code").joinpath("_harness.py").read_text(encoding="utf-8")
 

@@ -21,7 +21,7 @@ from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.math.generators import DIFFICULTIES, GENERATORS, generate
 from palaestra.envs.math.task import SPLITS, MathTask
 from palaestra.envs.math.verify import FORMAT_HINT, is_correct, last_boxed
-from palaestra.sandbox import Limits, Sandbox, SandboxConfig, shared_sandbox
+from palaestra.sandbox import Limits, Sandbox, SandboxConfig, sandbox_for
 
 __all__ = ["PythonToolMathEnv"]
 
@@ -77,7 +77,7 @@ class PythonToolMathEnv(TextEnv):
         self.format_reward = float(format_reward)
         self.tool_limits = Limits.model_validate(tool_limits) if tool_limits is not None else _TOOL_LIMITS
         self._sandbox_spec = sandbox
-        self._sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
+        self._sandbox: Sandbox | None = None
         self.system_prompt = _SYSTEM.format(n=max_tool_calls)
         self._task: MathTask | None = None
         self._calls = 0
@@ -85,8 +85,7 @@ class PythonToolMathEnv(TextEnv):
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            spec = self._sandbox_spec
-            self._sandbox = shared_sandbox(spec if not isinstance(spec, Sandbox) else None)
+            self._sandbox = sandbox_for(self._sandbox_spec)
         return self._sandbox
 
     @property
