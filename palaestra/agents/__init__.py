@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
-from palaestra.agents.base import FinishReason, Generation, GenerationRequest, Message, Policy, SamplingParams
+from palaestra.agents.base import (
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    Message,
+    Policy,
+    SamplingParams,
+    message_images,
+    message_text,
+)
 
-__all__ = ["FinishReason", "Generation", "GenerationRequest", "Message", "Policy", "SamplingParams"]
+__all__ = [
+    "FinishReason",
+    "Generation",
+    "GenerationRequest",
+    "Message",
+    "Policy",
+    "SamplingParams",
+    "message_images",
+    "message_text",
+]

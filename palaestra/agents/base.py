@@ -20,10 +20,25 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["FinishReason", "Generation", "GenerationRequest", "Message", "Policy", "SamplingParams"]
+__all__ = [
+    "FinishReason",
+    "Generation",
+    "GenerationRequest",
+    "Message",
+    "Policy",
+    "SamplingParams",
+    "message_images",
+    "message_text",
+]
 
-Message = dict[str, str]
-"""A chat message: {"role": "system" | "user" | "assistant" | "tool", "content": str}."""
+Message = dict[str, Any]
+"""A chat message: {"role": "system" | "user" | "assistant" | "tool", "content": str | list[part]}.
+
+Content is a plain string, or (observations of GUI envs) a list of OpenAI-style content parts:
+`{"type": "text", "text": "..."}` and `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`.
+Backends that take images (openai, vllm with a vision model) pass the parts on as they are; text-only
+backends read `message_text(message)`.
+"""
 
 FinishReason = Literal["stop", "length", "error"]
 
@@ -126,3 +141,30 @@ class Policy(Protocol):
     async def close(self) -> None:
         """Release the backend's resources (threads, engines, connections)."""
         ...
+
+
+def message_text(message: Message, *, image_placeholder: str = "") -> str:
+    """The text of a message: its string content, or its text parts joined by newlines.
+
+    Args:
+        message: a chat message.
+        image_placeholder: text that stands for each image part (empty: images are dropped).
+    """
+    content = message.get("content", "")
+    if isinstance(content, str):
+        return content
+    pieces = []
+    for part in content:
+        if part.get("type") == "text":
+            pieces.append(str(part.get("text", "")))
+        elif part.get("type") == "image_url" and image_placeholder:
+            pieces.append(image_placeholder)
+    return "\n".join(pieces)
+
+
+def message_images(message: Message) -> list[str]:
+    """The image URLs (usually `data:image/png;base64,...`) of a message's image parts."""
+    content = message.get("content", "")
+    if isinstance(content, str):
+        return []
+    return [str(p["image_url"]["url"]) for p in content if p.get("type") == "image_url"]
