@@ -16,12 +16,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from palaestra.agents.base import Message, message_text
 from palaestra.io import atomic_write_bytes
 from palaestra.rollout.trajectory import Trajectory, Turn
 
 __all__ = ["SCHEMA", "load_trajectories", "save_trajectories"]
 
-_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("parts_json", pa.string())])
+"""A chat message: `content` is its text; a multimodal message (GUI observations) also keeps its
+content parts, images included, as JSON in `parts_json` (None for plain text messages)."""
 _TURN = pa.struct(
     [
         ("action", pa.string()),
@@ -64,6 +67,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
 
 
+def _message_row(message: Message) -> dict[str, Any]:
+    content = message["content"]
+    if isinstance(content, str):
+        return {"role": message["role"], "content": content, "parts_json": None}
+    return {"role": message["role"], "content": message_text(message), "parts_json": json.dumps(content)}
+
+
+def _message_from_row(row: dict[str, Any]) -> Message:
+    parts = row.get("parts_json")
+    return {"role": row["role"], "content": json.loads(parts) if parts else row["content"]}
+
+
 def _to_row(t: Trajectory) -> dict[str, Any]:
     return {
         "env_id": t.env_id,
@@ -79,7 +94,7 @@ def _to_row(t: Trajectory) -> dict[str, Any]:
         "truncated": t.truncated,
         "error": t.error,
         "env_kwargs_json": _dumps(t.env_kwargs),
-        "messages": [{"role": m["role"], "content": m["content"]} for m in t.messages],
+        "messages": [_message_row(m) for m in t.messages],
         "turns": [
             {
                 "action": u.action,
@@ -109,7 +124,7 @@ def _from_row(row: dict[str, Any]) -> Trajectory:
         sample_index=row["sample_index"],
         task_id=row["task_id"],
         agent=row["agent"],
-        messages=[dict(m) for m in row["messages"]],
+        messages=[_message_from_row(m) for m in row["messages"]],
         turns=[
             Turn(
                 action=u["action"],

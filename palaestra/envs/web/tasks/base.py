@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ class WebTask:
 
     Attributes:
         name: the env id's name part (`palaestra/Web-<name>-v0`).
-        script: the page script's file name in `static/tasks/` (without `.js`).
+        script: the page script: a bundled script's name in `static/tasks/` (without `.js`), or the path of
+            a `.js` file of your own (for task families defined outside palaestra).
         description: one line for `palaestra envs list`.
         max_steps: default step limit of an episode.
         generate: draws one task from a seeded generator.
@@ -52,6 +54,9 @@ class WebTask:
     generate: Callable[[np.random.Generator], TaskInstance]
 
     def script_source(self) -> str:
+        """The page script's JavaScript source."""
+        if self.script.endswith(".js"):
+            return Path(self.script).read_text()
         return resources.files("palaestra.envs.web").joinpath(f"static/tasks/{self.script}.js").read_text()
 
 
