@@ -21,6 +21,7 @@ id that is not on the page, typing into a button) is reported in the observation
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -42,7 +43,7 @@ from palaestra.envs.web.actions import (
     parse_action,
 )
 from palaestra.envs.web.browser import BrowserConfig, BrowserError, BrowserHost, shared_host
-from palaestra.envs.web.snapshot import compact_snapshot, snapshot_ids
+from palaestra.envs.web.snapshot import compact_snapshot, find_ref, snapshot_ids
 from palaestra.envs.web.tasks import TASKS, TaskInstance, WebTask
 
 __all__ = ["WebEnv"]
@@ -223,6 +224,12 @@ class WebEnv(TextEnv):
             return self._call(self._screenshot)
         return super().render()
 
+    def page_html(self) -> str:
+        """The current task's whole page as one self-contained HTML document (to save or inspect)."""
+        if self._instance is None:
+            raise RuntimeError("call reset() before page_html()")
+        return self._document(self._instance)
+
     # -- page work (on the browser loop) -----------------------------------------------------------
     def _document(self, instance: TaskInstance) -> str:
         data = json.dumps(instance.data).replace("</", "<\\/")
@@ -271,20 +278,30 @@ class WebEnv(TextEnv):
 
     async def _observe(self, action_error: str | None) -> dict[str, Any]:
         page = self._page
-        state: dict[str, Any] = await page.evaluate("mode => palaestra.status(mode)", self.mode)
-        state["action_error"] = action_error
-        expert = state.get("expert")
+        status = page.evaluate("mode => palaestra.status(mode)", self.mode)
         if self.mode == "text":
+            # two independent reads of the settled page, in flight together
+            state, snapshot = await asyncio.gather(status, page.aria_snapshot(mode="ai"))
+            expert = state.get("expert")
             if expert and expert.get("target"):
-                # before the page snapshot: `aria-ref=` resolves against the latest snapshot taken
-                marked = await page.locator("[data-palaestra-expert]").first.aria_snapshot(mode="ai")
-                ids = re.findall(r"\[ref=(e\d+)\]", marked)
-                expert["ref"] = ids[0] if ids else None
-            snapshot = await page.aria_snapshot(mode="ai")
+                expert["ref"] = find_ref(
+                    snapshot,
+                    expert.get("role"),
+                    expert.get("name"),
+                    expert.get("nth", 0),
+                    expert.get("count", 1),
+                )
+                if expert["ref"] is None:  # the guess is not in the tree: ask Playwright, then re-snapshot
+                    marked = await page.locator("[data-palaestra-expert]").first.aria_snapshot(mode="ai")
+                    ids = re.findall(r"\[ref=(e\d+)\]", marked)
+                    expert["ref"] = ids[0] if ids else None
+                    snapshot = await page.aria_snapshot(mode="ai")  # `aria-ref=` reads the latest snapshot
             state["page"] = compact_snapshot(snapshot)
             self._ids = snapshot_ids(snapshot)
         else:
-            self._last_screenshot = await self._screenshot()
+            state, self._last_screenshot = await asyncio.gather(status, self._screenshot())
+            expert = state.get("expert")
+        state["action_error"] = action_error
         state["expert_action"] = self._expert_text(expert)
         return state
 

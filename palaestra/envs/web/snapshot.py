@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["compact_snapshot", "snapshot_ids"]
+__all__ = ["compact_snapshot", "find_ref", "snapshot_ids"]
 
 _REF = re.compile(r"\[ref=e(\d+)\]")
 _NOISE = re.compile(r" \[cursor=\w+\]")
@@ -38,3 +38,28 @@ def compact_snapshot(snapshot: str) -> str:
 def snapshot_ids(snapshot: str) -> frozenset[str]:
     """The element references (`e12`) present in a snapshot."""
     return frozenset(f"e{n}" for n in _REF.findall(snapshot))
+
+
+def find_ref(snapshot: str, role: str | None, name: str | None, nth: int = 0, count: int = 1) -> str | None:
+    """The reference of the `nth` of `count` elements with this role and accessible name in a snapshot.
+
+    Lines look like `- button "Save" [ref=e12]` (plus state flags such as `[checked]`). Returns None when
+    the role is unknown or the snapshot does not hold exactly `count` such elements (the guess of role
+    and name was off; the caller then asks Playwright).
+    """
+    if not role:
+        return None
+    head = f"- {role}" if not name else f"- {role} {_quote(name)}"
+    refs = []
+    for line in snapshot.splitlines():
+        text = line.lstrip()
+        if text.startswith(head) and text[len(head) : len(head) + 2] in (" [", ":", ""):
+            match = _REF.search(text)
+            if match:
+                refs.append(f"e{match.group(1)}")
+    return refs[nth] if len(refs) == count and 0 <= nth < count else None
+
+
+def _quote(name: str) -> str:
+    """A name as the snapshot quotes it (YAML-style double quotes)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -74,13 +74,59 @@
       return {op: "click", x: Math.round(r.left + r.width / 2), y: Math.round(r.top + r.height / 2)};
     },
 
+    // A guess of the role and accessible name the accessibility tree gives `el`, and its index among
+    // visible elements with the same guess (document order = tree order). The env looks the element's
+    // id up in the page's tree by these; where the guess is not unique there it asks Playwright.
+    _role(el) {
+      const explicit = el.getAttribute("role");
+      if (explicit) return explicit;
+      const tag = el.tagName.toLowerCase();
+      if (tag === "a" && el.hasAttribute("href")) return "link";
+      if (tag === "button") return "button";
+      if (tag === "textarea") return "textbox";
+      if (tag === "select") return el.multiple || el.size > 1 ? "listbox" : "combobox";
+      if (tag === "input") {
+        const type = (el.getAttribute("type") || "text").toLowerCase();
+        return {checkbox: "checkbox", radio: "radio", button: "button", submit: "button", reset: "button",
+                number: "spinbutton", search: "searchbox", range: "slider"}[type] || "textbox";
+      }
+      return null;
+    },
+
+    _name(el) {
+      const clean = (text) => (text || "").replace(/\s+/g, " ").trim();
+      if (el.getAttribute("aria-label")) return clean(el.getAttribute("aria-label"));
+      const by = el.getAttribute("aria-labelledby");
+      if (by) return clean(by.split(/\s+/).map((id) => document.getElementById(id)?.textContent).join(" "));
+      if (el.labels && el.labels.length) return clean([...el.labels].map((l) => l.textContent).join(" "));
+      const tag = el.tagName.toLowerCase();
+      if (tag === "input" || tag === "textarea" || tag === "select") return clean(el.getAttribute("title") || el.getAttribute("placeholder"));
+      return clean(el.textContent);
+    },
+
+    _locate(el) {
+      const role = this._role(el);
+      if (!role) return {};
+      const name = this._name(el);
+      let nth = -1;
+      let count = 0;
+      for (const other of document.body.querySelectorAll("*")) {
+        if (other === el) nth = count;
+        if (other === el || (this._role(other) === role && this._name(other) === name && other.checkVisibility())) {
+          count += 1;
+        }
+      }
+      return nth < 0 ? {} : {role, name, nth, count};
+    },
+
     _expertAction(step, mode) {
       if (!step) return null;
       if (mode === "text") {
         if (step.op === "press") return {op: "press", text: step.key};
         if (step.op === "scroll") return {op: "scroll", dy: step.dy >= 0 ? 1 : -1};
         this._mark(step.el);
-        return {op: step.op, target: true, text: step.text === undefined ? null : String(step.text)};
+        const text = step.text === undefined ? null : String(step.text);
+        return {op: step.op, target: true, text, ...this._locate(step.el)};
       }
       if (step.op === "press") return {op: "key", text: step.key};
       if (step.op === "scroll") return {op: "scroll", dx: 0, dy: step.dy};
