@@ -228,16 +228,20 @@ BROWSERGYM_SCRIPT = textwrap.dedent(
     import json, os, statistics, sys, time
     import gymnasium as gym
     import miniwob, browsergym.miniwob  # noqa: F401  (registers browsergym/miniwob.*)
+    from playwright.sync_api import BrowserType
+    # BrowserGym launches Playwright's bundled Chromium (its env and its chat window); use Debian's
+    _launch = BrowserType.launch
+    BrowserType.launch = lambda self, **kw: _launch(self, **{"executable_path": "/usr/bin/chromium", **kw})
     episodes = int(sys.argv[1])
     actions = {"click-button": None, "login-user": None}
     out = {}
     for task in actions:
-        env = gym.make(f"browsergym/miniwob.{task}", headless=True,
-                       pw_chromium_kwargs={"executable_path": "/usr/bin/chromium", "args": sys.argv[2:]})
+        env = gym.make(f"browsergym/miniwob.{task}", headless=True)
         times = []
         for seed in range(episodes):
             obs, info = env.reset(seed=seed)
-            # BrowserGym's MiniWoB envs have no expert: one action per episode (a click on the first
+            # BrowserGym passes its own launch flags (Playwright's defaults already keep Chromium quiet);
+    # BrowserGym's MiniWoB envs have no expert: one action per episode (a click on the first
             # button by its bid), which is enough to time a step (action + observation extraction)
             bids = [n["browsergym_id"] for n in obs["axtree_object"]["nodes"]
                     if n.get("role", {}).get("value") == "button" and "browsergym_id" in n]
@@ -268,7 +272,7 @@ def _browsergym(python: str, episodes: int) -> dict[str, Any]:
             "error": find.stderr.strip().splitlines()[-1] if find.stderr.strip() else "miniwob not importable"
         }
     env = {"MINIWOB_URL": f"file://{find.stdout.strip()}/", "PATH": "/usr/bin:/bin"}
-    args = [python, "-c", BROWSERGYM_SCRIPT, str(episodes), *launch_kwargs()["args"]]
+    args = [python, "-c", BROWSERGYM_SCRIPT, str(episodes)]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:160]}
