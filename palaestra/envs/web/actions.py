@@ -175,7 +175,7 @@ def random_action(observation: str, mode: Mode, rng: np.random.Generator, viewpo
     Text mode draws an operation, then an element id from those in `observation` (the page's text);
     GUI mode draws a point on the screen, a key or a short scroll.
     """
-    words = ("hello", "test", "42", "yes", "Blue", "admin")
+    words = ("hello", "test", "qwerty", "yes", "xyzzy", "admin")
     keys = ("Enter", "Tab", "ArrowDown", "Escape")
     if mode == "text":
         ids = re.findall(r"\[(\d+)\]", observation) or ["1"]

@@ -29,6 +29,7 @@ def test_expert_solves_every_seed_with_return_one(task, mode):
     try:
         for seed in range(EXPERT_SEEDS):
             observation, info = env.reset(seed=seed)
+            assert info["progress"] == 0.0, "progress must start at 0 (the dense return is its gain)"
             total, done, steps = 0.0, False, []
             while not done:
                 steps.append(info["expert_action"])
@@ -40,6 +41,34 @@ def test_expert_solves_every_seed_with_return_one(task, mode):
                 f"{task}/{mode} seed {seed}: expert failed after {steps}\n{_text(observation)}"
             )
             assert total == pytest.approx(1.0), (seed, total)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(("task", "mode"), CASES)
+def test_expert_recovers_from_random_moves(task, mode):
+    """The expert reads the live page: after a few random moves it still finishes any live episode."""
+    limit = TASKS[task].max_steps * (1 if mode == "text" else 2)
+    env, rng = WebEnv(task, mode=mode, max_steps=3 * limit + 4), np.random.default_rng(1)
+    try:
+        for seed in range(4):
+            observation, info = env.reset(seed=500 + seed)
+            done = False
+            for _ in range(int(rng.integers(1, 5))):
+                action = random_action(_text(observation), mode, rng, env.viewport)
+                if action.startswith("stop"):
+                    continue
+                observation, _, terminated, truncated, info = env.step(action)
+                if done := terminated or truncated:
+                    break
+            if done:
+                continue  # a random move ended the task (e.g. a wrong click): nothing to recover
+            while not done:
+                observation, _, terminated, truncated, info = env.step(info["expert_action"])
+                done = terminated or truncated
+            assert info["success"], (
+                f"{task}/{mode} seed {500 + seed}: expert did not recover\n{_text(observation)}"
+            )
     finally:
         env.close()
 

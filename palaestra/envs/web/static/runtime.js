@@ -4,7 +4,8 @@
 // task's own script, which calls palaestra.define({render, progress, expert}). Each step the env calls
 // palaestra.status(mode) once and reads {done, success, progress, expert}.
 //   render(app, task)  builds the page inside #app.
-//   progress()         0..1 from the live DOM: how much of the task is done (dense reward).
+//   progress()         0..1 from the live DOM: how much of the task is done (dense reward). It must
+//                      be 0 on the fresh page: the dense return is final minus initial progress.
 //   expert()           the next step of a correct solution, read from the live DOM:
 //                        {op: "click", el} | {op: "type", el, text} | {op: "select", el, text}
 //                        | {op: "press", key} | {op: "scroll", dy} | null (nothing left to do).
@@ -131,10 +132,24 @@
       if (step.op === "press") return {op: "key", text: step.key};
       if (step.op === "scroll") return {op: "scroll", dx: 0, dy: step.dy};
       if (step.op === "click") return this._clickAt(step.el);
-      // type / select: focus the field first, clear what it holds, then type
-      if (document.activeElement !== step.el) return this._clickAt(step.el);
-      if (step.op === "type" && step.el.value) return {op: "key", text: "Control+A"};
+      // type / select: focus the field first, select what it holds (typing replaces it), then type
+      const el = step.el;
+      if (document.activeElement !== el) return this._clickAt(el);
+      if (step.op === "type" && el.value && !this._allSelected(el)) {
+        el.dataset.palaestraSelectAll = el.value;
+        return {op: "key", text: "Control+A"};
+      }
+      delete el.dataset.palaestraSelectAll;
       return {op: "type", text: String(step.text)};
+    },
+
+    // Whether the whole text of a field is selected. Some inputs (email, number) have no selection
+    // API: there the expert remembers that it pressed Control+A on this very value.
+    _allSelected(el) {
+      if (el.selectionStart === null || el.selectionStart === undefined) {
+        return el.dataset.palaestraSelectAll === el.value;
+      }
+      return el.selectionStart === 0 && el.selectionEnd === el.value.length;
     },
   };
   window.palaestra = P;
