@@ -178,6 +178,8 @@ class BrowserHost:
                 raise BrowserCrashed(f"the browser disconnected: {exc}") from exc
             if type(exc).__name__ == "TargetClosedError":
                 raise BrowserCrashed(str(exc)) from exc
+            if type(exc).__name__ == "TimeoutError":  # Playwright's own timeout inside the call
+                raise BrowserTimeout(str(exc).splitlines()[0]) from exc
             raise
 
     @property

@@ -138,6 +138,11 @@ class WebEnv(TextEnv):
         self._state: dict[str, Any] = {}
 
     # -- browser plumbing --------------------------------------------------------------------------
+    @property
+    def _read_ms(self) -> float:
+        """Playwright timeout of the reads that build an observation: a loaded machine is not a hang."""
+        return self._browser_host().config.call_timeout_s * 1000
+
     def _browser_host(self) -> BrowserHost:
         if self._host is None:
             browser = self._browser
@@ -281,7 +286,9 @@ class WebEnv(TextEnv):
         status = page.evaluate("mode => palaestra.status(mode)", self.mode)
         if self.mode == "text":
             # two independent reads of the settled page, in flight together
-            state, snapshot = await asyncio.gather(status, page.aria_snapshot(mode="ai"))
+            state, snapshot = await asyncio.gather(
+                status, page.aria_snapshot(mode="ai", timeout=self._read_ms)
+            )
             expert = state.get("expert")
             if expert and expert.get("target"):
                 expert["ref"] = find_ref(
@@ -292,10 +299,13 @@ class WebEnv(TextEnv):
                     expert.get("count", 1),
                 )
                 if expert["ref"] is None:  # the guess is not in the tree: ask Playwright, then re-snapshot
-                    marked = await page.locator("[data-palaestra-expert]").first.aria_snapshot(mode="ai")
+                    marked = await page.locator("[data-palaestra-expert]").first.aria_snapshot(
+                        mode="ai", timeout=self._read_ms
+                    )
                     ids = re.findall(r"\[ref=(e\d+)\]", marked)
                     expert["ref"] = ids[0] if ids else None
-                    snapshot = await page.aria_snapshot(mode="ai")  # `aria-ref=` reads the latest snapshot
+                    # `aria-ref=` resolves against the latest snapshot: take the page's again
+                    snapshot = await page.aria_snapshot(mode="ai", timeout=self._read_ms)
             state["page"] = compact_snapshot(snapshot)
             self._ids = snapshot_ids(snapshot)
         else:
@@ -308,7 +318,9 @@ class WebEnv(TextEnv):
     async def _screenshot(self) -> np.ndarray:
         from PIL import Image
 
-        png = await self._page.screenshot(type="png", animations="disabled", caret="hide")
+        png = await self._page.screenshot(
+            type="png", animations="disabled", caret="hide", timeout=self._read_ms
+        )
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.uint8)
 
     # -- observations and info ---------------------------------------------------------------------
