@@ -136,3 +136,14 @@ def test_same_seed_same_page(task, mode):
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.parametrize("task", ["ClickButton", "ClickLink", "SearchOpen"])
+def test_element_ids_do_not_give_the_answer_away(task):
+    """Ids number the page in tree order: the expert's target must not get a telltale id (e.g. always [1])."""
+    env = WebEnv(task)
+    try:
+        targets = {env.reset(seed=seed)[1]["expert_action"] for seed in range(10)}
+    finally:
+        env.close()
+    assert len(targets) >= 4, targets
