@@ -48,20 +48,30 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {(lines[0] if lines else '')[:90]}"
 
 
-def _measure(reset: Callable[[], None], step: Callable[[], bool], steps: int) -> dict[str, float]:
-    """Median step / reset times in microseconds; `step` returns whether the episode ended."""
+def _measure(
+    reset: Callable[[], None],
+    step: Callable[[], bool],
+    steps: int,
+    prepare: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Median step / reset times in microseconds; `step` returns whether the episode ended.
+    `prepare` (untimed) runs before every reset, e.g. to build a fresh env per episode."""
     step_times, reset_times = [], []
-    t = time.perf_counter()
-    reset()
-    reset_times.append(time.perf_counter() - t)
+
+    def timed_reset() -> None:
+        if prepare is not None:
+            prepare()
+        t = time.perf_counter()
+        reset()
+        reset_times.append(time.perf_counter() - t)
+
+    timed_reset()
     while len(step_times) < steps:
         t = time.perf_counter()
         done = step()
         step_times.append(time.perf_counter() - t)
         if done:
-            t = time.perf_counter()
-            reset()
-            reset_times.append(time.perf_counter() - t)
+            timed_reset()
     return {
         "step_us": statistics.median(step_times) * 1e6,
         "reset_us": statistics.median(reset_times) * 1e6,
@@ -139,45 +149,66 @@ def gem_single(game_id: str, action: Callable[[np.random.Generator], str]):
 def textarena_game(
     game_id: str, players: int, action: Callable[[np.random.Generator, str], str], *, raw: bool = False
 ):
+    """TextArena's `step` + `get_observation()`, both ways with an observation text for the model.
+
+    `ta.make` (raw=False): a fresh env per episode, made outside the timing, as TextArena's own loops do
+    (its LLM observation wrapper keeps every message since the env was made and re-joins them all each
+    step; reusing one env across episodes would make steps ever slower and flatter palaestra).
+    raw=True: the bare game, whose `get_observation()` returns the new messages as (sender, text,
+    type) tuples; they are joined into one text as the wrapper formats them, but without the history,
+    which is what palaestra's `observe` builds (the seat's current view).
+    """
     try:
         import textarena as ta
     except ImportError as exc:
         raise Unavailable("textarena is not installed (pip install textarena)") from exc
-    try:
+
+    def make():
         env = _quiet(ta.make, game_id)
         while raw and hasattr(env, "env"):  # ta.make wraps the game for LLMs; raw: the bare game
             env = env.env
-        _quiet(env.reset, num_players=players, seed=0)
+        return env
+
+    try:
+        holder = [make()]
+        _quiet(holder[0].reset, num_players=players, seed=0)
     except Exception as exc:
         raise Unavailable(_reason(exc)) from exc
     rng, seed, last = np.random.default_rng(0), [0], [""]
 
+    def observation() -> str:
+        _, obs = holder[0].get_observation()
+        if not raw:
+            return obs
+        return "\n".join(
+            f"[{'GAME' if sender == ta.GAME_ID else f'Player {sender}'}] {text}" for sender, text, _ in obs
+        )
+
+    def prepare() -> None:
+        if not raw:
+            holder[0] = _quiet(make)
+
     def reset() -> None:
         seed[0] += 1
-        env.reset(num_players=players, seed=seed[0])
-        last[0] = env.get_observation()[1]
+        holder[0].reset(num_players=players, seed=seed[0])
+        last[0] = observation()
 
     def step() -> bool:
-        done, _ = env.step(action(rng, last[0]))
+        done, _ = holder[0].step(action(rng, last[0]))
         if done:
-            env.close()
+            holder[0].close()
             return True
-        last[0] = env.get_observation()[1]
+        last[0] = observation()
         return False
 
-    return reset, step
+    return reset, step, prepare
 
 
 def _ta_ttt_move(rng: np.random.Generator, observation: str) -> str:
+    """A random legal move from the last "Available Moves:" list TextArena showed (as palaestra's row)."""
     tail = observation.rsplit("Available Moves:", 1)[-1]
     moves = [m for m in tail.replace("'", " ").replace(",", " ").split() if m.startswith("[")]
     return moves[int(rng.integers(len(moves)))] if moves else "[4]"
-
-
-def _ta_ttt_raw_move(rng: np.random.Generator, observation: str) -> str:
-    """The raw game's observation has no move list at every turn: a random cell (illegal ones are
-    rejected by the game like any invalid move, which ends the episode as TextArena does)."""
-    return f"[{int(rng.integers(9))}]"
 
 
 def main() -> None:
@@ -207,7 +238,7 @@ def main() -> None:
         ),
         (
             "Guess-the-number",
-            "TextArena (raw)",
+            "TextArena raw + obs text",
             lambda: textarena_game(
                 "GuessTheNumber-v0", 1, lambda rng, _: f"[{int(rng.integers(1, 21))}]", raw=True
             ),
@@ -226,15 +257,15 @@ def main() -> None:
         ("TicTacToe", "TextArena", lambda: textarena_game("TicTacToe-v0", 2, _ta_ttt_move)),
         (
             "TicTacToe",
-            "TextArena (raw)",
-            lambda: textarena_game("TicTacToe-v0", 2, _ta_ttt_raw_move, raw=True),
+            "TextArena raw + obs text",
+            lambda: textarena_game("TicTacToe-v0", 2, _ta_ttt_move, raw=True),
         ),
     ]
     results: dict[tuple[str, str], dict] = {}
     for game, library, build in rows:
         try:
-            reset, step = build()
-            results[(game, library)] = _measure(reset, step, args.steps)
+            reset, step, *prepare = build()
+            results[(game, library)] = _measure(reset, step, args.steps, *prepare)
         except Unavailable as exc:
             results[(game, library)] = {"unavailable": str(exc)}
         print(f"measured {game} / {library}", file=sys.stderr, flush=True)
