@@ -104,7 +104,7 @@ class GuessTheNumberEnv(PuzzleEnv):
 
     def _parse(self, move: str) -> tuple[int | None, str | None]:
         text = move.replace(",", "").strip()
-        if not text.lstrip("+-").isdigit():
+        if not text.lstrip("+-").isdecimal():
             return None, f"{move!r} is not a whole number"
         number = int(text)
         if not 1 <= number <= self.high:

@@ -315,3 +315,18 @@ def test_same_seed_same_game(env_id):
     assert len({game(seed)[0] for seed in range(8)}) > 4
     shaped = palaestra.make(env_id, shaped=True)
     assert shaped.reset(seed=7)[1]["task_id"] == game(7)[0]
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "palaestra/Game-GuessTheNumber-v0",
+        "palaestra/Game-Mastermind-v0",
+        "palaestra/Game-ConnectFour-v0",
+        "palaestra/Game-TicTacToe-v0",
+    ],
+)
+def test_unicode_digits_that_int_rejects_are_format_errors(env_id):
+    env = palaestra.make(env_id)
+    env.reset(seed=0)
+    assert env.step("[²]")[4]["format_error"]  # "²".isdigit() is True, but int("²") raises
