@@ -58,7 +58,7 @@ class TextSpace(spaces.Text):
         return f"TextSpace(max_length={self.max_length})"
 
 
-@dataclass
+@dataclass(slots=True)
 class StepOutcome:
     """What a `TextEnv._step` hook returns; `TextEnv.step` turns it into gymnasium's 5-tuple.
 
@@ -166,10 +166,8 @@ class TextEnv(gym.Env[str, str]):
         terminated = outcome.terminated
         truncated = not terminated and (outcome.truncated or self._turn >= self.max_turns)
         self._done = terminated or truncated
-        self._transcript += [
-            ("agent", action if isinstance(action, str) else repr(action)),
-            ("env", outcome.observation),
-        ]
+        self._transcript.append(("agent", action if isinstance(action, str) else repr(action)))
+        self._transcript.append(("env", outcome.observation))
         info = {
             **outcome.info,
             "success": self._success,

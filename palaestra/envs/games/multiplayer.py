@@ -37,7 +37,7 @@ def seat_names(n: int) -> tuple[str, ...]:
     return tuple(f"player_{i}" for i in range(n))
 
 
-@dataclass
+@dataclass(slots=True)
 class MoveOutcome:
     """What a game's `_step` returns for the move of the current seat.
 
@@ -211,7 +211,10 @@ class MultiAgentTextEnv(abc.ABC):
         else:
             outcome = self._step(agent, action)
         self.turn += 1
-        self.rewards = {a: float(outcome.rewards.get(a, 0.0)) for a in self.possible_agents}
+        self.rewards = dict.fromkeys(self.possible_agents, 0.0)
+        for seat, reward in outcome.rewards.items():
+            if seat in self.rewards:
+                self.rewards[seat] = float(reward)
         if outcome.feedback:
             self._feedback[agent] = outcome.feedback
         over = outcome.game_over

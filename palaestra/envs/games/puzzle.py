@@ -112,7 +112,8 @@ class PuzzleEnv(TextEnv):
         legal = self._legal()
         if legal is not None:
             info["legal_actions"] = legal
-        return {**info, **self._game_info()}
+        info.update(self._game_info())
+        return info
 
     def _step(self, action: str) -> StepOutcome:
         move = last_bracketed(action)
@@ -120,12 +121,12 @@ class PuzzleEnv(TextEnv):
         if error is not None:
             return self._invalid(error)
         feedback, solved, lost = self._play(guess)
-        phi = 1.0 if solved else max(self._phi, min(1.0, self._progress()))
         if self.shaped:
+            phi = 1.0 if solved else max(self._phi, min(1.0, self._progress()))
             reward = PROGRESS_WEIGHT * (phi - self._phi) + (1.0 - PROGRESS_WEIGHT) * solved
+            self._phi = phi
         else:
             reward = float(solved)
-        self._phi = phi
         if lost and not solved:
             feedback += f" {self._reveal()}"
         return StepOutcome(

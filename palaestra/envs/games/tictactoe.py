@@ -40,8 +40,8 @@ def winner_of(board: str) -> str | None:
 @functools.cache
 def _render(board: str) -> str:
     """The board as three rows of marks, empty cells shown by their number (few boards: cached)."""
-    cells = [c if c != "." else str(i + 1) for i, c in enumerate(board)]
-    return "\n".join(" | ".join(cells[r * 3 : r * 3 + 3]) for r in range(3))
+    c = [mark if mark != "." else str(i + 1) for i, mark in enumerate(board)]
+    return f"{c[0]} | {c[1]} | {c[2]}\n{c[3]} | {c[4]} | {c[5]}\n{c[6]} | {c[7]} | {c[8]}"
 
 
 @functools.cache
