@@ -2,8 +2,8 @@
 
 For each game and library: scripted actions (random legal guesses / moves from a fixed generator,
 chosen outside the timing), episodes reset when they end, until `--steps` steps; the table shows the
-median time of one `step` with the observation the model reads next, and of one `reset`, and
-palaestra's ratio to each anchor (lower is better).
+median (and 90th percentile) time of one `step` with the observation the model reads next, the median of one
+`reset`, and palaestra's ratio of medians to each anchor (lower is better).
 
 - palaestra as users get it: `palaestra.make(...)` (gymnasium's order-enforcing wrapper, the
   standard info keys, format checks, `expert_action` and `legal_actions` in every info).
@@ -97,6 +97,7 @@ def _measure(runner: Runner, steps: int) -> dict[str, float]:
             timed_reset()
     return {
         "step_us": statistics.median(step_times) * 1e6,
+        "step_p90_us": statistics.quantiles(step_times, n=10)[-1] * 1e6,
         "reset_us": statistics.median(reset_times) * 1e6,
         "steps": len(step_times),
         "resets": len(reset_times),
@@ -246,6 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=2000, help="steps per row (>= 1000 for the table)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--games", nargs="+", help="only these games (e.g. TicTacToe Guess-the-number)")
     args = parser.parse_args()
 
     guess = lambda rng, info=None: f"[{int(rng.integers(1, 101))}]"  # noqa: E731
@@ -288,6 +290,8 @@ def main() -> None:
             lambda: textarena_game("TicTacToe-v0", 2, _ta_ttt_move, raw=True),
         ),
     ]
+    if args.games:
+        rows = [row for row in rows if row[0] in args.games]
     results: dict[tuple[str, str], dict] = {}
     for game, library, build in rows:
         try:
@@ -299,8 +303,10 @@ def main() -> None:
     print(
         f"\nEnv step latency, median over {args.steps} scripted steps, {platform.python_version()}, {platform.node()}\n"
     )
-    print("| game | library | step µs | reset µs | palaestra step / this | palaestra + info / this |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| game | library | step µs | step p90 µs | reset µs | palaestra step / this | palaestra + info / this |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
 
     def ratio(ours: dict, row: dict) -> str:
         return f"{ours['step_us'] / row['step_us']:.2f}x" if "step_us" in ours else ""
@@ -308,7 +314,7 @@ def main() -> None:
     for game, library, _ in rows:
         row = results[(game, library)]
         if "unavailable" in row:
-            print(f"| {game} | {library} | - | - | n/a: {row['unavailable']} | |")
+            print(f"| {game} | {library} | - | - | - | n/a: {row['unavailable']} | |")
             continue
         ours, with_info = (
             ({}, {})
@@ -316,7 +322,8 @@ def main() -> None:
             else (results.get((game, "palaestra"), {}), results.get((game, "palaestra + info"), {}))
         )
         print(
-            f"| {game} | {library} | {row['step_us']:.1f} | {row['reset_us']:.1f} | {ratio(ours, row)} "
+            f"| {game} | {library} | {row['step_us']:.1f} | {row['step_p90_us']:.1f} | {row['reset_us']:.1f} "
+            f"| {ratio(ours, row)} "
             f"| {ratio(with_info, row)} |"
         )
     if args.json:

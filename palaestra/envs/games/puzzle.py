@@ -97,7 +97,7 @@ class PuzzleEnv(TextEnv):
         return None
 
     def _game_info(self) -> dict[str, Any]:
-        """Extra info keys of the game."""
+        """Extra info keys of the game, in a new dict (the standard puzzle keys are added to it)."""
         return {}
 
     # -- TextEnv hooks -----------------------------------------------------------------------------
@@ -108,11 +108,13 @@ class PuzzleEnv(TextEnv):
         return observation, {"task_id": f"{self.game}-{self.difficulty}-{digest}", **self._info()}
 
     def _info(self) -> dict[str, Any]:
-        info = {"expert_action": self._expert(), "format_errors": self._format_errors, "role": "user"}
+        info = self._game_info()
+        info["expert_action"] = self._expert()
+        info["format_errors"] = self._format_errors
+        info["role"] = "user"
         legal = self._legal()
         if legal is not None:
             info["legal_actions"] = legal
-        info.update(self._game_info())
         return info
 
     def _step(self, action: str) -> StepOutcome:
