@@ -32,6 +32,7 @@ import contextlib
 import io
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -54,8 +55,10 @@ def _quiet(fn: Callable, *args, **kwargs):
 
 
 def _reason(exc: Exception) -> str:
-    """The first informative line of an exception (NLTK's errors start with a row of asterisks)."""
-    lines = [line.strip() for line in str(exc).splitlines() if any(ch.isalpha() for ch in line)]
+    """The first informative line of an exception (NLTK's errors start with a row of asterisks and
+    colour the resource name with terminal escapes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "'", str(exc))
+    lines = [line.strip() for line in text.splitlines() if any(ch.isalpha() for ch in line)]
     return f"{type(exc).__name__}: {(lines[0] if lines else '')[:90]}"
 
 
