@@ -58,12 +58,22 @@ def _value(board: str, to_move: str) -> int:
 
 def best_moves(board: str, to_move: str) -> list[int]:
     """The cells (0-8) that keep the best minimax value for `to_move`."""
+    return list(_best_cells(board, to_move))
+
+
+@functools.cache
+def _best_cells(board: str, to_move: str) -> tuple[int, ...]:
     other = "O" if to_move == "X" else "X"
     scored = [
         (-_value(board[:i] + to_move + board[i + 1 :], other), i) for i, c in enumerate(board) if c == "."
     ]
     best = max(score for score, _ in scored)
-    return [i for score, i in scored if score == best]
+    return tuple(i for score, i in scored if score == best)
+
+
+@functools.cache
+def _empty_cells(board: str) -> tuple[str, ...]:
+    return tuple(f"[{i + 1}]" for i, c in enumerate(board) if c == ".")
 
 
 class TicTacToe(MultiAgentTextEnv):
@@ -125,10 +135,10 @@ class TicTacToe(MultiAgentTextEnv):
         return (value + 1) / 2
 
     def legal_actions(self, agent: str) -> list[str]:
-        return [f"[{i + 1}]" for i, c in enumerate(self.board) if c == "."]
+        return list(_empty_cells(self.board))
 
     def expert_action(self, agent: str) -> str:
-        return f"[{best_moves(self.board, self.mark(agent))[0] + 1}]"
+        return f"[{_best_cells(self.board, self._marks[agent])[0] + 1}]"
 
     def _step(self, agent: str, action: str) -> MoveOutcome:
         move = last_bracketed(action)
@@ -183,7 +193,7 @@ def _heuristic(game: TicTacToe, agent: str, rng: np.random.Generator) -> str:
 
 
 def _optimal(game: TicTacToe, agent: str, rng: np.random.Generator) -> str:
-    moves = best_moves(game.board, game.mark(agent))
+    moves = _best_cells(game.board, game.mark(agent))
     return f"[{moves[int(rng.integers(len(moves)))] + 1}]"
 
 
