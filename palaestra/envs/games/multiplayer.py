@@ -23,6 +23,7 @@ game plus opponents into a single-agent `gymnasium.Env` for training and evaluat
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,16 +248,19 @@ class MultiAgentTextEnv(abc.ABC):
         """Replace `infos` with this step's, built when read; `mover` gets `format_error` and `extra`."""
         if isinstance(self.infos, SeatInfos):
             self.infos.expire()
-
-        def build(seat: str) -> dict[str, Any]:
-            if seat != mover:
-                return self._info(seat, format_error=None)
-            info = self._info(seat, format_error=format_error)
-            if extra:
-                info.update(extra)
-            return info
-
+        # a partial of a bound method, not a closure: deepcopy and pickle follow it to the game's copy
+        build = functools.partial(self._seat_info, mover=mover, format_error=format_error, extra=extra)
         self.infos = SeatInfos(self.possible_agents, build)
+
+    def _seat_info(
+        self, seat: str, *, mover: str | None, format_error: str | None, extra: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        if seat != mover:
+            return self._info(seat, format_error=None)
+        info = self._info(seat, format_error=format_error)
+        if extra:
+            info.update(extra)
+        return info
 
     def _info(self, agent: str, *, format_error: str | None) -> dict[str, Any]:
         info: dict[str, Any] = {

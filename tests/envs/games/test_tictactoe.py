@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 import palaestra
@@ -120,6 +122,9 @@ def test_infos_are_built_when_read_and_belong_to_their_step(monkeypatch):
     assert dict(game.infos)["player_0"] == {"note": 1} and len(game.infos) == 2
     with pytest.raises(KeyError):
         game.infos["player_2"]
+    branch = copy.deepcopy(game)  # a copy's infos are built from the copy
+    branch.step("[2]")
+    assert game.infos["player_1"]["turn"] == 4 and branch.infos["player_1"]["turn"] == 5
 
 
 def test_random_legal_baseline_plays_legal_moves_and_loses_to_optimal():
