@@ -58,7 +58,7 @@ class TextSpace(spaces.Text):
         return f"TextSpace(max_length={self.max_length})"
 
 
-@dataclass
+@dataclass(slots=True)
 class StepOutcome:
     """What a `TextEnv._step` hook returns; `TextEnv.step` turns it into gymnasium's 5-tuple.
 
@@ -149,35 +149,36 @@ class TextEnv(gym.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError(f"{type(self).__name__}.step called on a finished episode; call reset() first")
-        if not isinstance(action, str):
-            outcome = StepOutcome(
-                observation=f"Invalid reply: expected text, got {type(action).__name__}.",
-                format_error=f"action must be str, got {type(action).__name__}",
-            )
-        elif len(action) > self.max_action_length:
-            outcome = StepOutcome(
-                observation=f"Your reply is too long ({len(action)} characters, limit {self.max_action_length}).",
-                format_error=f"action longer than {self.max_action_length} characters",
-            )
-        else:
+        if isinstance(action, str) and len(action) <= self.max_action_length:
             outcome = self._step(action)
+        else:
+            outcome = self._unreadable(action)
         self._turn += 1
         self._success = self._success or outcome.success
         terminated = outcome.terminated
         truncated = not terminated and (outcome.truncated or self._turn >= self.max_turns)
         self._done = terminated or truncated
-        self._transcript += [
-            ("agent", action if isinstance(action, str) else repr(action)),
-            ("env", outcome.observation),
-        ]
-        info = {
-            **outcome.info,
-            "success": self._success,
-            "format_error": outcome.format_error,
-            "task_id": self._task_id,
-            "turn": self._turn,
-        }
+        if self.render_mode == "ansi":  # the transcript is only for render()
+            self._transcript.append(("agent", action if isinstance(action, str) else repr(action)))
+            self._transcript.append(("env", outcome.observation))
+        info = outcome.info.copy()  # the standard keys win over the hook's
+        info["success"] = self._success
+        info["format_error"] = outcome.format_error
+        info["task_id"] = self._task_id
+        info["turn"] = self._turn
         return outcome.observation, float(outcome.reward), terminated, truncated, info
+
+    def _unreadable(self, action: Any) -> StepOutcome:
+        """The outcome of an action that is not text or is too long (the hooks never see it)."""
+        if not isinstance(action, str):
+            return StepOutcome(
+                observation=f"Invalid reply: expected text, got {type(action).__name__}.",
+                format_error=f"action must be str, got {type(action).__name__}",
+            )
+        return StepOutcome(
+            observation=f"Your reply is too long ({len(action)} characters, limit {self.max_action_length}).",
+            format_error=f"action longer than {self.max_action_length} characters",
+        )
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

@@ -17,8 +17,13 @@ def test_env_step_benchmark_smoke(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    for game in ("Guess-the-number", "Wordle", "TicTacToe"):
-        row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| {game} | palaestra |"))
+    for game, library in [
+        ("Guess-the-number", "palaestra"),
+        ("Wordle", "palaestra"),
+        ("TicTacToe", "palaestra"),
+        ("TicTacToe", "palaestra + info"),
+    ]:
+        row = next(line for line in proc.stdout.splitlines() if line.startswith(f"| {game} | {library} |"))
         assert "n/a" not in row, row
-    assert "| TicTacToe | GEM | - | - | n/a: GEM has no TicTacToe |" in proc.stdout
+    assert "| TicTacToe | GEM | - | - | - | n/a: GEM has no TicTacToe |" in proc.stdout
     assert (tmp_path / "raw.json").exists()

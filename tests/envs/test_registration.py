@@ -102,3 +102,20 @@ def test_missing_required_kwarg_is_a_clear_error():
     card = next(c for c in palaestra.list_envs() if c.required_kwargs)
     with pytest.raises(TypeError, match=card.required_kwargs[0]):
         palaestra.make(card.id)
+
+
+def test_ansi_render_is_the_transcript():
+    env = palaestra.make("palaestra/Game-GuessTheNumber-v0", render_mode="ansi")
+    observation, _ = env.reset(seed=0, options={"answer": 70})
+    _, _, _, _, info = env.step("[50]")
+    assert (
+        env.render()
+        == f"[env] {observation}\n[agent] [50]\n[env] The number is higher than 50. 6 guesses left."
+    )
+    assert info["turn"] == 1 and info["format_error"] is None and info["guesses_left"] == 6
+    env.step(None)  # not text: a format error, in the transcript as its repr
+    assert env.render().endswith("[agent] None\n[env] Invalid reply: expected text, got NoneType.")
+    plain = palaestra.make("palaestra/Game-GuessTheNumber-v0")
+    plain.reset(seed=0)
+    plain.step("[50]")
+    assert plain.render() is None

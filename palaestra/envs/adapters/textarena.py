@@ -559,11 +559,9 @@ class TextArenaGame(MultiAgentTextEnv):
         super().step(action)
         if self.game_over or self.agent_selection == self.possible_agents[self.session.current]:
             return
-        # TextArena moved on after a rejected move (e.g. it eliminated the player): follow it.
+        # TextArena moved on after a rejected move (e.g. it eliminated the player): follow it. The
+        # step's infos are built when read, so they already name the right seat to move.
         self.agent_selection = self.possible_agents[self.session.current]
-        for agent, old in self.infos.items():
-            kept = {k: v for k, v in old.items() if k not in ("legal_actions", "expert_action")}
-            self.infos[agent] = {**kept, **self._info(agent, format_error=old.get("format_error"))}
 
 
 def random_opponent(game: MultiAgentTextEnv, seat: str, rng: np.random.Generator) -> str:

@@ -251,7 +251,7 @@ class ConnectFour(MultiAgentTextEnv):
     def _step(self, agent: str, action: str) -> MoveOutcome:
         move = last_bracketed(action)
         error = None
-        if move is None or not move.isdigit() or not 1 <= int(move) <= COLUMNS:
+        if move is None or not move.isdecimal() or not 1 <= int(move) <= COLUMNS:
             error = "no column in [1-7] found in the reply"
         elif int(move) - 1 not in self.open_columns():
             error = f"column {move} is full"

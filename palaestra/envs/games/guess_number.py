@@ -84,6 +84,7 @@ class GuessTheNumberEnv(PuzzleEnv):
             "number in the brackets."
         )
         self.answer, self.low_bound, self.high_bound, self.guesses = 1, 1, self.high, 0
+        self._legal_actions = _all_guesses(self.high) if self.high <= LEGAL_ACTIONS_LIMIT else None
 
     def _new_game(self, options: dict[str, Any]) -> tuple[str, str]:
         answer = options.pop("answer", None)
@@ -104,7 +105,7 @@ class GuessTheNumberEnv(PuzzleEnv):
 
     def _parse(self, move: str) -> tuple[int | None, str | None]:
         text = move.replace(",", "").strip()
-        if not text.lstrip("+-").isdigit():
+        if not text.lstrip("+-").isdecimal():
             return None, f"{move!r} is not a whole number"
         number = int(text)
         if not 1 <= number <= self.high:
@@ -137,9 +138,7 @@ class GuessTheNumberEnv(PuzzleEnv):
         return f"The number was {self.answer}."
 
     def _legal(self) -> list[str] | None:
-        if self.high > LEGAL_ACTIONS_LIMIT:
-            return None
-        return _all_guesses(self.high)
+        return self._legal_actions
 
     def _game_info(self) -> dict[str, Any]:
         return {"guesses_left": self.max_guesses - self.guesses}

@@ -186,7 +186,7 @@ class MastermindEnv(PuzzleEnv):
         tokens = [t for t in re.split(r"[\s,]+", move.strip()) if t]
         if len(tokens) == 1 and len(tokens[0]) == pegs:
             tokens = list(tokens[0])
-        if len(tokens) != pegs or not all(t.isdigit() for t in tokens):
+        if len(tokens) != pegs or not all(t.isdecimal() for t in tokens):
             return None, f"{move!r} is not {pegs} colour numbers like [{self.example_move}]"
         code = tuple(int(t) for t in tokens)
         bad = [c for c in code if not 1 <= c <= colours]

@@ -8,6 +8,13 @@ whether the game ended for each seat, and `infos` holds each seat's info (the st
 exists; `legal_actions` where the moves are few). Unlike PettingZoo, a game ends for every seat at
 once (all games here do), so there is no dead-agent stepping.
 
+Infos are built when read (`SeatInfos`): a step computes no seat's info, so the expert's search and
+the legal-move list cost nothing unless a consumer asks for them. Reading `infos[seat]` (or `last()`)
+after a step gives exactly what an eager build would have given, `expert_action` included (for the
+seats in `expert_seats`): that is the way to get expert actions at every step, e.g. for imitation or
+semi-online RL. A `SeatInfos` belongs to one step: reading a seat's info from an earlier step's
+mapping once the game moved on raises, since the game can no longer build it.
+
 `MultiAgentTextEnv` implements the bookkeeping; a game implements `_reset`, `_observe`, `_step`
 (the current seat's move) and `system_prompt_for`. `palaestra.envs.games.versus.VersusEnv` turns a
 game plus opponents into a single-agent `gymnasium.Env` for training and evaluation.
@@ -16,20 +23,22 @@ game plus opponents into a single-agent `gymnasium.Env` for training and evaluat
 from __future__ import annotations
 
 import abc
+import functools
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from gymnasium.utils import seeding
 
-__all__ = ["MoveOutcome", "MultiAgentTextEnv", "seat_names"]
+__all__ = ["MoveOutcome", "MultiAgentTextEnv", "SeatInfos", "seat_names"]
 
 
 def seat_names(n: int) -> tuple[str, ...]:
     return tuple(f"player_{i}" for i in range(n))
 
 
-@dataclass
+@dataclass(slots=True)
 class MoveOutcome:
     """What a game's `_step` returns for the move of the current seat.
 
@@ -53,6 +62,60 @@ class MoveOutcome:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class SeatInfos(MutableMapping[str, dict[str, Any]]):
+    """Each seat's info after one `reset`/`step`, built the first time it is read, then kept.
+
+    Args:
+        seats: the game's seats (the keys).
+        build: seat -> its info, called at most once per seat (while the game is still at this step).
+
+    Reading gives a plain `dict` the reader may keep or change; assigning a seat replaces its info.
+    `expire()` (the game calls it when it moves on) makes unread seats unreadable: their info
+    depended on a position that is gone.
+    """
+
+    __slots__ = ("_build", "_built", "_seats")
+
+    def __init__(self, seats: tuple[str, ...], build: Callable[[str], dict[str, Any]]):
+        self._seats = seats
+        self._build: Callable[[str], dict[str, Any]] | None = build
+        self._built: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, seat: str) -> dict[str, Any]:
+        info = self._built.get(seat)
+        if info is None:
+            if seat not in self._seats:
+                raise KeyError(seat)
+            if self._build is None:
+                raise RuntimeError(
+                    f"the info of {seat!r} was read from an earlier step's `infos` after the game moved "
+                    "on; read `game.infos` again after every step (or keep the seat's dict, not the mapping)"
+                )
+            info = self._built[seat] = self._build(seat)
+        return info
+
+    def __setitem__(self, seat: str, info: dict[str, Any]) -> None:
+        if seat not in self._seats:
+            raise KeyError(f"{seat!r} is not a seat of this game; seats: {self._seats}")
+        self._built[seat] = info
+
+    def __delitem__(self, seat: str) -> None:
+        raise TypeError(f"every seat has an info; assign {seat!r} a new dict instead of deleting it")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._seats)
+
+    def __len__(self) -> int:
+        return len(self._seats)
+
+    def __repr__(self) -> str:
+        return f"SeatInfos({dict(self)!r})"
+
+    def expire(self) -> None:
+        """The game moved on: unread seats can no longer be built (reading them raises)."""
+        self._build = None
+
+
 class MultiAgentTextEnv(abc.ABC):
     """Base class of turn-based multi-player text games (see the module docstring).
 
@@ -71,7 +134,8 @@ class MultiAgentTextEnv(abc.ABC):
         self.rewards: dict[str, float] = {}
         self.terminations: dict[str, bool] = {}
         self.truncations: dict[str, bool] = {}
-        self.infos: dict[str, dict[str, Any]] = {}
+        self.infos: MutableMapping[str, dict[str, Any]] = {}
+        """Each seat's info after the last `reset`/`step` (a `SeatInfos`: built when read)."""
         self.winner: str | None = None
         self.expert_seats: set[str] | None = None
         """Seats whose info gets `expert_action` (None: all); skip costly searches for scripted seats."""
@@ -126,7 +190,7 @@ class MultiAgentTextEnv(abc.ABC):
         self.rewards = dict.fromkeys(self.agents, 0.0)
         self.terminations = dict.fromkeys(self.agents, False)
         self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: self._info(a, format_error=None) for a in self.agents}
+        self._set_infos(None, None, None)
 
     def observe(self, agent: str) -> str:
         """`agent`'s view, preceded by the feedback on its own last move (if any)."""
@@ -148,7 +212,10 @@ class MultiAgentTextEnv(abc.ABC):
         else:
             outcome = self._step(agent, action)
         self.turn += 1
-        self.rewards = {a: float(outcome.rewards.get(a, 0.0)) for a in self.possible_agents}
+        self.rewards = dict.fromkeys(self.possible_agents, 0.0)
+        for seat, reward in outcome.rewards.items():
+            if seat in self.rewards:
+                self.rewards[seat] = float(reward)
         if outcome.feedback:
             self._feedback[agent] = outcome.feedback
         over = outcome.game_over
@@ -160,11 +227,7 @@ class MultiAgentTextEnv(abc.ABC):
             self.agents = []
         elif outcome.format_error is None:
             self.agent_selection = outcome.next_seat or self._next_seat(agent)
-        self.infos = {
-            a: self._info(a, format_error=outcome.format_error if a == agent else None)
-            for a in self.possible_agents
-        }
-        self.infos[agent].update(outcome.info)
+        self._set_infos(agent, outcome.format_error, outcome.info)
 
     def last(self, agent: str | None = None) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """(observation, last reward, terminated, truncated, info) of `agent` (default: whose turn)."""
@@ -180,6 +243,24 @@ class MultiAgentTextEnv(abc.ABC):
     def _next_seat(self, agent: str) -> str:
         seats = self.possible_agents
         return seats[(seats.index(agent) + 1) % len(seats)]
+
+    def _set_infos(self, mover: str | None, format_error: str | None, extra: dict[str, Any] | None) -> None:
+        """Replace `infos` with this step's, built when read; `mover` gets `format_error` and `extra`."""
+        if isinstance(self.infos, SeatInfos):
+            self.infos.expire()
+        # a partial of a bound method, not a closure: deepcopy and pickle follow it to the game's copy
+        build = functools.partial(self._seat_info, mover=mover, format_error=format_error, extra=extra)
+        self.infos = SeatInfos(self.possible_agents, build)
+
+    def _seat_info(
+        self, seat: str, *, mover: str | None, format_error: str | None, extra: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        if seat != mover:
+            return self._info(seat, format_error=None)
+        info = self._info(seat, format_error=format_error)
+        if extra:
+            info.update(extra)
+        return info
 
     def _info(self, agent: str, *, format_error: str | None) -> dict[str, Any]:
         info: dict[str, Any] = {

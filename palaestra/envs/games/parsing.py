@@ -18,6 +18,4 @@ _BRACKET_RE = re.compile(r"\[([^\[\]\n]{1,200})\]")
 def last_bracketed(reply: str) -> str | None:
     """The stripped content of the last `[...]` in `reply` (one line, <= 200 chars), or None."""
     found = _BRACKET_RE.findall(reply)
-    if not found or not found[-1].strip():
-        return None
-    return found[-1].strip()
+    return (found[-1].strip() or None) if found else None

@@ -26,6 +26,7 @@ __all__ = ["OPPONENTS", "TicTacToe", "best_moves"]
 
 LINES = ((0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6))
 MARKS = ("X", "O")
+_LINES_THROUGH = tuple(tuple(line for line in LINES if cell in line) for cell in range(9))
 
 
 def winner_of(board: str) -> str | None:
@@ -34,6 +35,13 @@ def winner_of(board: str) -> str | None:
         if board[a] != "." and board[a] == board[b] == board[c]:
             return board[a]
     return None
+
+
+@functools.cache
+def _render(board: str) -> str:
+    """The board as three rows of marks, empty cells shown by their number (few boards: cached)."""
+    c = [mark if mark != "." else str(i + 1) for i, mark in enumerate(board)]
+    return f"{c[0]} | {c[1]} | {c[2]}\n{c[3]} | {c[4]} | {c[5]}\n{c[6]} | {c[7]} | {c[8]}"
 
 
 @functools.cache
@@ -50,12 +58,22 @@ def _value(board: str, to_move: str) -> int:
 
 def best_moves(board: str, to_move: str) -> list[int]:
     """The cells (0-8) that keep the best minimax value for `to_move`."""
+    return list(_best_cells(board, to_move))
+
+
+@functools.cache
+def _best_cells(board: str, to_move: str) -> tuple[int, ...]:
     other = "O" if to_move == "X" else "X"
     scored = [
         (-_value(board[:i] + to_move + board[i + 1 :], other), i) for i, c in enumerate(board) if c == "."
     ]
     best = max(score for score, _ in scored)
-    return [i for score, i in scored if score == best]
+    return tuple(i for score, i in scored if score == best)
+
+
+@functools.cache
+def _empty_cells(board: str) -> tuple[str, ...]:
+    return tuple(f"[{i + 1}]" for i, c in enumerate(board) if c == ".")
 
 
 class TicTacToe(MultiAgentTextEnv):
@@ -72,9 +90,12 @@ class TicTacToe(MultiAgentTextEnv):
         self.board = "." * 9
         self.last_move: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        seats = self.possible_agents
+        self._marks = dict(zip(seats, MARKS, strict=True))
+        self._other = {seats[0]: seats[1], seats[1]: seats[0]}
 
     def mark(self, agent: str) -> str:
-        return MARKS[self.possible_agents.index(agent)]
+        return self._marks[agent]
 
     def system_prompt_for(self, agent: str) -> str:
         return (
@@ -92,23 +113,19 @@ class TicTacToe(MultiAgentTextEnv):
         return "tictactoe"
 
     def render_board(self) -> str:
-        cells = [c if c != "." else str(i + 1) for i, c in enumerate(self.board)]
-        return "\n".join(" | ".join(cells[r * 3 : r * 3 + 3]) for r in range(3))
+        return _render(self.board)
 
     def _observe(self, agent: str) -> str:
-        other = self.possible_agents[1 - self.possible_agents.index(agent)]
-        lines = []
-        if other in self.last_move:
-            lines.append(f"Your opponent ({self.mark(other)}) played {self.last_move[other] + 1}.")
-        lines.append(f"Board:\n{self.render_board()}")
+        other = self._other[agent]
+        played = self.last_move.get(other)
+        head = "" if played is None else f"Your opponent ({self._marks[other]}) played {played + 1}.\n"
         if self.game_over:
-            lines.append(
-                "Game over: "
-                + ("a draw." if self.winner is None else "you win." if self.winner == agent else "you lose.")
+            tail = "Game over: " + (
+                "a draw." if self.winner is None else "you win." if self.winner == agent else "you lose."
             )
         else:
-            lines.append(f"You are {self.mark(agent)}. Your move.")
-        return "\n".join(lines)
+            tail = f"You are {self._marks[agent]}. Your move."
+        return f"{head}Board:\n{_render(self.board)}\n{tail}"
 
     def progress(self, agent: str) -> float:
         """The minimax value of the position for `agent`, mapped to [0, 1] (0.5: a draw with best play)."""
@@ -118,22 +135,22 @@ class TicTacToe(MultiAgentTextEnv):
         return (value + 1) / 2
 
     def legal_actions(self, agent: str) -> list[str]:
-        return [f"[{i + 1}]" for i, c in enumerate(self.board) if c == "."]
+        return list(_empty_cells(self.board))
 
     def expert_action(self, agent: str) -> str:
-        return f"[{best_moves(self.board, self.mark(agent))[0] + 1}]"
+        return f"[{_best_cells(self.board, self._marks[agent])[0] + 1}]"
 
     def _step(self, agent: str, action: str) -> MoveOutcome:
         move = last_bracketed(action)
         error = None
-        if move is None or not move.isdigit() or not 1 <= int(move) <= 9:
+        if move is None or not move.isdecimal() or not 1 <= int(move) <= 9:
             error = "no move in [1-9] found in the reply"
         elif self.board[int(move) - 1] != ".":
             error = f"cell {move} is taken"
         if error is not None:
             self.errors[agent] += 1
             if self.errors[agent] > self.max_format_errors:
-                winner = self.possible_agents[1 - self.possible_agents.index(agent)]
+                winner = self._other[agent]
                 return MoveOutcome(
                     rewards={winner: 1.0},
                     game_over=True,
@@ -145,10 +162,10 @@ class TicTacToe(MultiAgentTextEnv):
                 format_error=error, feedback=f"Invalid move: {error}. {MOVE_FORMAT.format(example='5')}"
             )
         cell = int(move) - 1
-        mark = self.mark(agent)
-        self.board = self.board[:cell] + mark + self.board[cell + 1 :]
+        mark = self._marks[agent]
+        board = self.board = self.board[:cell] + mark + self.board[cell + 1 :]
         self.last_move[agent] = cell
-        if winner_of(self.board) == mark:
+        if any(board[a] == board[b] == board[c] for a, b, c in _LINES_THROUGH[cell]):  # lines of the move
             return MoveOutcome(rewards={agent: 1.0}, game_over=True, winner=agent)
         if "." not in self.board:
             return MoveOutcome(rewards=dict.fromkeys(self.possible_agents, self.draw_reward), game_over=True)
@@ -176,7 +193,7 @@ def _heuristic(game: TicTacToe, agent: str, rng: np.random.Generator) -> str:
 
 
 def _optimal(game: TicTacToe, agent: str, rng: np.random.Generator) -> str:
-    moves = best_moves(game.board, game.mark(agent))
+    moves = _best_cells(game.board, game.mark(agent))
     return f"[{moves[int(rng.integers(len(moves)))] + 1}]"
 
 

@@ -14,7 +14,9 @@ be used: green letters stay in place, yellow letters appear in the next guesses)
 Expert (`expert_action`): opens with `OPENER`, then plays a word consistent with all feedback so far
 (so it also obeys hard mode), choosing among up to 50 of them the one that splits the remaining
 candidates into the most feedback patterns. It solves about 99% of medium and hard games (see
-tests/envs/games/test_puzzles.py).
+tests/envs/games/test_puzzles.py). The env keeps the candidates as indices into the answer pool and
+scores a guess against the whole pool at once with numpy (`PatternBook`, one cached row per word
+guessed), so a step costs tens of microseconds where scoring word by word cost milliseconds.
 
 Rewards and format errors follow `palaestra.envs.games.guess_number.PuzzleEnv`; the shaped-reward
 progress phi is the fraction of the five positions whose letter has been shown green.
@@ -28,17 +30,22 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import numpy as np
+
 from palaestra.envs.games.parsing import MOVE_FORMAT
 from palaestra.envs.games.puzzle import PuzzleEnv, pick_difficulty
 
 __all__ = [
     "DIFFICULTIES",
     "OPENER",
+    "PatternBook",
     "WordleEnv",
     "WordleSetting",
     "best_guess",
     "hard_mode_error",
     "load_words",
+    "marks_code",
+    "pattern_book",
     "score_guess",
 ]
 
@@ -118,6 +125,66 @@ def best_guess(candidates: Sequence[str], max_options: int = 50) -> str:
     return max(options, key=lambda g: len({score_guess(g, a) for a in candidates}))
 
 
+_MARK_CODES = {"X": 0, "Y": 1, "G": 2}
+
+
+def marks_code(marks: str) -> int:
+    """A G/Y/X feedback string as the integer `PatternBook` rows hold: sum of mark * 3**i, X=0 Y=1 G=2."""
+    return sum(_MARK_CODES[m] * 3**i for i, m in enumerate(marks))
+
+
+class PatternBook:
+    """The feedback of any guess against every word of an answer pool, as `marks_code` integers.
+
+    Args:
+        answers: the answer pool (lower-case words of `WORD_LENGTH` ASCII letters).
+
+    `row(guess)` is computed once per guess with numpy (the official repeated-letter rule, as
+    `score_guess`) and kept: at most one row per word of the list, 1,713 x 1,713 bytes in all.
+    """
+
+    def __init__(self, answers: Sequence[str]):
+        self.answers = tuple(answers)
+        self._letters = np.frombuffer("".join(self.answers).encode("ascii"), dtype=np.uint8).reshape(
+            len(self.answers), WORD_LENGTH
+        )  # (N, 5)
+        self._rows: dict[str, np.ndarray] = {}
+
+    def row(self, guess: str) -> np.ndarray:
+        """`marks_code(score_guess(guess, answer))` for every answer of the pool, as (N,) uint8."""
+        row = self._rows.get(guess)
+        if row is None:
+            row = self._rows[guess] = self._score(guess)
+        return row
+
+    def _score(self, guess: str) -> np.ndarray:
+        g = np.frombuffer(guess.encode("ascii"), dtype=np.uint8)
+        green = self._letters == g  # (N, 5)
+        free = ~green  # answer letters (and guess positions) not matched green
+        codes = np.zeros(len(self.answers), dtype=np.uint8)
+        for i in range(WORD_LENGTH):
+            unmatched = ((self._letters == g[i]) & free).sum(axis=1)  # copies left for yellows
+            same = [j for j in range(i + 1) if g[j] == g[i]]
+            rank = free[:, same].sum(axis=1)  # this letter's non-green uses up to position i
+            yellow = free[:, i] & (rank <= unmatched)
+            codes += (2 * green[:, i] + yellow).astype(np.uint8) * np.uint8(3**i)
+        return codes
+
+    def best(self, candidates: np.ndarray, max_options: int = 50) -> str:
+        """`best_guess` over the candidates given as indices into the pool (ascending), same choice."""
+        if len(candidates) <= 2:
+            return self.answers[candidates[0]]
+        options = candidates[:: -(-len(candidates) // max_options)]
+        splits = [np.count_nonzero(np.bincount(self.row(self.answers[o])[candidates])) for o in options]
+        return self.answers[options[int(np.argmax(splits))]]
+
+
+@functools.cache
+def pattern_book(answers: str) -> PatternBook:
+    """The shared `PatternBook` of the bundled answer list `data/<answers>`."""
+    return PatternBook(load_words(answers))
+
+
 class WordleEnv(PuzzleEnv):
     """Wordle against a hidden word drawn from the difficulty's answer pool (see the module docstring).
 
@@ -170,7 +237,8 @@ class WordleEnv(PuzzleEnv):
         )
         self.answer = self.answers[0]
         self.history: list[tuple[str, str]] = []
-        self.candidates: list[str] = list(self.answers)
+        self._book = pattern_book(self.setting.answers)
+        self._candidates = np.arange(len(self.answers))  # indices into the pool, ascending
 
     def _new_game(self, options: dict[str, Any]) -> tuple[str, str]:
         answer = options.pop("answer", None)
@@ -182,7 +250,8 @@ class WordleEnv(PuzzleEnv):
             answer = self.answers[int(self.np_random.integers(len(self.answers)))]
         if answer not in self.answers:
             raise ValueError(f"options['answer']={answer!r} is not in the {self.difficulty} answer pool")
-        self.answer, self.history, self.candidates = answer, [], list(self.answers)
+        self.answer, self.history = answer, []
+        self._candidates = np.arange(len(self.answers))
         observation = (
             f"Guess the hidden {WORD_LENGTH}-letter word. You have {self.max_guesses} guesses. "
             + MOVE_FORMAT.format(example=self.example_move)
@@ -202,7 +271,7 @@ class WordleEnv(PuzzleEnv):
     def _play(self, guess: str) -> tuple[str, bool, bool]:
         marks = score_guess(guess, self.answer)
         self.history.append((guess, marks))
-        self.candidates = [w for w in self.candidates if score_guess(guess, w) == marks]
+        self._candidates = self._candidates[self._book.row(guess)[self._candidates] == marks_code(marks)]
         left = self.max_guesses - len(self.history)
         line = f"{guess.upper()} -> {marks}."
         if guess == self.answer:
@@ -218,7 +287,14 @@ class WordleEnv(PuzzleEnv):
     def _expert(self) -> str:
         if not self.history:
             return f"[{OPENER}]"
-        return f"[{best_guess(self.candidates or [self.answer])}]"
+        if not len(self._candidates):  # cannot happen: the answer always fits its own feedback
+            return f"[{self.answer}]"
+        return f"[{self._book.best(self._candidates)}]"
+
+    @property
+    def candidates(self) -> list[str]:
+        """The pool's words consistent with all feedback so far, in pool order."""
+        return [self.answers[i] for i in self._candidates]
 
     def _reveal(self) -> str:
         return f"The word was {self.answer.upper()}."

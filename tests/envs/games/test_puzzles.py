@@ -17,7 +17,14 @@ import pytest
 import palaestra
 from palaestra.agents.spec import make_policy
 from palaestra.envs.games.mastermind import score_code
-from palaestra.envs.games.wordle import hard_mode_error, load_words, score_guess
+from palaestra.envs.games.wordle import (
+    PatternBook,
+    best_guess,
+    hard_mode_error,
+    load_words,
+    marks_code,
+    score_guess,
+)
 from palaestra.evaluation import evaluate
 
 WORDLE, HANGMAN, MASTERMIND, NUMBER = (
@@ -143,6 +150,28 @@ def test_random_legal_guesses_score_low(env_id, difficulty, at_most):
 )
 def test_wordle_feedback_handles_repeated_letters(guess, answer, marks):
     assert score_guess(guess, answer) == marks
+    assert int(PatternBook([answer]).row(guess)[0]) == marks_code(marks)
+
+
+def test_wordle_pattern_book_matches_the_word_by_word_rule():
+    words = load_words("words5.txt")
+    book, rng = PatternBook(words), np.random.default_rng(0)
+    for i in rng.integers(len(words), size=40):
+        row = book.row(words[i])
+        assert all(int(row[j]) == marks_code(score_guess(words[i], words[j])) for j in range(len(words)))
+    for n in (3, 40, 300):
+        candidates = np.sort(rng.choice(len(words), size=n, replace=False))
+        assert book.best(candidates) == best_guess([words[j] for j in candidates])
+
+
+def test_wordle_candidates_and_expert_follow_the_feedback():
+    env = palaestra.make(WORDLE, difficulty="hard")
+    env.reset(seed=0, options={"answer": "abbey"})
+    _, _, _, _, info = env.step("[tabby]")
+    game = env.unwrapped
+    everything = load_words("words5.txt")
+    assert game.candidates == [w for w in everything if score_guess("tabby", w) == "XYGYG"]
+    assert info["expert_action"] == f"[{best_guess(game.candidates)}]"
 
 
 def test_wordle_env_scores_guesses_and_rejects_non_words():
@@ -315,3 +344,18 @@ def test_same_seed_same_game(env_id):
     assert len({game(seed)[0] for seed in range(8)}) > 4
     shaped = palaestra.make(env_id, shaped=True)
     assert shaped.reset(seed=7)[1]["task_id"] == game(7)[0]
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "palaestra/Game-GuessTheNumber-v0",
+        "palaestra/Game-Mastermind-v0",
+        "palaestra/Game-ConnectFour-v0",
+        "palaestra/Game-TicTacToe-v0",
+    ],
+)
+def test_unicode_digits_that_int_rejects_are_format_errors(env_id):
+    env = palaestra.make(env_id)
+    env.reset(seed=0)
+    assert env.step("[²]")[4]["format_error"]  # "²".isdigit() is True, but int("²") raises

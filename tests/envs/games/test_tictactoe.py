@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 import palaestra
@@ -94,6 +96,35 @@ def test_raw_multiplayer_protocol():
     assert game.infos["player_0"]["success"] and not game.infos["player_1"]["success"]
     with pytest.raises(RuntimeError, match="finished game"):
         game.step("[9]")
+
+
+def test_infos_are_built_when_read_and_belong_to_their_step(monkeypatch):
+    game = TicTacToe()
+    searches = []
+    expert = game.expert_action
+    monkeypatch.setattr(game, "expert_action", lambda agent: searches.append(agent) or expert(agent))
+    game.reset(seed=0)
+    for move in ("[1]", "[5]", "[x]"):  # player_0's "[x]" is a format error: player_0 moves again
+        game.step(move)
+    assert searches == []  # no info read, no search
+    infos = game.infos
+    mover = infos["player_0"]
+    assert mover["format_error"] and mover["to_move"] == "player_0" and mover["turn"] == 3
+    assert mover["expert_action"] == f"[{best_moves('X...O....', 'X')[0] + 1}]"
+    assert mover["legal_actions"] == ["[2]", "[3]", "[4]", "[6]", "[7]", "[8]", "[9]"]
+    assert infos["player_0"] is mover and searches == ["player_0"]  # built once
+    game.step("[9]")
+    assert infos["player_0"] is mover  # what was read stays readable
+    with pytest.raises(RuntimeError, match="earlier step"):
+        infos["player_1"]
+    assert "expert_action" in game.infos["player_1"] and "expert_action" not in game.infos["player_0"]
+    game.infos["player_0"] = {"note": 1}
+    assert dict(game.infos)["player_0"] == {"note": 1} and len(game.infos) == 2
+    with pytest.raises(KeyError):
+        game.infos["player_2"]
+    branch = copy.deepcopy(game)  # a copy's infos are built from the copy
+    branch.step("[2]")
+    assert game.infos["player_1"]["turn"] == 4 and branch.infos["player_1"]["turn"] == 5
 
 
 def test_random_legal_baseline_plays_legal_moves_and_loses_to_optimal():
