@@ -21,12 +21,16 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/palaestra train configs/quickstart.yaml
 
-# bubblewrap: the code sandbox's local backend (its tests skip without it); installed when we can
+# System packages the tests use, installed when we can (their tests skip without them):
+# bubblewrap for the code sandbox's local backend, Debian's chromium for the web envs (Playwright's own
+# browser download does not work on machines without general internet access)
+SYSDEPS := bwrap:bubblewrap chromium:chromium
 sysdeps:
-	@command -v bwrap >/dev/null || { \
+	@for dep in $(SYSDEPS); do cmd=$${dep%%:*}; pkg=$${dep#*:}; \
+	  command -v $$cmd >/dev/null && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; \
-	  else echo "note: install bubblewrap (e.g. apt-get install bubblewrap) to run the code sandbox tests"; fi; }
+	    apt-get install -y -q $$pkg >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$pkg >/dev/null; }; \
+	  else echo "note: install $$pkg (e.g. apt-get install $$pkg) to run the tests that need it"; fi; done
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check .
