@@ -186,7 +186,7 @@ def run_suite(
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size}; it must be >= 1")
     specs = list(specs) if specs is not None else [p.name for p in policies]
-    if len(specs) != len(policies) or len(set(specs)) != len(specs):
+    if not policies or len(specs) != len(policies) or len(set(specs)) != len(specs):
         raise ValueError(f"need one distinct spec per policy, got specs={specs} for {len(policies)} policies")
     from palaestra import __version__
 
@@ -215,4 +215,4 @@ def run_suite(
             "agents": agents,
         }
         atomic_write_json(path, results)
-    return results
+    return json.loads(path.read_text())  # exactly what the file holds (tuples as lists)
