@@ -241,14 +241,16 @@ def view_command(
         build_viewer(run_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    with serve(run_dir, port=port) as url:
-        console.print(f"trajectory viewer: {url}viewer/index.html   (Ctrl-C to stop)")
-        try:
-            import threading
+    import contextlib
+    import threading
 
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+    try:
+        with serve(run_dir, port=port) as url:
+            console.print(f"trajectory viewer: {url}viewer/index.html   (Ctrl-C to stop)")
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+    except OSError as exc:
+        raise _fail(f"cannot serve on 127.0.0.1:{port} ({exc}); pass another --port, or --port 0") from None
 
 
 @app.command("train")
