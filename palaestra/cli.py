@@ -1,4 +1,4 @@
-"""The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `report`, `view`.
+"""The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `demos`, `report`, `view`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options.
 """
@@ -289,6 +289,39 @@ def _before_after_table(before: dict[str, float] | None, after: dict[str, float]
         change = f"{a - b:+.3f}" if b is not None else ""
         table.add_row(key, f"{b:.3f}" if b is not None else "-", f"{a:.3f}", change)
     return table
+
+
+@app.command("demos")
+def demos_command(
+    env: Annotated[str, typer.Option("--env", help="Env id whose scripted expert plays.")],
+    episodes: Annotated[int, typer.Option(help="Number of tasks (seeds seed..seed+N-1).")] = 100,
+    out: Annotated[Path, typer.Option(help="Folder for demos.parquet and summary.json.")] = Path(
+        "runs/demos"
+    ),
+    seed: Annotated[int, typer.Option(help="First task seed.")] = 0,
+    env_kwarg: Annotated[list[str] | None, typer.Option(help="Env kwarg KEY=VALUE (repeatable).")] = None,
+    keep_failures: Annotated[bool, typer.Option(help="Keep the expert's failed episodes too.")] = False,
+) -> None:
+    """Write expert demonstrations (offline data for semi-online RL and SFT) of an env."""
+    from palaestra.rollout.demos import collect_demos, write_demos
+
+    try:
+        demos = collect_demos(
+            env,
+            episodes=episodes,
+            seed=seed,
+            env_kwargs=_parse_kwargs(env_kwarg),
+            only_success=not keep_failures,
+        )
+    except (UnknownEnvError, ValueError, TypeError) as exc:
+        raise _fail(str(exc)) from None
+    path = write_demos(demos, out)
+    console.print(
+        f"{demos.env_id}: expert solved {demos.succeeded}/{demos.attempted}; "
+        f"{len(demos.trajectories)} demos in {path}"
+    )
+    if demos.errors:
+        err_console.print(f"[yellow]{len(demos.errors)} episode(s) failed; first: {demos.errors[0]}[/]")
 
 
 @app.command("version")

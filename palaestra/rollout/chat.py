@@ -17,15 +17,19 @@ them and taking the difference (the technique used by verl and SkyRL for token-i
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from palaestra.agents.base import Message
+import numpy as np
+
+from palaestra.agents.base import Message, message_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["ChatTemplateError", "TokenChat"]
+__all__ = ["ChatTemplateError", "TokenChat", "env_message", "observation_text"]
 
 _SENTINEL_USER = "palaestra-sentinel-user"
 _SENTINEL_REPLY = "palaestra-sentinel-reply"
@@ -65,8 +69,12 @@ class TokenChat:
         self.eos_token_ids = self._eos_ids()
 
     def _render(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
+        # a text-only tokenizer sees the text parts of multimodal messages (GUI observations)
+        flat = [
+            m if isinstance(m.get("content"), str) else {**m, "content": message_text(m)} for m in messages
+        ]
         return self.tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            flat, tokenize=False, add_generation_prompt=add_generation_prompt
         )
 
     def _eos_ids(self) -> frozenset[int]:
@@ -115,3 +123,34 @@ class TokenChat:
     def render(self, messages: Sequence[Message]) -> str:
         """The template's text for a whole conversation (for checks and viewers)."""
         return self._render(messages, add_generation_prompt=False)
+
+
+def observation_text(observation: Any) -> str:
+    """The text of an env observation: the string itself, or a GUI observation's "text" entry."""
+    if isinstance(observation, dict):
+        return str(observation.get("text", ""))
+    return str(observation)
+
+
+def _png_data_url(image: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def env_message(observation: Any, role: str = "user") -> Message:
+    """The chat message that carries an env observation.
+
+    A text observation becomes `{"role", "content": str}`. A GUI observation (a dict with "text" and a
+    (H, W, 3) uint8 "screenshot") becomes OpenAI-style content parts: the text, then the screenshot as a
+    PNG data URL, which image-capable backends pass on and text-only ones drop (`message_text`).
+    """
+    if not isinstance(observation, dict):
+        return {"role": role, "content": str(observation)}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": observation_text(observation)}]
+    screenshot = observation.get("screenshot")
+    if screenshot is not None:
+        parts.append({"type": "image_url", "image_url": {"url": _png_data_url(screenshot)}})
+    return {"role": role, "content": parts}

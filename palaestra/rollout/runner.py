@@ -21,7 +21,7 @@ import numpy as np
 
 from palaestra.agents.base import Generation, GenerationRequest, Message, Policy, SamplingParams
 from palaestra.envs.registration import make
-from palaestra.rollout.chat import TokenChat
+from palaestra.rollout.chat import TokenChat, env_message, observation_text
 from palaestra.rollout.trajectory import Trajectory, Turn
 
 __all__ = ["EpisodeError", "RolloutConfig", "RolloutRunner", "Task", "rollout"]
@@ -212,7 +212,7 @@ class RolloutRunner:
         traj.task_id = str(info.get("task_id", ""))
         system_prompt = getattr(env.unwrapped, "system_prompt", "")
         messages: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": info.get("role", "user"), "content": observation})
+        messages.append(env_message(observation, info.get("role", "user")))
         traj.messages = messages
         if self.chat is not None:
             self._append(traj, self.chat.prompt_ids(messages), trainable=False)
@@ -248,7 +248,7 @@ class RolloutRunner:
             traj.turns.append(
                 Turn(
                     action=generation.text,
-                    observation=observation,
+                    observation=observation_text(observation),
                     reward=float(reward),
                     terminated=bool(terminated),
                     truncated=bool(truncated),
@@ -261,11 +261,11 @@ class RolloutRunner:
             if terminated or truncated:
                 traj.terminated, traj.truncated = bool(terminated), bool(truncated)
                 return
-            env_message: Message = {"role": info.get("role", "user"), "content": observation}
-            messages.append(env_message)
+            message = env_message(observation, info.get("role", "user"))
+            messages.append(message)
             if self.chat is not None:
                 self._append(
-                    traj, self.chat.continuation_ids(generation.token_ids, [env_message]), trainable=False
+                    traj, self.chat.continuation_ids(generation.token_ids, [message]), trainable=False
                 )
 
     def _context_full(self, traj: Trajectory) -> bool:

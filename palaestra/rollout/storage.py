@@ -16,12 +16,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from palaestra.agents.base import message_text
 from palaestra.io import atomic_write_bytes
 from palaestra.rollout.trajectory import Trajectory, Turn
 
 __all__ = ["SCHEMA", "load_trajectories", "save_trajectories"]
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+"""A chat message as text, so `datasets`/TRL read `messages` as an ordinary chat. A multimodal message
+(a GUI observation) keeps its content parts, images included, as JSON in the same position of the
+`message_parts_json` column (None for plain text messages)."""
 _TURN = pa.struct(
     [
         ("action", pa.string()),
@@ -51,6 +55,7 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         ("env_kwargs_json", pa.string()),
         ("messages", pa.list_(_MESSAGE)),
+        ("message_parts_json", pa.list_(pa.string())),
         ("turns", pa.list_(_TURN)),
         ("token_ids", pa.list_(pa.int64())),
         ("loss_mask", pa.list_(pa.int8())),
@@ -79,7 +84,10 @@ def _to_row(t: Trajectory) -> dict[str, Any]:
         "truncated": t.truncated,
         "error": t.error,
         "env_kwargs_json": _dumps(t.env_kwargs),
-        "messages": [{"role": m["role"], "content": m["content"]} for m in t.messages],
+        "messages": [{"role": m["role"], "content": message_text(m)} for m in t.messages],
+        "message_parts_json": [
+            None if isinstance(m["content"], str) else json.dumps(m["content"]) for m in t.messages
+        ],
         "turns": [
             {
                 "action": u.action,
@@ -109,7 +117,12 @@ def _from_row(row: dict[str, Any]) -> Trajectory:
         sample_index=row["sample_index"],
         task_id=row["task_id"],
         agent=row["agent"],
-        messages=[dict(m) for m in row["messages"]],
+        messages=[
+            {"role": m["role"], "content": json.loads(parts) if parts else m["content"]}
+            for m, parts in zip(
+                row["messages"], row.get("message_parts_json") or [None] * len(row["messages"]), strict=True
+            )
+        ],
         turns=[
             Turn(
                 action=u["action"],

@@ -1,0 +1,143 @@
+"""The browser runtime under failure and load: crashes, hangs, leaks, concurrent episodes, GUI rollouts."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import tempfile
+
+import numpy as np
+import psutil
+import pytest
+
+from palaestra.agents.base import message_images
+from palaestra.agents.scripted import OraclePolicy
+from palaestra.envs.web.browser import BrowserConfig, BrowserCrashed, BrowserHost, BrowserTimeout
+from palaestra.envs.web.env import WebEnv
+from palaestra.envs.web.tasks import TASKS, TaskInstance, WebTask
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.storage import load_trajectories, save_trajectories
+
+HANG_SCRIPT = """
+palaestra.define({
+  render(app) { app.append(palaestra.h("button", {onclick: () => { while (true) {} }}, "Freeze")); },
+  progress() { return 0; },
+  expert() { return {op: "click", el: document.querySelector("button")}; },
+});
+"""
+
+
+def _browsers() -> list[psutil.Process]:
+    """Live Chromium processes started (through Playwright's driver) by this test process."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _profiles() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "playwright_chromiumdev_profile-*")))
+
+
+@pytest.fixture
+def host():
+    with BrowserHost(BrowserConfig(call_timeout_s=5)) as host:
+        yield host
+
+
+def test_a_killed_browser_fails_the_episode_and_is_relaunched(host):
+    env = WebEnv("ClickButton", browser=host)
+    env.reset(seed=0)
+    main = [p for p in _browsers() if "--type=" not in " ".join(p.cmdline())]
+    assert main, "no Chromium browser process found"
+    for process in main:
+        process.kill()
+    with pytest.raises(BrowserCrashed):
+        env.step("click [1]")
+    _, info = env.reset(seed=0)  # a fresh browser
+    assert host.launches == 2
+    _, reward, terminated, _, info = env.step(info["expert_action"])
+    assert terminated and info["success"] and reward == 1.0
+    env.close()
+
+
+def test_a_hung_page_times_out_and_the_next_episode_runs(host, monkeypatch, tmp_path):
+    script = tmp_path / "hang.js"
+    script.write_text(HANG_SCRIPT)
+    monkeypatch.setitem(
+        TASKS, "Hang", WebTask("Hang", str(script), "freezes on click", 3, lambda rng: TaskInstance("Click."))
+    )
+    env = WebEnv("Hang", browser=host)
+    _, info = env.reset(seed=0)
+    with pytest.raises(BrowserTimeout):
+        env.step(info["expert_action"])
+    env.close()
+    ok = WebEnv("ClickButton", browser=host)
+    _, info = ok.reset(seed=1)
+    assert ok.step(info["expert_action"])[4]["success"]
+    ok.close()
+
+
+def test_closing_leaves_no_process_or_profile_behind():
+    before_profiles = _profiles()
+    host = BrowserHost()
+    envs = [WebEnv("Login", browser=host, mode=mode) for mode in ("text", "gui", "text")]
+    for seed, env in enumerate(envs):
+        env.reset(seed=seed)
+    assert _browsers() and len(host._contexts) == 3
+    for env in envs:
+        env.close()
+    assert not host._contexts
+    host.close()
+    assert not _browsers()
+    assert _profiles() <= before_profiles
+
+
+def test_eight_concurrent_episodes_through_the_async_runner(host):
+    runner = RolloutRunner(
+        OraclePolicy(),
+        RolloutConfig(max_concurrency=8, env_executor="thread"),
+        env_factory=lambda env_id, **kw: WebEnv(kw.pop("task"), browser=host, **kw),
+    )
+    tasks = [Task("palaestra/Web-Login-v0", seed=s, env_kwargs={"task": "Login"}) for s in range(8)]
+    try:
+        trajectories = asyncio.run(runner.run(tasks))
+    finally:
+        runner.close()
+    assert [t.error for t in trajectories] == [None] * 8
+    assert all(t.success and t.reward == pytest.approx(1.0) for t in trajectories)
+    assert len({t.task_id for t in trajectories}) == 8
+    assert not host._contexts  # every episode closed its context
+
+
+def test_gui_rollouts_carry_screenshots_into_saved_trajectories(host, tmp_path):
+    runner = RolloutRunner(
+        OraclePolicy(),
+        RolloutConfig(env_executor="thread"),
+        env_factory=lambda env_id, **kw: WebEnv("ClickButton", mode="gui", browser=host),
+    )
+    (trajectory,) = asyncio.run(runner.run([Task("palaestra/Web-ClickButton-v0-gui", seed=3)]))
+    runner.close()
+    assert trajectory.success and trajectory.error is None
+    first = trajectory.messages[1]
+    assert first["content"][0]["type"] == "text" and "Task:" in first["content"][0]["text"]
+    (url,) = message_images(first)
+    assert url.startswith("data:image/png;base64,")
+    assert isinstance(trajectory.turns[0].observation, str)
+    path = save_trajectories([trajectory], tmp_path / "gui.parquet")
+    (loaded,) = load_trajectories(path)
+    assert message_images(loaded.messages[1]) == [url]
+    assert loaded.messages[0] == trajectory.messages[0]
+
+
+def test_render_rgb_array_is_the_page(host):
+    env = WebEnv("ClickButton", browser=host, render_mode="rgb_array", viewport=(320, 240))
+    env.reset(seed=0)
+    frame = env.render()
+    assert isinstance(frame, np.ndarray) and frame.shape == (240, 320, 3) and frame.std() > 0
+    env.close()

@@ -1,0 +1,109 @@
+"""Every web task family, in both modes: the expert solves it, a random agent mostly fails, bad replies
+never raise, and a seed always gives the same page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from palaestra.envs.web.actions import random_action
+from palaestra.envs.web.env import WebEnv
+from palaestra.envs.web.tasks import TASKS
+
+EXPERT_SEEDS = 20
+RANDOM_EPISODES = 12
+CASES = [(task, mode) for task in sorted(TASKS) for mode in ("text", "gui")]
+
+
+def _text(observation) -> str:
+    return observation if isinstance(observation, str) else observation["text"]
+
+
+def _env(task: str, mode: str) -> WebEnv:
+    return WebEnv(task, mode=mode, max_steps=TASKS[task].max_steps * (1 if mode == "text" else 2))
+
+
+@pytest.mark.parametrize(("task", "mode"), CASES)
+def test_expert_solves_every_seed_with_return_one(task, mode):
+    env = _env(task, mode)
+    try:
+        for seed in range(EXPERT_SEEDS):
+            observation, info = env.reset(seed=seed)
+            total, done, steps = 0.0, False, []
+            while not done:
+                steps.append(info["expert_action"])
+                observation, reward, terminated, truncated, info = env.step(info["expert_action"])
+                assert info["format_error"] is None and info["action_error"] is None, (seed, steps, info)
+                total += reward
+                done = terminated or truncated
+            assert info["success"], (
+                f"{task}/{mode} seed {seed}: expert failed after {steps}\n{_text(observation)}"
+            )
+            assert total == pytest.approx(1.0), (seed, total)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(("task", "mode"), CASES)
+def test_random_agent_mostly_fails(task, mode):
+    env, rng = _env(task, mode), np.random.default_rng(0)
+    wins = 0
+    try:
+        for seed in range(RANDOM_EPISODES):
+            observation, info = env.reset(seed=1000 + seed)
+            done = False
+            while not done:
+                action = random_action(_text(observation), mode, rng, env.viewport)
+                observation, _, terminated, truncated, info = env.step(action)
+                done = terminated or truncated
+            wins += bool(info["success"])
+    finally:
+        env.close()
+    assert wins <= RANDOM_EPISODES // 3, f"{task}/{mode}: a random agent won {wins}/{RANDOM_EPISODES}"
+
+
+BAD_REPLIES = [
+    "",
+    "I would click the button",
+    "click [99999]",
+    'type [1] "unterminated',
+    "click(-5, 10000)",
+    'press "NoSuchKey"',
+    'key("NoSuchKey")',
+    'select [2] "nothing"',
+    "click [1]\x00",
+    "x" * 70000,
+]
+
+
+@pytest.mark.parametrize(("task", "mode"), CASES)
+def test_bad_replies_never_raise_and_keep_the_page(task, mode):
+    env = _env(task, mode)
+    try:
+        env.reset(seed=3)
+        for reply in BAD_REPLIES:
+            _, reward, terminated, truncated, info = env.step(reply)
+            assert info["format_error"] is not None or info["action_error"] is not None, (reply[:40], info)
+            assert reward == 0.0
+            if terminated or truncated:
+                env.reset(seed=3)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(("task", "mode"), CASES)
+def test_same_seed_same_page(task, mode):
+    first, second = _env(task, mode), _env(task, mode)
+    try:
+        for seed in (0, 7):
+            a, info_a = first.reset(seed=seed)
+            b, info_b = second.reset(seed=seed)
+            assert info_a["task_id"] == info_b["task_id"]
+            assert _text(a) == _text(b)
+            if mode == "gui":
+                assert np.array_equal(a["screenshot"], b["screenshot"])
+        _, info_other = first.reset(seed=1)
+        assert info_other["task_id"] != info_a["task_id"]
+    finally:
+        first.close()
+        second.close()
