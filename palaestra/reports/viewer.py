@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -125,14 +125,12 @@ def build_viewer(
     run_dir: str | os.PathLike[str] | RunData,
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
-    extra: Sequence[tuple[str, str, Sequence[Trajectory]]] = (),
 ) -> Path:
     """Write RUN/viewer/ (page + data of every evaluation episode); returns the path of its index.html.
 
     Args:
         run_dir: the run folder, or its already loaded `RunData`.
         tokenizer: decodes token ids for the token view (default: `run_tokenizer(run)`).
-        extra: more episodes to include, as (source label, env key, trajectories).
     """
     run = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
     tokenizer = tokenizer if tokenizer is not None else run_tokenizer(run)
@@ -144,7 +142,7 @@ def build_viewer(
         atomic_write_text(out / name, (static / name).read_text(encoding="utf-8"))
     groups = [(ev.label, key, env.trajectories()) for ev in run.evaluations for key, env in ev.envs.items()]
     index = []
-    for source, env, trajectories in [*groups, *extra]:
+    for source, env, trajectories in groups:
         for traj in trajectories:
             eid = len(index)
             row = _index_row(eid, source, env, traj)

@@ -5,16 +5,12 @@ Writes screenshots for humans to look at: runs/screenshots/report.png, viewer.pn
 
 from __future__ import annotations
 
-import base64
 import json
-import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from palaestra.reports import build_viewer, serve
-from palaestra.rollout import Trajectory, Turn
+from palaestra.reports import serve
 
 pytestmark = pytest.mark.slow
 
@@ -22,17 +18,39 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "runs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def browser(quickstart_run, tiny_run):
-    """Headless Chromium (the web envs' launch settings). Depends on the runs so that they are made
-    first: Playwright's sync API holds an event loop on this thread, where training cannot asyncio.run."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install -e '.[dev]')")
+def launch():
+    """Playwright's `chromium.launch` kwargs of the web envs (Debian's chromium, offline flags)."""
+    pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install -e '.[dev]')")
     from palaestra.envs.web.browser import launch_kwargs
 
     kwargs = launch_kwargs()
     if "executable_path" not in kwargs:
         pytest.skip("needs Debian's chromium (make sysdeps installs it)")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(**kwargs)
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def gui_run(tmp_path_factory, launch):
+    """The expert's episodes of the GUI-mode login task (screenshots as image parts), with their report."""
+    from palaestra.agents.spec import make_policy
+    from palaestra.evaluation import evaluate, write_results
+    from palaestra.reports import write_report
+
+    run = tmp_path_factory.mktemp("gui")
+    result = evaluate(make_policy("scripted:oracle"), "palaestra/Web-Login-v0-gui", episodes=2)
+    write_results(result, run / "Web-Login-v0-gui")
+    write_report(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def browser(launch, quickstart_run, gui_run):
+    """Headless Chromium. Depends on the runs so that they are made first: Playwright's sync API holds
+    an event loop on this thread, where training and evaluation cannot asyncio.run."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(**launch)
         yield chromium
         chromium.close()
 
@@ -117,45 +135,17 @@ def test_viewer_filters_episodes_and_opens_one_as_a_chat(browser, quickstart_run
     page.close()
 
 
-def test_viewer_shows_gui_screenshots_from_disk(browser, tiny_run, tmp_path):
-    """A GUI episode (image content parts) renders its screenshot; the viewer works over file:// too."""
-    page = browser.new_page(viewport={"width": 900, "height": 500})
-    page.set_content("<body style='background:#dbeafe'><h1>Login</h1><button>Sign in</button></body>")
-    shot = "data:image/png;base64," + base64.b64encode(page.screenshot()).decode()
-    gui = Trajectory(
-        "palaestra/Web-Login-v0",
-        7,
-        agent="scripted:expert",
-        messages=[
-            {"role": "system", "content": "Act on the page."},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "Sign in."},
-                    {"type": "image_url", "image_url": {"url": shot}},
-                ],
-            },
-            {"role": "assistant", "content": "click(12, 40)"},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "Done."},
-                    {"type": "image_url", "image_url": {"url": shot}},
-                ],
-            },
-        ],
-        turns=[Turn("click(12, 40)", "Done.", 1.0, True, False, {"success": True, "format_error": None})],
-        success=True,
-    )
-    run = shutil.copytree(tiny_run, tmp_path / "tiny")
-    index_html = build_viewer(run, extra=[("gui", "Web-Login-v0", [gui])])
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(index_html.as_uri() + "#env=Web-Login-v0")
-    assert len(_rows(page)) == 1
-    page.click("[data-testid=episode-row]")
+def test_viewer_shows_the_screenshots_of_a_gui_run_from_disk(browser, gui_run):
+    """A real GUI-mode web evaluation: its screenshots show in the chat; the viewer works over file:// too."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((gui_run / "viewer" / "index.html").as_uri())
+    assert len(_rows(page)) == 2 and {r[4] for r in _rows(page)} == {"success"}
+    page.click("[data-testid=episode-row][data-id='0']")
     page.wait_for_selector("[data-testid=screenshot]")
-    widths = page.eval_on_selector_all("[data-testid=screenshot]", "imgs => imgs.map(i => i.naturalWidth)")
-    assert widths == [900, 900]
-    assert re.search(r"reward 1", page.text_content("[data-testid=turn]"))
+    shots = page.locator("[data-testid=screenshot]")
+    turns = page.locator("[data-testid=turn]").count()
+    assert turns >= 1 and shots.count() == turns  # the page before each action
+    widths = shots.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+    assert min(widths) > 100
     page.screenshot(path=SCREENSHOTS / "viewer-gui.png", full_page=True)
     page.close()
