@@ -1,4 +1,4 @@
-"""The `palaestra` command line: `envs list|show`, `eval`, `train`, `demos`.
+"""The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `demos`, `report`, `view`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options.
 """
@@ -81,8 +81,18 @@ def envs_show(
 
 @app.command("eval")
 def eval_command(
-    env: Annotated[str, typer.Option("--env", help="Env id to evaluate on.")],
-    agent: Annotated[str, typer.Option(help="Agent spec: scripted:oracle, hf:smollm2-135m, hf:/path, ...")],
+    agent: Annotated[
+        list[str],
+        typer.Option(
+            help="Agent spec: scripted:oracle, hf:smollm2-135m, hf:/path, ... (repeatable with --suite)."
+        ),
+    ],
+    env: Annotated[str | None, typer.Option("--env", help="Env id to evaluate on.")] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="Benchmark suite: a name in configs/suites/ (math-core, ...) or a .yaml path."),
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(help="--suite: episodes per resumable chunk.")] = 32,
     episodes: Annotated[int, typer.Option(help="Number of tasks (seeds seed..seed+N-1).")] = 100,
     seed: Annotated[int, typer.Option(help="First task seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write results.json + trajectories.parquet here.")] = None,
@@ -110,12 +120,25 @@ def eval_command(
         ),
     ] = None,
 ) -> None:
-    """Evaluate an agent on an env and print a summary table (win/draw/loss rates for games)."""
+    """Evaluate an agent on an env (--env) or agents on a benchmark suite (--suite) and print the results.
+
+    With --suite, results go to --out (default runs/eval/SUITE); re-running on the same folder resumes.
+    """
     from palaestra.agents.base import SamplingParams
     from palaestra.agents.spec import make_policy
     from palaestra.evaluation import evaluate, summary_table, write_results
     from palaestra.rollout.runner import RolloutConfig
 
+    if (env is None) == (suite is None):
+        raise _fail("pass exactly one of --env ID or --suite NAME")
+    if suite is not None:
+        from palaestra.evaluation.suite_cli import eval_suite
+
+        eval_suite(suite, agent, out, agent_options=_parse_kwargs(agent_option), chunk_size=chunk_size)
+        return
+    if len(agent) != 1:
+        raise _fail(f"--env takes one --agent, got {len(agent)}; use --suite to evaluate several agents")
+    agent_spec = agent[0]
     try:
         env_id = env_card(env).id
         config = RolloutConfig(
@@ -127,7 +150,7 @@ def eval_command(
                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=sampling_seed
             ),
         )
-        policy = make_policy(agent, **_parse_kwargs(agent_option))
+        policy = make_policy(agent_spec, **_parse_kwargs(agent_option))
     except (UnknownEnvError, ValueError, TypeError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     env_kwargs = _parse_kwargs(env_kwarg)
@@ -177,6 +200,59 @@ def _eval_against(policy, env_id, opponents, episodes, seed, env_kwargs, config,
             console.print(f"results vs {spec}: {path}")
 
 
+@app.command("compare")
+def compare_command(
+    results: Annotated[list[Path], typer.Argument(help="results.json files (or folders holding one).")],
+) -> None:
+    """Rank evaluation results side by side: score with 95% CI, gap to the leader and its significance."""
+    from palaestra.evaluation.compare import leaderboard, leaderboard_table, load_entries, per_env_table
+
+    try:
+        board = leaderboard(load_entries(results))
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(leaderboard_table(board))
+    console.print(per_env_table(board))
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A training run or evaluation output folder.")],
+) -> None:
+    """Write RUN_DIR/report.html (plots and tables, self-contained) and the trajectory viewer beside it."""
+    from palaestra.reports import write_report
+
+    try:
+        path = write_report(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"report: {path}   viewer: {path.parent / 'viewer' / 'index.html'}")
+
+
+@app.command("view")
+def view_command(
+    run_dir: Annotated[Path, typer.Argument(help="A training run or evaluation output folder.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+) -> None:
+    """Serve the trajectory viewer of RUN_DIR on http://127.0.0.1:PORT (Ctrl-C stops it)."""
+    from palaestra.reports import build_viewer, serve
+
+    try:
+        build_viewer(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    import contextlib
+    import threading
+
+    try:
+        with serve(run_dir, port=port) as url:
+            console.print(f"trajectory viewer: {url}viewer/index.html   (Ctrl-C to stop)")
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+    except OSError as exc:
+        raise _fail(f"cannot serve on 127.0.0.1:{port} ({exc}); pass another --port, or --port 0") from None
+
+
 @app.command("train")
 def train_command(
     config: Annotated[Path, typer.Argument(help="Training config YAML (see configs/).")],
@@ -197,6 +273,10 @@ def train_command(
     out = trainer.train(resume=resume)
     console.print(_before_after_table(out["before"], out["after"]))
     console.print(f"run directory: {cfg.run.run_dir}   final model: {cfg.run.run_dir / 'final'}")
+    if cfg.logging.report:
+        console.print(
+            f"report: {cfg.run.run_dir / 'report.html'}   (browse episodes: palaestra view {cfg.run.run_dir})"
+        )
 
 
 def _before_after_table(before: dict[str, float] | None, after: dict[str, float] | None) -> Table:

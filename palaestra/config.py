@@ -170,6 +170,9 @@ class LoggingConfig(Section):
     )
     wandb_project: str = Field("palaestra", description="W&B project.")
     progress: bool = Field(True, description="Show rich progress while training.")
+    report: bool = Field(
+        True, description="Write report.html and the trajectory viewer into the run folder at the end."
+    )
 
 
 class CheckpointConfig(Section):

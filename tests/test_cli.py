@@ -87,24 +87,15 @@ logging: {{tensorboard: false, progress: false}}
 
 
 @pytest.mark.slow
-def test_quickstart_config_trains_the_embedded_model(tmp_path):
-    """The README's main job, shortened: the shipped config loads, trains SmolLM2 one step, evaluates, exports."""
-    overrides = [
-        f"run.output_dir={tmp_path}",
-        "run.steps=1",
-        "rollout.tasks_per_step=2",
-        "rollout.group_size=2",
-        "rollout.max_new_tokens=16",
-        "envs.eval=[{id: palaestra/Math-ArithEasy-v0, kwargs: {split: test}, episodes: 4}]",
-        "logging.progress=false",
-    ]
-    result = runner.invoke(app, ["train", "configs/quickstart.yaml", *overrides], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    assert "eval/Math-ArithEasy-v0/success" in result.output
-    run = tmp_path / "quickstart"
+def test_quickstart_config_trains_the_embedded_model(quickstart_run):
+    """The README's main job, shortened: the shipped config loads, trains SmolLM2, evaluates, exports, reports."""
+    run, output = quickstart_run
+    assert "eval/Math-ArithEasy-v0/success" in output and "report.html" in output
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "reward/mean" in r] == [1]
+    assert [r["step"] for r in records if "reward/mean" in r] == [1, 2]
     assert (run / "final" / "model.safetensors").exists()
+    assert (run / "report.html").exists() and (run / "viewer" / "index.html").exists()
+    assert (run / "eval" / "after" / "Math-ArithRetry-v0" / "trajectories.parquet").exists()
 
 
 @pytest.mark.slow
@@ -127,3 +118,44 @@ def test_code_repair_config_trains_with_the_sandbox(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "reward/mean" in r] == [1]
     assert "eval/Code-Bundled-v0-easy/success" in result.output
+
+
+def test_eval_suite_runs_agents_resumes_and_compares(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(
+        "name: tiny\nenvs:\n  - {id: palaestra/Math-ArithEasy-v0, split: test, episodes: 6}\n"
+        "  - {id: palaestra/Math-ArithRetry-v0, split: test, episodes: 4}\n"
+    )
+    args = ["eval", "--suite", str(suite), "--agent", "scripted:oracle", "--agent", "scripted:random"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "leaderboard" in result.output and "success by env" in result.output
+    assert "scripted:oracle on Math-ArithRetry-v0: success 100.0% [100.0%, 100.0%]" in result.output
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["agents"]) == {"scripted:oracle", "scripted:random"}
+    again = runner.invoke(app, [*args, "--out", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert (
+        again.exit_code == 0
+        and json.loads((tmp_path / "out" / "results.json").read_text())["agents"] == (results["agents"])
+    )
+    compared = runner.invoke(app, ["compare", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert compared.exit_code == 0 and "1 │ scripted:oracle" in compared.output
+    report = runner.invoke(app, ["report", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert report.exit_code == 0 and (tmp_path / "out" / "report.html").exists()
+
+
+def test_eval_suite_argument_errors(tmp_path):
+    both = runner.invoke(
+        app, ["eval", "--suite", "math-core", "--env", "Math-Arith-v0", "--agent", "scripted:oracle"]
+    )
+    assert both.exit_code == 2 and "exactly one of --env ID or --suite NAME" in both.output
+    two = runner.invoke(
+        app, ["eval", "--env", "Math-Arith-v0", "--agent", "scripted:oracle", "--agent", "scripted:random"]
+    )
+    assert two.exit_code == 2 and "use --suite" in two.output
+    unknown = runner.invoke(app, ["eval", "--suite", "nope", "--agent", "scripted:oracle"])
+    assert unknown.exit_code == 2 and "unknown suite 'nope'" in unknown.output
+    missing = runner.invoke(app, ["compare", str(tmp_path)])
+    assert missing.exit_code == 2 and "no results at" in missing.output
+    empty = runner.invoke(app, ["report", str(tmp_path)], env={"COLUMNS": "400"})
+    assert empty.exit_code == 2 and "holds no metrics.jsonl" in empty.output

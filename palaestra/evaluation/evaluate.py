@@ -26,6 +26,7 @@ from palaestra.rollout.trajectory import Trajectory
 __all__ = [
     "RESULTS_SCHEMA_VERSION",
     "EvalResult",
+    "episode_records",
     "evaluate",
     "evaluate_async",
     "summary_table",
@@ -70,7 +71,25 @@ class EvalResult:
             "seeds": self.seeds,
             "rollout": dataclasses.asdict(self.config),
             "summary": self.summary.to_dict(),
+            "episodes": episode_records(self.trajectories),
         }
+
+
+def episode_records(trajectories: Sequence[Trajectory]) -> dict[str, list[Any]]:
+    """Per-episode columns (seed, sample, success, reward, turns, tokens, format errors, failed), in order.
+
+    Results keep them so two evaluations can be compared episode by episode (`palaestra compare`).
+    """
+    return {
+        "seed": [t.seed for t in trajectories],
+        "sample": [t.sample_index for t in trajectories],
+        "success": [bool(t.success) for t in trajectories],
+        "reward": [t.reward for t in trajectories],
+        "turns": [t.num_turns for t in trajectories],
+        "tokens": [t.num_generated_tokens for t in trajectories],
+        "format_errors": [t.num_format_errors for t in trajectories],
+        "failed": [t.error is not None for t in trajectories],
+    }
 
 
 async def evaluate_async(

@@ -558,7 +558,8 @@ class Trainer:
         self.writer.truncate_after(self.step)
         before = None
         if cfg.envs.eval and cfg.eval.before_training and not resumed:
-            before, _ = self.evaluate()
+            before, results = self.evaluate()
+            self._save_eval(results, "before")
             self.writer.log(0, before)
         history: list[dict[str, float]] = []
         try:
@@ -575,14 +576,26 @@ class Trainer:
                     advance(metrics)
             after = None
             if cfg.envs.eval:
-                after, _ = self.evaluate()
+                after, results = self.evaluate()
+                self._save_eval(results, "after")
                 self.writer.log(self.step, {f"final/{k}": v for k, v in after.items()})
             if not cfg.checkpoint.every or self.step % cfg.checkpoint.every:
                 self.save()
             self.export(self.run_dir / "final")
         finally:
             self.writer.close()
+        if cfg.logging.report:
+            from palaestra.reports import write_report
+
+            write_report(self.run_dir)
         return {"before": before, "after": after, "history": history}
+
+    def _save_eval(self, results: Sequence[EvalResult], stage: str) -> None:
+        """Keep held-out results and trajectories in RUN/eval/<stage>/<env>/ (for the report and viewer)."""
+        from palaestra.evaluation.evaluate import write_results
+
+        for e, result in zip(self.config.envs.eval, results, strict=True):
+            write_results(result, self.run_dir / "eval" / stage / e.id.split("/")[-1])
 
     def export(self, path: Path) -> Path:
         """Save the trained policy as a plain HF model folder (LoRA merged) usable as `hf:PATH`."""

@@ -1,0 +1,104 @@
+"""`palaestra eval --suite`: make the agents, run the suite (resumably), print per-env tables and the board."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from palaestra.evaluation.compare import leaderboard, leaderboard_table, load_entries, per_env_table
+from palaestra.evaluation.evaluate import EvalResult
+from palaestra.evaluation.suite_run import run_suite
+from palaestra.evaluation.suites import SuiteError, load_suite
+
+__all__ = ["eval_suite", "suite_table"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def suite_table(results: dict[str, EvalResult], title: str) -> Table:
+    """One row per env: success with its bootstrap 95% CI, reward, turns, tokens, format errors, wall time."""
+    table = Table(title=title)
+    for col in (
+        "env",
+        "episodes",
+        "success [95% CI]",
+        "reward",
+        "turns",
+        "tokens/ep",
+        "format err.",
+        "wall s",
+    ):
+        table.add_column(col, justify="left" if col == "env" else "right", overflow="fold")
+    for key, r in results.items():
+        s = r.summary
+        lo, hi = s.success_bootstrap_ci95
+        table.add_row(
+            key,
+            str(s.episodes),
+            f"{s.success_rate:.1%} [{lo:.1%}, {hi:.1%}]",
+            f"{s.reward_mean:.3f}",
+            f"{s.turns_mean:.2f}",
+            f"{s.generated_tokens_mean:.1f}",
+            f"{s.format_error_rate:.1%}",
+            f"{s.wall_time_s:.1f}",
+        )
+    return table
+
+
+def eval_suite(
+    name: str,
+    specs: Sequence[str],
+    out: Path | None,
+    *,
+    agent_options: dict[str, Any],
+    chunk_size: int,
+) -> Path:
+    """Run suite `name` for every agent spec and print the results; returns the results JSON path.
+
+    Raises:
+        typer.Exit: (code 2) on a bad suite, agent spec or option, after printing the reason.
+    """
+    from palaestra.agents.spec import make_policy
+
+    try:
+        suite = load_suite(name)
+        if len(set(specs)) != len(specs):
+            raise ValueError(f"--agent repeats a spec: {list(specs)}")
+        policies = [make_policy(spec, **agent_options) for spec in specs]
+    except (SuiteError, ValueError, TypeError, FileNotFoundError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    out = out or Path("runs") / "eval" / suite.name
+    done: dict[str, dict[str, EvalResult]] = {}
+
+    def show(spec: str, key: str, result: EvalResult) -> None:
+        done.setdefault(spec, {})[key] = result
+        s = result.summary
+        console.print(
+            f"{spec} on {key}: success {s.success_rate:.1%} "
+            f"[{s.success_bootstrap_ci95[0]:.1%}, {s.success_bootstrap_ci95[1]:.1%}]  "
+            f"reward {s.reward_mean:.3f}  ({s.episodes} episodes, {s.wall_time_s:.1f} s)"
+        )
+
+    try:
+        run_suite(suite, policies, out, specs=specs, chunk_size=chunk_size, on_env_done=show)
+    except (SuiteError, ValueError, TypeError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        for policy in policies:
+            asyncio.run(policy.close())
+    for spec, results in done.items():
+        console.print(suite_table(results, title=f"{suite.name}: {spec}"))
+    board = leaderboard(load_entries([out]))
+    console.print(leaderboard_table(board))
+    console.print(per_env_table(board))
+    console.print(f"results: {out / 'results.json'}")
+    return out / "results.json"
