@@ -177,7 +177,7 @@ class WebEnv(TextEnv):
             await self._context.route("**/*", lambda route: route.abort())
             self._context.set_default_timeout(_ACTION_TIMEOUT_MS)
             self._page = await self._context.new_page()
-            await self._page.set_content(document, wait_until="load")
+            await self._page.set_content(document, wait_until="load", timeout=self._read_ms)
             return await self._observe(None)
 
         state = self._state = self._call(load)

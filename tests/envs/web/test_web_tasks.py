@@ -130,7 +130,8 @@ def test_same_seed_same_page(task, mode):
             assert info_a["task_id"] == info_b["task_id"]
             assert _text(a) == _text(b)
             if mode == "gui":
-                assert np.array_equal(a["screenshot"], b["screenshot"])
+                differing = (a["screenshot"] != b["screenshot"]).any(axis=-1).mean()
+                assert differing <= 1e-3  # Chromium's text anti-aliasing may vary by a few pixels
         _, info_other = first.reset(seed=1)
         assert info_other["task_id"] != info_a["task_id"]
     finally:
