@@ -10,6 +10,7 @@ A training run is described by one YAML file (see `configs/quickstart.yaml`):
     algorithm:  the RL algorithm and its options (selected by `algorithm.name`)
     optimizer:  AdamW, schedule, clipping, micro-batching
     eval, logging, checkpoint
+    distributed: DDP or FSDP2 when launched with several processes (torchrun / accelerate launch)
 
 `palaestra train CONFIG.yaml key.sub=value ...` overrides single keys. Unknown keys and bad values raise
 `ConfigError` naming the key path and what is allowed.
@@ -23,12 +24,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from palaestra.trainers.core.distributed import DistributedConfig
 from palaestra.trainers.grpo import GRPOConfig
 
 __all__ = [
     "AgentConfig",
     "CheckpointConfig",
     "ConfigError",
+    "DistributedConfig",
     "EnvEntry",
     "EnvsConfig",
     "EvalConfig",
@@ -193,6 +196,7 @@ class TrainConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     @model_validator(mode="before")
     @classmethod
