@@ -153,11 +153,18 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -
     if not ctx.enabled:
         return model
     if ctx.strategy == "ddp":
+        import inspect
+
         from torch.nn.parallel import DistributedDataParallel
 
-        # buffers (rotary tables) are constant: broadcasting them would add a collective per forward
+        # buffers (rotary tables) are constant: syncing them would add a collective per forward
+        # (the option's name changed in torch 2.13)
+        params = inspect.signature(DistributedDataParallel).parameters
+        no_buffer_sync = {
+            "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False
+        }
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        return DistributedDataParallel(model, device_ids=ids, **no_buffer_sync)
     from torch.distributed.fsdp import fully_shard
 
     for layer in _decoder_layers(model):
