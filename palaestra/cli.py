@@ -195,8 +195,9 @@ def train_command(
         raise _fail(str(exc)) from None
     trainer = make_trainer(cfg)
     out = trainer.train(resume=resume)
-    console.print(_before_after_table(out["before"], out["after"]))
-    console.print(f"run directory: {cfg.run.run_dir}   final model: {cfg.run.run_dir / 'final'}")
+    if trainer.dist.is_main:  # under torchrun: one report, from rank 0
+        console.print(_before_after_table(out["before"], out["after"]))
+        console.print(f"run directory: {cfg.run.run_dir}   final model: {cfg.run.run_dir / 'final'}")
 
 
 def _before_after_table(before: dict[str, float] | None, after: dict[str, float] | None) -> Table:
@@ -209,6 +210,45 @@ def _before_after_table(before: dict[str, float] | None, after: dict[str, float]
         change = f"{a - b:+.3f}" if b is not None else ""
         table.add_row(key, f"{b:.3f}" if b is not None else "-", f"{a:.3f}", change)
     return table
+
+
+@app.command("placement")
+def placement_command(
+    config: Annotated[Path, typer.Argument(help="Config YAML with a `placement` section (configs/scale/).")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Overrides like placement.nodes=2 placement.mode=split.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan only; no Ray cluster needed.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    address: Annotated[str, typer.Option(help="Ray cluster address (without --dry-run).")] = "auto",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the placement groups.")] = 600.0,
+) -> None:
+    """Plan where trainer ranks and rollout engines run; without --dry-run, reserve it on Ray and release."""
+    from palaestra.config import ConfigError, load_config
+    from palaestra.placement import plan, reserve
+
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if cfg.placement is None:
+        raise _fail(f"{config} has no `placement` section; see configs/scale/ for worked examples")
+    layout = plan(cfg.placement)
+    text = json.dumps(layout.to_dict(), indent=2) if as_json else layout.describe()
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    if dry_run:
+        return
+    try:
+        import ray
+
+        ray.init(address=address)
+        reservation = reserve(layout, timeout_s=timeout)
+    except (ImportError, TimeoutError, ConnectionError) as exc:
+        raise _fail(str(exc), code=1) from None
+    console.print(f"reserved {len(reservation.groups)} placement group(s) on the Ray cluster; released")
+    reservation.release()
 
 
 @app.command("version")

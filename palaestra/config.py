@@ -11,6 +11,7 @@ A training run is described by one YAML file (see `configs/quickstart.yaml`):
     optimizer:  AdamW, schedule, clipping, micro-batching
     eval, logging, checkpoint
     distributed: DDP or FSDP2 when launched with several processes (torchrun / accelerate launch)
+    placement:  optional GPU cluster layout (colocated / split) for `palaestra placement`
 
 `palaestra train CONFIG.yaml key.sub=value ...` overrides single keys. Unknown keys and bad values raise
 `ConfigError` naming the key path and what is allowed.
@@ -24,6 +25,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from palaestra.placement import PlacementConfig
 from palaestra.trainers.core.distributed import DistributedConfig
 from palaestra.trainers.grpo import GRPOConfig
 
@@ -197,6 +199,9 @@ class TrainConfig(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    placement: PlacementConfig | None = Field(
+        None, description="GPU cluster layout of trainer and rollout engines (`palaestra placement`)."
+    )
 
     @model_validator(mode="before")
     @classmethod
