@@ -104,6 +104,20 @@ def test_the_export_is_a_plain_hf_folder_with_the_consolidated_weights(runs):
     assert not list((runs / "fsdp").glob(".tmp-*")), "a temporary export folder was left behind"
 
 
+def test_accelerate_launch_runs_the_same_training(runs, tmp_path):
+    """`accelerate launch --multi_gpu` starts torchrun's workers: on CPU they meet over gloo."""
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(
+        json.dumps([{"run_dir": str(tmp_path / "acc"), "strategy": "ddp", "steps": 2, "resume": False}])
+    )
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    done = subprocess.run([*launch, str(_WORKER), str(jobs)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    assert len(list((tmp_path / "acc" / "checkpoints" / "step-000002").glob("*.distcp"))) == 2
+    _assert_same_curve(_curve(tmp_path / "acc"), _curve(runs / "ref")[:2])
+
+
 def test_shards_cover_every_task_once_in_order():
     for n in (0, 1, 5, 8):
         for world in (1, 2, 3):
