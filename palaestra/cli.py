@@ -212,6 +212,35 @@ def _before_after_table(before: dict[str, float] | None, after: dict[str, float]
     return table
 
 
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (holds config.yaml and checkpoints/).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write the HF model to.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default: the run's newest).")
+    ] = None,
+) -> None:
+    """Consolidate a checkpoint (written at any world size) into a plain HF model folder, in one process."""
+    from palaestra.config import ConfigError, load_config
+    from palaestra.trainers import make_trainer
+    from palaestra.trainers.core.checkpoint import latest_checkpoint
+
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    path = checkpoint or latest_checkpoint(run_dir / "checkpoints")
+    if path is None or not (path / "state.json").exists():
+        raise _fail(f"no complete checkpoint at {path or run_dir / 'checkpoints'}")
+    trainer = make_trainer(cfg)
+    try:
+        trainer.resume(path)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    trainer.export(out)
+    console.print(f"exported {path} (step {trainer.step}) to {out}  (use as --agent hf:{out})")
+
+
 @app.command("placement")
 def placement_command(
     config: Annotated[Path, typer.Argument(help="Config YAML with a `placement` section (configs/scale/).")],

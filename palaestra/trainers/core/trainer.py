@@ -640,9 +640,9 @@ class Trainer:
             keep=self.config.checkpoint.keep,
         )
 
-    def resume(self) -> bool:
-        """Load the newest checkpoint of the run, if any; returns whether one was loaded."""
-        path = latest_checkpoint(self.run_dir / "checkpoints")
+    def resume(self, path: Path | None = None) -> bool:
+        """Load checkpoint `path` (default: the run's newest, if any); returns whether one was loaded."""
+        path = path or latest_checkpoint(self.run_dir / "checkpoints")
         if path is None:
             return False
         ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
