@@ -1,4 +1,4 @@
-"""The `palaestra` command line: `envs list|show`, `eval`.
+"""The `palaestra` command line: `envs list|show`, `eval`, `train`, `export`, `placement`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options.
 """

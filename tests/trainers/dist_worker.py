@@ -2,7 +2,7 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/trainers/dist_worker.py JOBS.json
 
-JOBS.json lists {"run_dir", "strategy", "steps", "resume"} objects, trained one after another in the
+JOBS.json lists {"run_dir", "strategy", "steps", "resume", "lora"} objects, trained one after another in the
 same process group. The same config and env serve the single-process reference, so a difference in
 the results can only come from the distribution.
 """
@@ -36,7 +36,7 @@ class VowelEnv(TextEnv):
         return StepOutcome("done", reward=reward, terminated=True, success=reward > 0.5)
 
 
-def config(run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4):
+def config(run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4, lora: bool = False):
     """A run that exercises every distributed path: KL reference, two mini-batches, uneven micro-batches."""
     from palaestra.config import load_config
 
@@ -56,16 +56,19 @@ def config(run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4):
         logging={"tensorboard": False, "progress": False},
         checkpoint={"every": 2, "keep": 2},
         distributed={"strategy": strategy},
+        model={"lora": {"r": 4, "alpha": 8.0}} if lora else {},
     )
 
 
-def train(run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4, resume: bool = False) -> dict:
+def train(
+    run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4, resume: bool = False, lora: bool = False
+) -> dict:
     """Train the tiny random model (the same initial weights on every rank) with `config(...)`."""
     from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
     from palaestra.trainers import make_trainer
 
     tok = build_tiny_tokenizer()
-    cfg = config(run_dir, strategy=strategy, steps=steps)
+    cfg = config(run_dir, strategy=strategy, steps=steps, lora=lora)
     trainer = make_trainer(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
     return trainer.train(resume=resume)
 
@@ -74,7 +77,13 @@ def main(jobs_file: str) -> None:
     import torch.distributed as dist
 
     for job in json.loads(Path(jobs_file).read_text()):
-        train(job["run_dir"], strategy=job["strategy"], steps=job["steps"], resume=job["resume"])
+        train(
+            job["run_dir"],
+            strategy=job["strategy"],
+            steps=job["steps"],
+            resume=job["resume"],
+            lora=job.get("lora", False),
+        )
     if dist.is_initialized():
         dist.destroy_process_group()
 

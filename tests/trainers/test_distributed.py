@@ -42,11 +42,13 @@ def runs(tmp_path_factory):
     torch.set_num_threads(1)  # as torchrun's workers: same kernels, same float summation order
     try:
         worker.train(root / "ref")
+        worker.train(root / "ref-lora", lora=True)
         _copy_checkpoint(root / "ref", 2, root / "ddp-from-1")
         jobs = [
             {"run_dir": str(root / "ddp"), "strategy": "ddp", "steps": 4, "resume": False},
             {"run_dir": str(root / "fsdp"), "strategy": "fsdp", "steps": 4, "resume": False},
             {"run_dir": str(root / "ddp-from-1"), "strategy": "ddp", "steps": 4, "resume": True},
+            {"run_dir": str(root / "ddp-lora"), "strategy": "ddp", "steps": 4, "resume": False, "lora": True},
         ]
         (root / "jobs.json").write_text(json.dumps(jobs))
         launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -72,9 +74,11 @@ def _assert_same_curve(got: list[dict], expected: list[dict]) -> None:
             assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (want["step"], key)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_follow_the_single_process_loss_curve(runs, strategy):
-    reference = _curve(runs / "ref")
+@pytest.mark.parametrize(
+    ("strategy", "reference"), [("ddp", "ref"), ("fsdp", "ref"), ("ddp-lora", "ref-lora")]
+)
+def test_two_processes_follow_the_single_process_loss_curve(runs, strategy, reference):
+    reference = _curve(runs / reference)
     assert len({r["reward/mean"] for r in reference}) == 4, "the policy must change between steps"
     curve = _curve(runs / strategy)
     _assert_same_curve(curve, reference)  # rank 0 alone logged: each step exactly once
