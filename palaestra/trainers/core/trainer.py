@@ -9,6 +9,11 @@ subclasses it and overrides only the hooks it changes:
 
 Updates are exact under gradient accumulation: the loss of each micro-batch is normalised with counts
 of the whole mini-batch (tokens, sequences), so micro-batch size changes nothing but memory.
+
+Launched by torchrun with N processes, the same loop runs data-parallel (DDP or FSDP2, see
+`core/distributed.py`): each rank rolls out its shard of the tasks, the trajectories are all-gathered,
+and each rank trains on its share of the micro-batches; one optimizer step equals the single-process
+step on the same batch. Rank 0 writes metrics, evaluates and finishes checkpoints.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -36,6 +43,15 @@ from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.batching import MicroBatch, Row, bucket_by_length, collate
 from palaestra.trainers.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from palaestra.trainers.core.distributed import (
+    all_gather_objects,
+    broadcast_object,
+    full_model_state,
+    gradient_sync,
+    init_distributed,
+    shard_range,
+    wrap_model,
+)
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
 from palaestra.trainers.core.sampler import TaskSampler, WeightedEnv
@@ -128,7 +144,7 @@ class Trainer:
 
         self.config = config
         self.run_dir: Path = config.run.run_dir
-        self.device = torch.device(config.model.device)
+        self.dist, self.device = init_distributed(config.distributed, config.model.device)
         if config.model.precision == "bf16" and self.device.type == "cpu" and not _cpu_has_native_bf16():
             warnings.warn(
                 "model.precision=bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): autocast emulates "
@@ -143,10 +159,25 @@ class Trainer:
         elif tokenizer is None:
             raise ValueError("pass the tokenizer together with the model")
         self.tokenizer = tokenizer
-        self.model = self._prepare_model(model)
+        # module: the model itself; model: what the training pass calls (DDP wrapper or FSDP2-sharded
+        # module; the module itself in one process); rollout_model: what generates (an unsharded copy
+        # under FSDP2, refreshed after each update; the module otherwise)
+        self.module = self._prepare_model(model)
         self.ref_model = self._reference_model()
+        self.rollout_model = self.module
+        if self.dist.enabled and self.dist.strategy == "fsdp":
+            if config.model.lora is not None:
+                raise ValueError(
+                    "model.lora with distributed.strategy=fsdp is not supported: LoRA adapters are small, "
+                    "set distributed.strategy=ddp"
+                )
+            self.rollout_model = copy.deepcopy(self.module).eval().requires_grad_(False)
+        self.model = wrap_model(self.module, self.dist, self.device)
         self.policy = HFPolicy(
-            self.model, tokenizer, name=f"hf:{config.model.name}", max_batch_size=config.agent.max_batch_size
+            self.rollout_model,
+            tokenizer,
+            name=f"hf:{config.model.name}",
+            max_batch_size=config.agent.max_batch_size,
         )
         self.sampler = TaskSampler(
             [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train], seed=config.run.seed
@@ -174,7 +205,9 @@ class Trainer:
         cfg = self.config.model
         model.to(self.device)
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            # non-reentrant checkpointing is the form DDP and FSDP2 support
+            kwargs = {"use_reentrant": False} if self.dist.enabled else None
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
             model.config.use_cache = False
         if cfg.lora is not None:
             from peft import LoraConfig, get_peft_model
@@ -195,8 +228,10 @@ class Trainer:
             return None
         if self.config.model.lora is not None:
             return None  # the adapter-disabled model is the reference; see `_reference_context`
-        ref = copy.deepcopy(self.model).eval()
+        ref = copy.deepcopy(self.module).eval()
         ref.requires_grad_(False)
+        if self.dist.enabled and self.dist.strategy == "fsdp":
+            ref = wrap_model(ref, self.dist, self.device)  # sharded too; its passes are aligned in _update
         return ref
 
     @contextlib.contextmanager
@@ -224,6 +259,26 @@ class Trainer:
         )
 
     async def _rollout(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
+        """Roll out `tasks`; in a distributed run each rank its shard, then every rank gets them all.
+
+        The gathered list is in task order with group indices as one process would number them, so
+        what follows (advantages, filters, metrics) is the same on every rank and at any world size.
+        """
+        if not self.dist.enabled:
+            return await self._rollout_here(tasks, config)
+        lo, hi = shard_range(len(tasks), self.dist)
+        shards = all_gather_objects(await self._rollout_here(tasks[lo:hi], config), self.dist)
+        merged: list[Trajectory] = []
+        offset = 0
+        for shard in shards:
+            groups = 1 + max((t.group_index for t in shard), default=-1)
+            for t in shard:
+                t.group_index += offset
+            merged += shard
+            offset += groups
+        return merged
+
+    async def _rollout_here(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
         if self.config.rollout.self_play:
             return await self._self_play(tasks, config)
         runner = RolloutRunner(self.policy, config)
@@ -332,31 +387,44 @@ class Trainer:
         if self.ref_model is not None:
             yield self.ref_model
         else:  # LoRA: the base model without adapters
-            with self.model.disable_adapter():
-                yield self.model
+            with self.module.disable_adapter():
+                yield self.module
 
     @torch.no_grad()
-    def _recompute(self, micro_batches: list[MicroBatch], mismatch: _Mismatch) -> list[torch.Tensor | None]:
+    def _recompute(
+        self, mine: dict[int, MicroBatch], passes: int, filler: MicroBatch, mismatch: _Mismatch
+    ) -> dict[int, torch.Tensor | None]:
         """Replace sampling logprobs with the trainer's own (if configured); compute reference logprobs.
 
         In a single-pass update the weights do not change before the one optimizer step, so the old
         logprobs equal the detached logprobs of the training forward pass itself; they are taken
         there (`_take_old_logp`) instead of in a second forward pass here, as TRL does.
+
+        Args:
+            mine: this rank's micro-batches by index.
+            passes: forward passes every rank makes (FSDP2 all-gathers in each); after its own
+                micro-batches a rank runs `filler` and discards the result.
+            filler: a stand-in micro-batch for those extra passes.
+            mismatch: accumulates the sampler-vs-trainer logprob gap.
         """
         algo = self.config.algorithm
-        refs: list[torch.Tensor | None] = []
-        was_training = self.model.training
-        self.model.eval()
-        for mb in micro_batches:
+        refs: dict[int, torch.Tensor | None] = {}
+        was_training = self.module.training
+        self.module.eval()
+        items: list[tuple[int | None, MicroBatch]] = [*mine.items()]
+        items += [(None, filler)] * (passes - len(items))
+        for i, mb in items:
             if algo.recompute_old_logprobs and self.optimizer_steps_per_rl_step > 1:
-                logp, _ = self._forward_logp(self.model, mb, with_entropy=False)
-                self._take_old_logp(mb, logp, mismatch)
+                logp, _ = self._forward_logp(self.module, mb, with_entropy=False)
+                if i is not None:
+                    self._take_old_logp(mb, logp, mismatch)
             ref = None
             if algo.kl_coef > 0:
                 with self._reference_context() as ref_model:
                     ref, _ = self._forward_logp(ref_model, mb, with_entropy=False)
-            refs.append(ref)
-        self.model.train(was_training)
+            if i is not None:
+                refs[i] = ref
+        self.module.train(was_training)
         return refs
 
     @staticmethod
@@ -368,39 +436,72 @@ class Trainer:
 
     # -- one RL step -------------------------------------------------------------------------------
     def _update(self, batch: StepBatch) -> dict[str, float]:
-        cfg, algo = self.config, self.config.algorithm
+        """Epochs x mini-batches of optimizer steps over the step's micro-batches.
+
+        Every rank builds the same micro-batches; rank r trains those with index = r mod world_size,
+        each mini-batch's loss normalised by counts of the whole mini-batch, with zero-weighted filler
+        passes where a rank has fewer micro-batches than another (see `core/distributed.py`).
+        """
+        cfg, algo, ctx = self.config, self.config.algorithm, self.dist
         rows = batch.rows()
         if not rows:
             return {"update/skipped": 1.0}
-        micro = [
-            collate(g, self._pad_id).to(self.device)
-            for g in bucket_by_length(rows, cfg.optimizer.micro_batch_tokens)
-        ]
+        micro = [collate(g, self._pad_id) for g in bucket_by_length(rows, cfg.optimizer.micro_batch_tokens)]
+        mine = {i: mb.to(self.device) for i, mb in enumerate(micro) if i % ctx.world_size == ctx.rank}
+        filler = next(iter(mine.values())) if mine else micro[0].to(self.device)
         mismatch = _Mismatch()
-        refs = self._recompute(micro, mismatch)
-        pairs = list(zip(micro, refs, strict=True))
+        refs = self._recompute(mine, -(-len(micro) // ctx.world_size), filler, mismatch)
         history: dict[str, list[float]] = {}
+        grad_norms: list[float] = []
         self.model.train()
         gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.step)
         for _ in range(algo.epochs):
-            order = torch.randperm(len(pairs), generator=gen).tolist()
-            for chunk in np.array_split(np.asarray(order), min(algo.mini_batches, len(pairs))):
-                mini = [pairs[i] for i in chunk.tolist()]
+            order = torch.randperm(len(micro), generator=gen).tolist()
+            for chunk in np.array_split(np.asarray(order), min(algo.mini_batches, len(micro))):
+                chunk = chunk.tolist()
                 norm = Normalizers(
-                    tokens=sum(mb.num_tokens for mb, _ in mini),
-                    sequences=sum(len(mb.indices) for mb, _ in mini),
+                    tokens=sum(micro[i].num_tokens for i in chunk),
+                    sequences=sum(len(micro[i].indices) for i in chunk),
                 )
-                for mb, ref in mini:
-                    logp, entropy = self._forward_logp(self.model, mb, with_entropy=True)
-                    if algo.recompute_old_logprobs and self.optimizer_steps_per_rl_step == 1:
-                        self._take_old_logp(mb, logp, mismatch)
-                    loss, parts = self.loss(logp, mb, ref_logp=ref, entropy=entropy, norm=norm)
-                    loss.backward()
-                    for k, v in parts.items():
-                        history.setdefault(k, []).append(v)
-                grad_norm = self._optimizer_step()
-                history.setdefault("update/grad_norm", []).append(grad_norm)
-        metrics = {**mismatch.metrics(), **{k: _mean(v) for k, v in history.items()}}
+                local = [i for i in chunk if i in mine]
+                passes = max(sum(i % ctx.world_size == r for i in chunk) for r in range(ctx.world_size))
+                for k in range(passes):
+                    i = local[k] if k < len(local) else None
+                    mb = mine[i] if i is not None else filler
+                    with gradient_sync(self.model, ctx, sync=k == passes - 1):
+                        logp, entropy = self._forward_logp(self.model, mb, with_entropy=True)
+                        if (
+                            i is not None
+                            and algo.recompute_old_logprobs
+                            and self.optimizer_steps_per_rl_step == 1
+                        ):
+                            self._take_old_logp(mb, logp, mismatch)
+                        ref = refs[i] if i is not None else (logp.detach() if algo.kl_coef > 0 else None)
+                        loss, parts = self.loss(logp, mb, ref_logp=ref, entropy=entropy, norm=norm)
+                        # DDP and FSDP2 average gradients over ranks: scale back to the sum
+                        (loss * (ctx.world_size if i is not None else 0.0)).backward()
+                    if i is not None:
+                        for key, v in parts.items():
+                            history.setdefault(key, []).append(v)
+                grad_norms.append(self._optimizer_step())
+        return self._update_metrics(micro, history, grad_norms, mismatch)
+
+    def _update_metrics(
+        self,
+        micro: list[MicroBatch],
+        history: dict[str, list[float]],
+        grad_norms: list[float],
+        mismatch: _Mismatch,
+    ) -> dict[str, float]:
+        """Loss parts of every rank's micro-batches, averaged as one process would."""
+        merged: dict[str, list[float]] = {}
+        for part in all_gather_objects(history, self.dist):
+            for key, values in part.items():
+                merged.setdefault(key, []).extend(values)
+        totals = all_gather_objects((mismatch.total, mismatch.count), self.dist)
+        mismatch.total, mismatch.count = sum(t for t, _ in totals), sum(c for _, c in totals)
+        metrics = {**mismatch.metrics(), **{k: _mean(v) for k, v in merged.items()}}
+        metrics["update/grad_norm"] = _mean(grad_norms)
         metrics["update/lr"] = self.scheduler.get_last_lr()[0]
         metrics["update/micro_batches"] = float(len(micro))
         metrics["update/padding_fraction"] = 1.0 - sum(int(mb.attention_mask.sum()) for mb in micro) / sum(
@@ -412,10 +513,18 @@ class Trainer:
         clip = self.config.optimizer.max_grad_norm
         params = [p for p in self.model.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor holding the global norm
+            norm = norm.full_tensor()
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
+
+    def _sync_rollout_weights(self) -> None:
+        """Make the next rollouts use the trained weights (every rank calls it)."""
+        if self.rollout_model is not self.module:  # FSDP2: gather the shards into the unsharded copy
+            self.rollout_model.load_state_dict(full_model_state(self.model))
+        self.policy.sync_weights()  # same model object for hf; vLLM reloads here
 
     @property
     def _pad_id(self) -> int:
@@ -432,7 +541,7 @@ class Trainer:
         batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
         metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
         metrics.update(self.__dict__.pop("_self_play_metrics", {}))
-        self.policy.sync_weights()  # same model object for hf; vLLM reloads here
+        self._sync_rollout_weights()
         t2 = time.perf_counter()
         generated = sum(t.num_generated_tokens for t in trajectories)
         trained = sum(len(t.token_ids) for t in trajectories)
@@ -472,7 +581,17 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self) -> tuple[dict[str, float], list[EvalResult]]:
-        """Evaluate on the held-out envs; returns metrics `eval/<env>/<name>` and the results."""
+        """Evaluate on the held-out envs; returns metrics `eval/<env>/<name>` and the results.
+
+        In a distributed run rank 0 evaluates while the others wait (up to
+        `distributed.timeout_minutes`); every rank returns the metrics, only rank 0 the results.
+        """
+        if not self.dist.enabled:
+            return self._evaluate_here()
+        metrics, results = self._evaluate_here() if self.dist.is_main else (None, [])
+        return broadcast_object(metrics, self.dist), results
+
+    def _evaluate_here(self) -> tuple[dict[str, float], list[EvalResult]]:
         cfg = self.config
         sampling = SamplingParams(
             max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
@@ -494,10 +613,10 @@ class Trainer:
                 for e in cfg.envs.eval
             ]
 
-        was_training = self.model.training
-        self.model.eval()
+        was_training = self.rollout_model.training
+        self.rollout_model.eval()
         results = asyncio.run(run_all())
-        self.model.train(was_training)
+        self.rollout_model.train(was_training)
         metrics: dict[str, float] = {}
         for e, res in zip(cfg.envs.eval, results, strict=True):
             key = e.id.split("/")[-1]
@@ -521,18 +640,21 @@ class Trainer:
             keep=self.config.checkpoint.keep,
         )
 
-    def resume(self) -> bool:
-        """Load the newest checkpoint of the run, if any; returns whether one was loaded."""
-        path = latest_checkpoint(self.run_dir / "checkpoints")
+    def resume(self, path: Path | None = None) -> bool:
+        """Load checkpoint `path` (default: the run's newest, if any); returns whether one was loaded."""
+        path = path or latest_checkpoint(self.run_dir / "checkpoints")
         if path is None:
             return False
         ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self.sampler.load_state_dict(ckpt.state["sampler"])
         self.step = ckpt.step
+        self._sync_rollout_weights()
         logger.info("resumed from %s (step %d)", path, self.step)
         return True
 
     def _write_config(self) -> None:
+        if not self.dist.is_main:
+            return
         data = self.config.model_dump(mode="json")
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
@@ -554,6 +676,7 @@ class Trainer:
             wandb=cfg.logging.wandb,
             wandb_project=cfg.logging.wandb_project,
             config=cfg.model_dump(mode="json"),
+            enabled=self.dist.is_main,
         )
         self.writer.truncate_after(self.step)
         before = None
@@ -563,7 +686,8 @@ class Trainer:
             self.writer.log(0, before)
         history: list[dict[str, float]] = []
         try:
-            with training_progress(cfg.run.steps, start=self.step, enabled=cfg.logging.progress) as advance:
+            progress = cfg.logging.progress and self.dist.is_main
+            with training_progress(cfg.run.steps, start=self.step, enabled=progress) as advance:
                 while self.step < cfg.run.steps:
                     metrics = self.train_step()
                     self.step += 1
@@ -584,7 +708,7 @@ class Trainer:
             self.export(self.run_dir / "final")
         finally:
             self.writer.close()
-        if cfg.logging.report:
+        if cfg.logging.report and self.dist.is_main:
             from palaestra.reports import write_report
 
             write_report(self.run_dir)
@@ -594,14 +718,27 @@ class Trainer:
         """Keep held-out results and trajectories in RUN/eval/<stage>/<env>/ (for the report and viewer)."""
         from palaestra.evaluation.evaluate import write_results
 
+        if not self.dist.is_main:  # only rank 0 evaluates
+            return
         for e, result in zip(self.config.envs.eval, results, strict=True):
             write_results(result, self.run_dir / "eval" / stage / e.id.split("/")[-1])
 
     def export(self, path: Path) -> Path:
-        """Save the trained policy as a plain HF model folder (LoRA merged) usable as `hf:PATH`."""
-        model = self.model
-        if self.config.model.lora is not None:
-            model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+        """Save the trained policy as a plain HF model folder (LoRA merged) usable as `hf:PATH`.
+
+        Consolidated from every rank's shards; every rank calls it, rank 0 writes (atomically:
+        under a temporary name, renamed when complete).
+        """
+        self._sync_rollout_weights()
+        if self.dist.is_main:
+            model = self.rollout_model
+            if self.config.model.lora is not None:
+                model = copy.deepcopy(model).merge_and_unload()
+            tmp = path.with_name(f".tmp-{path.name}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+        self.dist.barrier()
         return path

@@ -1,0 +1,131 @@
+"""Data-parallel training on CPU with gloo: 2 processes follow the 1-process loss curve, and checkpoints
+resume across world sizes. One torchrun launch serves every test here (see dist_worker.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from palaestra.trainers.core.distributed import DistContext, shard_range
+from palaestra.trainers.core.tracking import read_metrics
+
+_WORKER = Path(__file__).with_name("dist_worker.py")
+KEYS = ["reward/mean", "loss/pg", "loss/kl", "loss/entropy", "update/grad_norm", "rollout/logprob_mismatch"]
+
+
+def _worker():
+    spec = importlib.util.spec_from_file_location("dist_worker", _WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _copy_checkpoint(src_run: Path, step: int, dst_run: Path) -> None:
+    name = f"step-{step:06d}"
+    shutil.copytree(src_run / "checkpoints" / name, dst_run / "checkpoints" / name)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run dirs: ref (1 process), ddp / fsdp (2 processes), resumes across world sizes."""
+    root = tmp_path_factory.mktemp("dist")
+    worker = _worker()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torchrun's workers: same kernels, same float summation order
+    try:
+        worker.train(root / "ref")
+        worker.train(root / "ref-lora", lora=True)
+        _copy_checkpoint(root / "ref", 2, root / "ddp-from-1")
+        jobs = [
+            {"run_dir": str(root / "ddp"), "strategy": "ddp", "steps": 4, "resume": False},
+            {"run_dir": str(root / "fsdp"), "strategy": "fsdp", "steps": 4, "resume": False},
+            {"run_dir": str(root / "ddp-from-1"), "strategy": "ddp", "steps": 4, "resume": True},
+            {"run_dir": str(root / "ddp-lora"), "strategy": "ddp", "steps": 4, "resume": False, "lora": True},
+        ]
+        (root / "jobs.json").write_text(json.dumps(jobs))
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        done = subprocess.run(
+            [*launch, str(_WORKER), str(root / "jobs.json")], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+        _copy_checkpoint(root / "fsdp", 2, root / "one-from-fsdp")
+        worker.train(root / "one-from-fsdp", resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+def _curve(run_dir: Path) -> list[dict]:
+    return [r for r in read_metrics(run_dir) if "reward/mean" in r]
+
+
+def _assert_same_curve(got: list[dict], expected: list[dict]) -> None:
+    assert [r["step"] for r in got] == [r["step"] for r in expected]
+    for want, have in zip(expected, got, strict=True):
+        for key in KEYS:
+            assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (want["step"], key)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "reference"), [("ddp", "ref"), ("fsdp", "ref"), ("ddp-lora", "ref-lora")]
+)
+def test_two_processes_follow_the_single_process_loss_curve(runs, strategy, reference):
+    reference = _curve(runs / reference)
+    assert len({r["reward/mean"] for r in reference}) == 4, "the policy must change between steps"
+    curve = _curve(runs / strategy)
+    _assert_same_curve(curve, reference)  # rank 0 alone logged: each step exactly once
+    assert all(r["update/micro_batches"] >= 3 for r in curve), "too few micro-batches to split unevenly"
+    final = [r for r in read_metrics(runs / strategy) if any(k.startswith("final/") for k in r)]
+    assert len(final) == 1 and "final/eval/DistVowel-v0/reward" in final[0]
+
+
+def test_a_two_process_checkpoint_resumes_in_one_process(runs):
+    saved = runs / "fsdp" / "checkpoints" / "step-000002"
+    assert sorted(p.name for p in saved.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    _assert_same_curve(_curve(runs / "one-from-fsdp"), _curve(runs / "ref")[2:])
+
+
+def test_a_one_process_checkpoint_resumes_in_two_processes(runs):
+    _assert_same_curve(_curve(runs / "ddp-from-1"), _curve(runs / "ref")[2:])
+
+
+def test_the_export_is_a_plain_hf_folder_with_the_consolidated_weights(runs):
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(runs / "ref" / "final").state_dict()
+    exported = AutoModelForCausalLM.from_pretrained(runs / "fsdp" / "final").state_dict()
+    assert exported.keys() == reference.keys()
+    for name, tensor in reference.items():
+        assert torch.allclose(exported[name], tensor, atol=1e-5), name
+    assert not list((runs / "fsdp").glob(".tmp-*")), "a temporary export folder was left behind"
+
+
+def test_accelerate_launch_runs_the_same_training(runs, tmp_path):
+    """`accelerate launch --multi_gpu` starts torchrun's workers: on CPU they meet over gloo."""
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(
+        json.dumps([{"run_dir": str(tmp_path / "acc"), "strategy": "ddp", "steps": 2, "resume": False}])
+    )
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    done = subprocess.run([*launch, str(_WORKER), str(jobs)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    assert len(list((tmp_path / "acc" / "checkpoints" / "step-000002").glob("*.distcp"))) == 2
+    _assert_same_curve(_curve(tmp_path / "acc"), _curve(runs / "ref")[:2])
+
+
+def test_shards_cover_every_task_once_in_order():
+    for n in (0, 1, 5, 8):
+        for world in (1, 2, 3):
+            spans = [shard_range(n, DistContext(rank, world)) for rank in range(world)]
+            assert spans[0][0] == 0 and spans[-1][1] == n
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+            assert max(e - s for s, e in spans) - min(e - s for s, e in spans) <= 1
