@@ -3,12 +3,15 @@ failures (the actor restarts and its in-flight episodes re-run, or they are reco
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from palaestra.agents import SamplingParams
+from palaestra.agents.hf import HFPolicy
 from palaestra.agents.spec import make_policy
 from palaestra.rollout import RolloutConfig, Task, rollout
 
@@ -46,16 +49,26 @@ def _key(t):
     return (t.env_id, t.seed, t.group_index, t.sample_index, t.token_ids, t.loss_mask, actions, t.reward)
 
 
-def test_same_trajectories_as_the_local_runner(cluster, tiny_model_dir):
+def test_same_trajectories_as_the_local_runner(cluster, tiny_model_dir, tiny_model, smollm2_tokenizer):
     spec = f"hf:{tiny_model_dir}"  # a saved folder: fast to load in each worker
     local = rollout(make_policy(spec), TASKS, CONFIG)
     remote = RayRollout(spec, config=CONFIG, num_workers=2, num_env_workers=1)
     try:
         distributed = remote.run(TASKS)
+        assert all(t.error is None for t in distributed)
+        assert [_key(t) for t in distributed] == [_key(t) for t in local]
+        # new weights reach every worker
+        updated = copy.deepcopy(tiny_model)
+        with torch.no_grad():
+            for p in updated.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+        remote.sync_weights(updated.state_dict())
+        after = remote.run(TASKS[:1])
+        expected = rollout(HFPolicy(updated, smollm2_tokenizer), TASKS[:1], CONFIG)
+        assert [_key(t) for t in after] == [_key(t) for t in expected]
+        assert [_key(t) for t in after] != [_key(t) for t in distributed[:2]]
     finally:
         remote.close()
-    assert all(t.error is None for t in distributed)
-    assert [_key(t) for t in distributed] == [_key(t) for t in local]
 
 
 def test_dead_worker_restarts_and_reruns_its_episodes(cluster, tmp_path):
