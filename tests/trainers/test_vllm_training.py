@@ -66,3 +66,10 @@ def test_vllm_backend_trains_and_stays_in_sync(tmp_path, vllm_env):
         assert torch.allclose(torch.tensor(gen.logprobs), expected[:, 0], atol=1e-4)
     finally:
         trainer.policy.close_sync()
+
+
+def test_sleep_mode_needs_the_vllm_backend():
+    from palaestra.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sleep_mode=true needs agent\.backend=vllm"):
+        load_config(None, ["agent.sleep_mode=true"], envs={"train": [{"id": "palaestra/Math-ArithEasy-v0"}]})

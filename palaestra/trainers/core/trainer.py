@@ -461,7 +461,7 @@ class Trainer:
         tasks = self.sampler.sample(r.tasks_per_step)
         trajectories, collect_metrics = asyncio.run(self.collect(tasks))
         t1 = time.perf_counter()
-        if self.config.agent.sleep_mode:
+        if self.config.agent.backend == "vllm" and self.config.agent.sleep_mode:
             self.policy.release_memory()  # vllm: free the engine's GPU memory for the update
         batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
         metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
@@ -563,6 +563,7 @@ class Trainer:
         ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self.sampler.load_state_dict(ckpt.state["sampler"])
         self.step = ckpt.step
+        self.sync_policy()  # vllm: the engine started from the initial weights
         logger.info("resumed from %s (step %d)", path, self.step)
         return True
 
