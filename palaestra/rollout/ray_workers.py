@@ -1,0 +1,274 @@
+"""Rollouts on a Ray cluster: rollout workers that own a policy backend, env workers that host envs.
+
+One controller (`RayRollout`, in the driver) hands out episodes; each episode is one call to a
+rollout worker, which runs it with the ordinary `RolloutRunner.run_episode` (same seeds, same
+token-exact trajectory as a local run). Env workers, when asked for, host the envs (heavy ones:
+browsers, sandboxes) in their own processes; the rollout worker steps them through a proxy env.
+
+Failures: actors are created with `max_restarts` and `max_task_retries`, so when a worker process dies
+Ray restarts it and re-runs its in-flight episodes; an episode whose env worker died is re-run from
+the start. An episode that still fails is returned with `Trajectory.error` set: none is lost.
+
+    ray.init(address="auto")          # or ray.init() for a local cluster
+    rollout = RayRollout("vllm:/models/qwen", num_workers=8, worker_options={"num_gpus": 1})
+    trajectories = rollout.run(tasks)
+    rollout.sync_weights(model.state_dict())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.trajectory import Trajectory
+
+__all__ = ["RayRollout", "RemoteEnv"]
+
+logger = logging.getLogger(__name__)
+
+_INSTALL = "the Ray rollout needs ray: pip install 'palaestra[ray]'"
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(_INSTALL) from exc
+    if not ray.is_initialized():
+        raise RuntimeError("call ray.init() first (ray.init(address='auto') to join a running cluster)")
+    return ray
+
+
+def _run_setup(setup: str | None) -> None:
+    """Import `package.module:function` and call it (registers custom envs in a worker process)."""
+    if not setup:
+        return
+    import importlib
+
+    module, sep, name = setup.partition(":")
+    if not sep:
+        raise ValueError(f"worker_setup={setup!r}; expected 'package.module:function'")
+    getattr(importlib.import_module(module), name)()
+
+
+def _lost_actor_errors() -> tuple[type[BaseException], ...]:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+    return (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+class _EnvWorker:
+    """Hosts envs by key; threaded (`max_concurrency`), so several envs step at once."""
+
+    def __init__(self, setup: str | None) -> None:
+        _run_setup(setup)
+        self.envs: dict[str, gym.Env] = {}
+        self.counter = itertools.count()
+
+    def open(self, env_id: str, kwargs: dict[str, Any]) -> tuple[str, str, bool]:
+        from palaestra.envs.registration import make
+
+        env = make(env_id, **kwargs)
+        key = f"env-{next(self.counter)}"
+        self.envs[key] = env
+        unwrapped = env.unwrapped
+        blocking = bool(getattr(unwrapped, "metadata", {}).get("blocking_step", False))
+        return key, str(getattr(unwrapped, "system_prompt", "")), blocking
+
+    def reset(self, key: str, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, dict]:
+        return self.envs[key].reset(seed=seed, options=options)
+
+    def step(self, key: str, action: str) -> tuple[Any, float, bool, bool, dict]:
+        return self.envs[key].step(action)
+
+    def close(self, key: str) -> None:
+        env = self.envs.pop(key, None)
+        if env is not None:
+            env.close()
+
+
+class RemoteEnv(gym.Env):
+    """A gymnasium env whose `reset`/`step` run in an env worker (blocking calls: the rollout runs
+    them in its thread pool, `metadata["blocking_step"] = True`)."""
+
+    metadata: dict[str, Any] = {"blocking_step": True}  # noqa: RUF012
+
+    def __init__(self, worker: Any, env_id: str, kwargs: Mapping[str, Any]):
+        ray = _ray()
+        self._ray, self.worker, self.env_id = ray, worker, env_id
+        self.key, self.system_prompt, _ = ray.get(worker.open.remote(env_id, dict(kwargs)))
+        self.observation_space = gym.spaces.Text(max_length=1 << 20)
+        self.action_space = gym.spaces.Text(max_length=1 << 20)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        return self._ray.get(self.worker.reset.remote(self.key, seed, options))
+
+    def step(self, action: str) -> tuple[Any, float, bool, bool, dict]:
+        return self._ray.get(self.worker.step.remote(self.key, action))
+
+    def close(self) -> None:
+        try:
+            self._ray.get(self.worker.close.remote(self.key))
+        except _lost_actor_errors():
+            pass  # the worker died with the env in it
+
+
+class _RolloutWorker:
+    """Owns one policy backend and runs episodes on it (an async actor: episodes run concurrently)."""
+
+    def __init__(
+        self,
+        policy_spec: str,
+        policy_options: dict[str, Any],
+        config: RolloutConfig,
+        env_workers: list[Any],
+        env_retries: int,
+        setup: str | None,
+    ):
+        from palaestra.agents.spec import make_policy
+
+        _run_setup(setup)
+        self.policy = make_policy(policy_spec, **policy_options)
+        self.env_workers = env_workers
+        self.env_retries = env_retries
+        self.round_robin = itertools.count()
+        factory = self._remote_env if env_workers else None
+        self.runner = RolloutRunner(self.policy, config, env_factory=factory)
+        self.limit: asyncio.Semaphore | None = None
+
+    def _remote_env(self, env_id: str, **kwargs: Any) -> RemoteEnv:
+        worker = self.env_workers[next(self.round_robin) % len(self.env_workers)]
+        return RemoteEnv(worker, env_id, kwargs)
+
+    async def episode(self, task: Task, group_index: int, sample_index: int) -> Trajectory:
+        if self.limit is None:
+            self.limit = asyncio.Semaphore(self.runner.config.max_concurrency)
+        lost = tuple(cls.__name__ for cls in _lost_actor_errors())
+        async with self.limit:
+            for attempt in range(self.env_retries + 1):
+                traj = await self.runner.run_episode(task, group_index=group_index, sample_index=sample_index)
+                if traj.error is None or not traj.error.startswith(lost):
+                    return traj
+                logger.warning("env worker lost in %s seed=%d (attempt %d)", task.env_id, task.seed, attempt)
+        return traj
+
+    def sync_weights(self, state_dict: Any) -> None:
+        self.policy.sync_weights(state_dict)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+class RayRollout:
+    """Controller: spreads episodes over Ray rollout workers; same trajectories as `RolloutRunner`.
+
+    Args:
+        policy_spec: agent spec every worker builds (`vllm:/path`, `hf:...`, `scripted:...`).
+        policy_options: options for `make_policy`.
+        config: rollout settings (`max_concurrency` applies per worker).
+        num_workers: rollout workers (one backend each: one vLLM engine per GPU).
+        num_env_workers: env workers to host envs in (0: envs run inside the rollout workers).
+        worker_options: Ray actor options for rollout workers, e.g. {"num_gpus": 1} (default: none,
+            so tiny local clusters can place them).
+        env_worker_options: Ray actor options for env workers (e.g. {"num_cpus": 2}).
+        max_restarts: restarts of a dead worker process.
+        max_task_retries: re-runs of an episode whose worker died.
+        env_concurrency: envs one env worker steps at once.
+        worker_setup: `package.module:function` every worker process calls first (e.g. to register
+            envs that are not in palaestra).
+    """
+
+    def __init__(
+        self,
+        policy_spec: str,
+        *,
+        policy_options: Mapping[str, Any] | None = None,
+        config: RolloutConfig | None = None,
+        num_workers: int = 1,
+        num_env_workers: int = 0,
+        worker_options: Mapping[str, Any] | None = None,
+        env_worker_options: Mapping[str, Any] | None = None,
+        max_restarts: int = 2,
+        max_task_retries: int = 2,
+        env_concurrency: int = 16,
+        worker_setup: str | None = None,
+    ):
+        if num_workers < 1 or num_env_workers < 0:
+            raise ValueError(
+                f"num_workers={num_workers}, num_env_workers={num_env_workers}; need >= 1 and >= 0"
+            )
+        ray = _ray()
+        self.config = config or RolloutConfig()
+        restart = {"max_restarts": max_restarts, "max_task_retries": max_task_retries}
+        env_cls = ray.remote(_EnvWorker)
+        self.env_workers = [
+            env_cls.options(
+                num_cpus=0,
+                max_concurrency=env_concurrency,
+                max_restarts=max_restarts,
+                **(env_worker_options or {}),
+            ).remote(worker_setup)
+            for _ in range(num_env_workers)
+        ]
+        worker_cls = ray.remote(_RolloutWorker)
+        opts = {"num_cpus": 0, **restart, **(worker_options or {})}
+        self.workers = [
+            worker_cls.options(**opts).remote(
+                policy_spec,
+                dict(policy_options or {}),
+                self.config,
+                self.env_workers,
+                max_task_retries,
+                worker_setup,
+            )
+            for _ in range(num_workers)
+        ]
+        self._ray = ray
+
+    async def run_async(self, tasks: Sequence[Task]) -> list[Trajectory]:
+        """Roll out `group_size` samples of every task; ordered by (task, sample) like `RolloutRunner`."""
+        calls = []
+        for i, (g, task, s) in enumerate(
+            (g, task, s) for g, task in enumerate(tasks) for s in range(self.config.group_size)
+        ):
+            worker = self.workers[i % len(self.workers)]
+            calls.append(self._one(worker, task, g, s))
+        return list(await asyncio.gather(*calls))
+
+    def run(self, tasks: Sequence[Task]) -> list[Trajectory]:
+        """`run_async` for code without an event loop."""
+        return asyncio.run(self.run_async(tasks))
+
+    async def _one(self, worker: Any, task: Task, group: int, sample: int) -> Trajectory:
+        try:
+            return await worker.episode.remote(task, group, sample)
+        except Exception as exc:  # the worker died past its retries, or the call failed
+            logger.warning("episode %s seed=%d lost its worker: %s", task.env_id, task.seed, exc)
+            return Trajectory(
+                env_id=task.env_id,
+                seed=task.seed,
+                group_index=group,
+                sample_index=sample,
+                env_kwargs=dict(task.env_kwargs),
+                error=f"{type(exc).__name__}: {exc}",
+                success=False,
+            )
+
+    def sync_weights(self, state_dict: Mapping[str, Any]) -> None:
+        """Send new weights to every rollout worker (put in the object store once)."""
+        ref = self._ray.put({k: v.detach().cpu() for k, v in state_dict.items()})
+        self._ray.get([w.sync_weights.remote(ref) for w in self.workers])
+
+    def close(self) -> None:
+        """Kill the workers (their backends and envs go with them)."""
+        for actor in self.workers + self.env_workers:
+            self._ray.kill(actor)
+        self.workers, self.env_workers = [], []

@@ -1,0 +1,112 @@
+"""Rollouts on a local Ray cluster: same trajectories as the local runner, env workers, and worker
+failures (the actor restarts and its in-flight episodes re-run, or they are recorded failed)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from palaestra.agents import SamplingParams
+from palaestra.agents.hf import HFPolicy
+from palaestra.agents.spec import make_policy
+from palaestra.rollout import RolloutConfig, Task, rollout
+
+ray = pytest.importorskip("ray", reason="the Ray rollout needs ray: pip install 'palaestra[ray]'")
+
+from palaestra.rollout.ray_workers import RayRollout  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = "tests.rollout.ray_envs:register"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}},
+    )
+    yield
+    ray.shutdown()
+
+
+CONFIG = RolloutConfig(
+    group_size=2, max_turns=2, sampling=SamplingParams(max_new_tokens=6, temperature=0, seed=3)
+)
+TASKS = [Task("palaestra/Math-ArithRetry-v0", seed=s) for s in (1, 2, 3)]
+
+
+def _key(t):
+    actions = [turn.action for turn in t.turns]
+    return (t.env_id, t.seed, t.group_index, t.sample_index, t.token_ids, t.loss_mask, actions, t.reward)
+
+
+def test_same_trajectories_as_the_local_runner(cluster, tiny_model_dir, tiny_model, smollm2_tokenizer):
+    spec = f"hf:{tiny_model_dir}"  # a saved folder: fast to load in each worker
+    local = rollout(make_policy(spec), TASKS, CONFIG)
+    remote = RayRollout(spec, config=CONFIG, num_workers=2, num_env_workers=1)
+    try:
+        distributed = remote.run(TASKS)
+        assert all(t.error is None for t in distributed)
+        assert [_key(t) for t in distributed] == [_key(t) for t in local]
+        # new weights reach every worker
+        updated = copy.deepcopy(tiny_model)
+        with torch.no_grad():
+            for p in updated.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+        remote.sync_weights(updated.state_dict())
+        after = remote.run(TASKS[:1])
+        expected = rollout(HFPolicy(updated, smollm2_tokenizer), TASKS[:1], CONFIG)
+        assert [_key(t) for t in after] == [_key(t) for t in expected]
+        assert [_key(t) for t in after] != [_key(t) for t in distributed[:2]]
+    finally:
+        remote.close()
+
+
+def test_dead_worker_restarts_and_reruns_its_episodes(cluster, tmp_path):
+    marker = tmp_path / "crashed-once"
+    tasks = [Task("test/Crash-v0", seed=s, env_kwargs={"marker": str(marker)}) for s in range(3)]
+    config = RolloutConfig(sampling=SamplingParams(max_new_tokens=4))
+    remote = RayRollout("scripted:random", config=config, worker_setup=SETUP, max_task_retries=2)
+    try:
+        before = ray.get(remote.workers[0].pid.remote())
+        out = remote.run(tasks)
+        assert marker.exists(), "an episode killed its worker"
+        assert ray.get(remote.workers[0].pid.remote()) != before, "the actor was restarted"
+        assert len(out) == 3 and all(t.error is None and t.success for t in out), [t.error for t in out]
+    finally:
+        remote.close()
+
+
+def test_episode_that_always_kills_its_worker_is_recorded_failed(cluster):
+    config = RolloutConfig(sampling=SamplingParams(max_new_tokens=4))
+    remote = RayRollout(
+        "scripted:random", config=config, worker_setup=SETUP, max_restarts=3, max_task_retries=1
+    )
+    try:
+        (bad,) = remote.run([Task("test/Crash-v0", seed=0, env_kwargs={"always": True})])
+        assert bad.error is not None and not bad.success and bad.seed == 0
+        (good,) = remote.run([Task("test/Crash-v0", seed=1)])
+        assert good.error is None and good.success, "the run goes on on the restarted worker"
+    finally:
+        remote.close()
+
+
+def test_dead_env_worker_reruns_the_episode(cluster, tmp_path):
+    marker = tmp_path / "env-crashed-once"
+    task = Task("test/Crash-v0", seed=0, env_kwargs={"marker": str(marker)})
+    config = RolloutConfig(sampling=SamplingParams(max_new_tokens=4))
+    remote = RayRollout("scripted:random", config=config, num_env_workers=1, worker_setup=SETUP)
+    try:
+        (traj,) = remote.run([task])
+        assert marker.exists() and traj.error is None and traj.success
+    finally:
+        remote.close()
