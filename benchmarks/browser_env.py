@@ -41,13 +41,21 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from palaestra.agents.scripted import OraclePolicy
+from palaestra.envs.web import GUI_STEP_FACTOR
 from palaestra.envs.web.actions import WebAction, parse_action
 from palaestra.envs.web.browser import BrowserHost, close_shared, launch_kwargs
 from palaestra.envs.web.env import WebEnv
 from palaestra.envs.web.snapshot import compact_snapshot
+from palaestra.envs.web.tasks import TASKS
 from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
 
 VIEWPORT = {"width": 480, "height": 360}
+
+
+def _env(task: str, mode: str) -> WebEnv:
+    """The env as registered (GUI episodes get `GUI_STEP_FACTOR` times the text-mode step limit)."""
+    factor = GUI_STEP_FACTOR if mode == "gui" else 1
+    return WebEnv(task, mode=mode, max_steps=TASKS[task].max_steps * factor)  # type: ignore[arg-type]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -65,7 +73,7 @@ def record_episodes(tasks: list[str], mode: str, episodes: int) -> list[tuple[st
     """
     out = []
     for task in tasks:
-        env = WebEnv(task, mode=mode)
+        env = _env(task, mode)
         for seed in range(episodes):
             observation, info = env.reset(seed=seed)
             html, steps, done = env.page_html(), [], False
@@ -155,7 +163,7 @@ def palaestra_latency(tasks: list[str], mode: str, episodes: int) -> dict[str, f
     times: list[float] = []
     start = time.perf_counter()
     for task in tasks:
-        env = WebEnv(task, mode=mode)
+        env = _env(task, mode)
         for seed in range(episodes):
             _, info = env.reset(seed=seed)
             done = False
@@ -292,8 +300,6 @@ def main() -> None:
     parser.add_argument("--browsergym-python", default=None, help="python of a venv with browsergym-miniwob")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
     args = parser.parse_args()
-    from palaestra.envs.web.tasks import TASKS
-
     tasks = [t for t in args.tasks.split(",") if t in TASKS]
     raw: dict[str, Any] = {"tasks": tasks, "episodes": args.episodes, "concurrency": args.concurrency}
 
