@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from palaestra.trainers.arpo import ARPOConfig
+from palaestra.trainers.gigpo import GiGPOConfig
 from palaestra.trainers.grpo import GRPOConfig
 
 __all__ = [
@@ -177,7 +179,7 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
 
 
-AlgorithmConfig = Annotated[GRPOConfig, Field(discriminator="name")]
+AlgorithmConfig = Annotated[GRPOConfig | ARPOConfig | GiGPOConfig, Field(discriminator="name")]
 
 
 class TrainConfig(Section):

@@ -16,9 +16,11 @@ __all__ = ["make_trainer"]
 
 def make_trainer(config: TrainConfig, **kwargs: Any) -> Trainer:
     """The trainer for `config.algorithm.name`, built from the config (kwargs go to its constructor)."""
+    from palaestra.trainers.arpo import ARPOTrainer
+    from palaestra.trainers.gigpo import GiGPOTrainer
     from palaestra.trainers.grpo import GRPOTrainer
 
-    trainers = {"grpo": GRPOTrainer}
+    trainers = {"grpo": GRPOTrainer, "arpo": ARPOTrainer, "gigpo": GiGPOTrainer}
     name = config.algorithm.name
     if name not in trainers:
         raise ValueError(f"algorithm.name={name!r}; available: {', '.join(sorted(trainers))}")
