@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from palaestra.trainers.arpo import ARPOConfig
 from palaestra.trainers.gigpo import GiGPOConfig
 from palaestra.trainers.grpo import GRPOConfig
+from palaestra.trainers.semi_online import SemiOnlineConfig
 
 __all__ = [
     "AgentConfig",
@@ -179,7 +180,9 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
 
 
-AlgorithmConfig = Annotated[GRPOConfig | ARPOConfig | GiGPOConfig, Field(discriminator="name")]
+AlgorithmConfig = Annotated[
+    GRPOConfig | ARPOConfig | GiGPOConfig | SemiOnlineConfig, Field(discriminator="name")
+]
 
 
 class TrainConfig(Section):

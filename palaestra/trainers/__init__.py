@@ -19,8 +19,14 @@ def make_trainer(config: TrainConfig, **kwargs: Any) -> Trainer:
     from palaestra.trainers.arpo import ARPOTrainer
     from palaestra.trainers.gigpo import GiGPOTrainer
     from palaestra.trainers.grpo import GRPOTrainer
+    from palaestra.trainers.semi_online import SemiOnlineTrainer
 
-    trainers = {"grpo": GRPOTrainer, "arpo": ARPOTrainer, "gigpo": GiGPOTrainer}
+    trainers = {
+        "grpo": GRPOTrainer,
+        "arpo": ARPOTrainer,
+        "gigpo": GiGPOTrainer,
+        "semi_online": SemiOnlineTrainer,
+    }
     name = config.algorithm.name
     if name not in trainers:
         raise ValueError(f"algorithm.name={name!r}; available: {', '.join(sorted(trainers))}")

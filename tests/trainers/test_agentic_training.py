@@ -80,11 +80,21 @@ def _finite(metrics):
             "test/SparseVowelMulti-v0",
         ),
         ({"name": "arpo", "task_pool": 2}, "test/SparseVowel-v0"),
+        ({"name": "semi_online", "min_return_std": None}, "test/SparseVowelMulti-v0"),
+        (
+            {"name": "semi_online", "patch_threshold": None, "reward_scheme": "code"},
+            "test/SparseVowelMulti-v0",
+        ),
     ],
 )
 def test_two_step_smoke_runs(tmp_path, tiny_tok, algorithm, env):
-    history = _trainer(_config(tmp_path, algorithm, env=env), tiny_tok).train()["history"]
+    out = _trainer(_config(tmp_path, algorithm, env=env), tiny_tok).train()
+    history = out["history"]
     assert len(history) == 2 and _finite(history[-1])
+    if algorithm["name"] == "semi_online":
+        key = env.split("/")[-1]
+        assert 0 <= out["after"][f"eval/{key}/sop_score"] <= 1 and f"eval/{key}/success" in out["after"]
+        assert 0 <= history[-1]["semi_online/match_rate"] <= 1
 
 
 def test_arpo_buffer_survives_checkpoint_and_resume(tmp_path, tiny_tok):
