@@ -10,6 +10,7 @@ import pytest
 import palaestra
 from palaestra import StepOutcome, TextEnv
 from palaestra.agents.base import Generation, SamplingParams
+from palaestra.rollout.runner import Task
 from palaestra.rollout.semi_online import (
     ActionMatch,
     SemiOnlineRunner,
@@ -18,7 +19,6 @@ from palaestra.rollout.semi_online import (
     semi_online_performance,
     step_reward,
 )
-from palaestra.rollout.runner import Task
 from palaestra.trainers.core.advantages import truncated_discounted_returns
 from palaestra.trainers.semi_online import semi_online_advantages
 
