@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from palaestra.trainers.arpo import ARPOConfig
+from palaestra.trainers.critique_grpo import CritiqueGRPOConfig
 from palaestra.trainers.gigpo import GiGPOConfig
 from palaestra.trainers.grpo import GRPOConfig
 from palaestra.trainers.semi_online import SemiOnlineConfig
@@ -181,7 +182,8 @@ class CheckpointConfig(Section):
 
 
 AlgorithmConfig = Annotated[
-    GRPOConfig | ARPOConfig | GiGPOConfig | SemiOnlineConfig, Field(discriminator="name")
+    GRPOConfig | ARPOConfig | GiGPOConfig | SemiOnlineConfig | CritiqueGRPOConfig,
+    Field(discriminator="name"),
 ]
 
 
