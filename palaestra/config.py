@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from palaestra.trainers.arpo import ARPOConfig
+from palaestra.trainers.cgi import CGIConfig
 from palaestra.trainers.critique_grpo import CritiqueGRPOConfig
 from palaestra.trainers.gigpo import GiGPOConfig
 from palaestra.trainers.grpo import GRPOConfig
@@ -182,7 +183,7 @@ class CheckpointConfig(Section):
 
 
 AlgorithmConfig = Annotated[
-    GRPOConfig | ARPOConfig | GiGPOConfig | SemiOnlineConfig | CritiqueGRPOConfig,
+    GRPOConfig | ARPOConfig | GiGPOConfig | SemiOnlineConfig | CritiqueGRPOConfig | CGIConfig,
     Field(discriminator="name"),
 ]
 

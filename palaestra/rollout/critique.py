@@ -16,20 +16,23 @@ reply are not in its context, which is what makes it off-policy.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from palaestra.agents.base import GenerationRequest, Message, Policy, SamplingParams
 from palaestra.envs.registration import make
 from palaestra.rollout.chat import observation_text
-from palaestra.rollout.runner import EpisodeError
+from palaestra.rollout.runner import EpisodeError, Task
 from palaestra.rollout.trajectory import Trajectory, Turn
 
 __all__ = [
     "CRITIQUE_SYSTEM",
     "Critic",
+    "CritiqueGuidedRunner",
     "CritiqueRequest",
+    "GuidedEpisode",
     "PolicyCritic",
     "RuleCritic",
     "refine",
@@ -212,3 +215,143 @@ async def refine(
         row.turns = [Turn(gen.text, obs, reward, True, False, info, gen.finish_reason, span)]
         out.append(row)
     return out
+
+
+REVISE_INSTRUCTION = "Revise your action using the critique. Reply with your final action only."
+
+
+@dataclass
+class GuidedEpisode:
+    """One critique-guided episode (CGI §6.3): at each step a candidate, a critique, a refined action.
+
+    Attributes:
+        refined_rows: per step, the refined action as a row after (history, candidate, critique).
+        direct_rows: per step, the same refined action as a row after the history alone.
+        candidates: per step, the candidate action text.
+        critiques: per step, the critique text.
+        success: the env's success at the end.
+        reward: the episode return (of the refined actions the env executed).
+    """
+
+    refined_rows: list[Trajectory]
+    direct_rows: list[Trajectory]
+    candidates: list[str]
+    critiques: list[str]
+    success: bool = False
+    reward: float = 0.0
+
+
+class CritiqueGuidedRunner:
+    """Runs the actor with a critic in the loop (CGI): candidate -> critique -> refined action -> env.
+
+    The env executes only the refined action; the history keeps the refined action (the candidate and
+    critique exchange is not part of later prompts). Rule critics judge a candidate against the env's
+    `expert_action` with `matcher` (they cannot execute it first); a `PolicyCritic` reviews it freely.
+
+    Args:
+        policy: the actor (with a tokenizer, rows carry exact token ids).
+        critic: the critic.
+        sampling: the actor's sampling parameters.
+        matcher: action comparison for rule critics' verdicts.
+        max_turns: cap on steps (None: the env's own limit).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        critic: Critic,
+        *,
+        sampling: SamplingParams,
+        matcher: Callable[[str, str], object] | None = None,
+        max_turns: int | None = None,
+    ):
+        from palaestra.rollout.chat import TokenChat
+
+        self.policy, self.critic, self.sampling = policy, critic, sampling
+        self.matcher, self.max_turns = matcher, max_turns
+        self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
+
+    async def run(self, tasks: Sequence[Task], group_size: int = 1) -> list[GuidedEpisode]:
+        jobs = [self.episode(task, g, s) for g, task in enumerate(tasks) for s in range(group_size)]
+        return list(await asyncio.gather(*jobs))
+
+    async def _reply(
+        self, messages: list[Message], task: Task, tag: str
+    ) -> tuple[str, list[int], list[float]]:
+        salt = zlib.crc32(f"{task.seed}/{tag}".encode())
+        seed = None if self.sampling.seed is None else (self.sampling.seed + salt) % (2**31)
+        prompt = tuple(self.chat.prompt_ids(messages)) if self.chat is not None else None
+        request = GenerationRequest(
+            messages=tuple(messages), sampling=replace(self.sampling, seed=seed), prompt_token_ids=prompt
+        )
+        (gen,) = await self.policy.generate([request])
+        if gen.finish_reason == "error":
+            raise EpisodeError(f"generation failed: {gen.error}")
+        return gen.text, list(gen.token_ids), [float(x) for x in (gen.logprobs or [0.0] * len(gen.token_ids))]
+
+    def _row(
+        self, task: Task, group: int, sample: int, messages: list[Message], text: str, ids: list[int]
+    ) -> Trajectory:
+        prompt = self.chat.prompt_ids(messages) if self.chat is not None and ids else []
+        row = Trajectory(
+            env_id=task.env_id,
+            seed=task.seed,
+            group_index=group,
+            sample_index=sample,
+            agent=self.policy.name,
+            messages=[*messages, {"role": "assistant", "content": text}],
+            token_ids=prompt + ids,
+            loss_mask=[0] * len(prompt) + [1] * len(ids),
+            logprobs=[0.0] * (len(prompt) + len(ids)),
+            prompt_length=len(prompt),
+            env_kwargs=dict(task.env_kwargs),
+        )
+        row.turns = [
+            Turn(
+                text, "", 0.0, False, False, {}, "stop", (len(prompt), len(row.token_ids)) if ids else (0, 0)
+            )
+        ]
+        return row
+
+    async def episode(self, task: Task, group: int = 0, sample: int = 0) -> GuidedEpisode:
+        env = await asyncio.to_thread(make, task.env_id, **task.env_kwargs)
+        try:
+            obs, info = await asyncio.to_thread(env.reset, seed=task.seed, options=task.options)
+            system = getattr(env.unwrapped, "system_prompt", "")
+            history: list[Message] = [{"role": "system", "content": system}] if system else []
+            history.append({"role": "user", "content": observation_text(obs)})
+            out = GuidedEpisode([], [], [], [])
+            t = 0
+            while self.max_turns is None or t < self.max_turns:
+                tag = f"{group}/{sample}/{t}"
+                candidate, _, _ = await self._reply(history, task, "a" + tag)
+                expert = info.get("expert_action")
+                correct = bool(
+                    expert is not None
+                    and self.matcher is not None
+                    and getattr(self.matcher(candidate, str(expert)), "exact", False)
+                )
+                question = observation_text(obs)
+                (critique,) = await self.critic.critique(
+                    [CritiqueRequest(question, candidate, correct, "", expert)]
+                )
+                guided = [*history, {"role": "assistant", "content": candidate}]
+                guided.append({"role": "user", "content": f"Critique:\n{critique}\n\n{REVISE_INSTRUCTION}"})
+                refined, ids, _ = await self._reply(guided, task, "r" + tag)
+                out.refined_rows.append(self._row(task, group, sample, guided, refined, ids))
+                out.direct_rows.append(self._row(task, group, sample, history, refined, ids))
+                out.candidates.append(candidate)
+                out.critiques.append(critique)
+                obs, reward, terminated, truncated, info = await asyncio.to_thread(env.step, refined)
+                out.reward += float(reward)
+                out.success = bool(info.get("success", False))
+                history += [
+                    {"role": "assistant", "content": refined},
+                    {"role": "user", "content": observation_text(obs)},
+                ]
+                t += 1
+                if terminated or truncated:
+                    break
+            return out
+        finally:
+            env.close()

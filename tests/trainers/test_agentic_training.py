@@ -82,6 +82,7 @@ def _finite(metrics):
         ({"name": "arpo", "task_pool": 2}, "test/SparseVowel-v0"),
         ({"name": "semi_online", "min_return_std": None}, "test/SparseVowelMulti-v0"),
         ({"name": "critique_grpo", "refine_when": "always"}, "test/SparseVowel-v0"),
+        ({"name": "cgi", "keep": "all"}, "test/SparseVowelMulti-v0"),
         ({"name": "critique_grpo", "critic": "self", "placement": "append"}, "test/SparseVowel-v0"),
         (
             {"name": "semi_online", "patch_threshold": None, "reward_scheme": "code"},
@@ -97,6 +98,8 @@ def test_two_step_smoke_runs(tmp_path, tiny_tok, algorithm, env):
         key = env.split("/")[-1]
         assert 0 <= out["after"][f"eval/{key}/sop_score"] <= 1 and f"eval/{key}/success" in out["after"]
         assert 0 <= history[-1]["semi_online/match_rate"] <= 1
+    if algorithm["name"] == "cgi":
+        assert history[0]["cgi/sft_rows"] > 0 and "loss/nll" in history[0]
     if algorithm["name"] == "critique_grpo":
         assert history[0]["critique/refined_groups"] >= 1
         appended = history[0]["critique/refined_groups"] if algorithm.get("placement") == "append" else 0

@@ -95,3 +95,23 @@ def test_clipped_shaped_ratio_gives_no_gradient_to_unlikely_wrong_refinements():
     logp.grad = None
     critique_grpo_loss(*args, refinement_clip=False)[0].backward()
     assert logp.grad.item() == pytest.approx(0.1 * 0.1 / 0.04)  # code: still pushed down
+
+
+def test_cgi_critic_in_the_loop_turns_wrong_candidates_into_successful_refinements():
+    from palaestra.rollout.critique import CritiqueGuidedRunner
+    from palaestra.rollout.semi_online import match_exact
+    from palaestra.trainers.cgi import sft_loss
+
+    runner = CritiqueGuidedRunner(
+        CopiesTheCritique(), RuleCritic("ground_truth"), sampling=SamplingParams(), matcher=match_exact
+    )
+    (ep,) = asyncio.run(runner.run([Task("palaestra/Math-ArithEasy-v0", 3)]))
+    assert ep.candidates == ["\\boxed{-98765}"] and ep.success and ep.reward == 1.0
+    assert "incorrect" in ep.critiques[0] and "ground truth" in ep.critiques[0]
+    refined, direct = ep.refined_rows[0], ep.direct_rows[0]
+    assert refined.turns[0].action == direct.turns[0].action != ep.candidates[0]
+    assert "Critique:" in refined.messages[-2]["content"]  # the refined row's context holds the critique
+    assert all("Critique" not in str(m["content"]) for m in direct.messages)  # the direct row's does not
+    logp = torch.log(torch.tensor([[0.5, 0.25]]))
+    loss, metrics = sft_loss(logp, torch.tensor([[1.0, 1.0]]))
+    assert float(loss) == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2) == metrics["loss/nll"]
