@@ -25,6 +25,8 @@ Choices (§7.8, §15 item 8), each a config field:
     * `invalid_penalty` (code: 0.1; default 0 here, since palaestra envs price format errors in their own
       reward) is subtracted, per step with a format error, from both the episode score and the step
       return, as the code does.
+    * `step_rewards="progress"`: SPA-RL (§8) step rewards from a learned progress estimator feed R_t
+      (see `trainers/spa.py`); A^E keeps the env's episode returns.
 
 Departures from `trainers/core`: per-token advantages (one value per turn) instead of one per episode.
 """
@@ -32,7 +34,7 @@ Departures from `trainers/core`: per-token advantages (one value per turn) inste
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field
@@ -45,6 +47,10 @@ from palaestra.trainers.core.advantages import (
     turn_token_advantages,
 )
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
+from palaestra.trainers.spa import ProgressEstimator, progress_step_rewards
+
+if TYPE_CHECKING:
+    from palaestra.config import TrainConfig
 
 __all__ = ["GiGPOConfig", "GiGPOTrainer", "gigpo_advantages", "turn_anchors"]
 
@@ -68,6 +74,14 @@ class GiGPOConfig(GRPOConfig):
         ge=0,
         description="Subtracted per format-error step from episode score and step return (code: 0.1).",
     )
+    step_rewards: Literal["env", "progress"] = Field(
+        "env",
+        description="Step rewards of R_t: the env's, or SPA-RL progress α·ĉ_t + β·g_t (trainers/spa.py).",
+    )
+    progress_alpha: float = Field(1.0, description="SPA-RL α, weight of the estimated contribution ĉ_t.")
+    progress_beta: float = Field(1.0, description="SPA-RL β, weight of the grounding reward g_t.")
+    progress_lr: float = Field(1e-3, gt=0, description="Adam learning rate of the progress head.")
+    progress_fit_iters: int = Field(20, ge=1, description="Adam steps fitting the progress head per RL step.")
 
 
 def gigpo_advantages(
@@ -83,6 +97,7 @@ def gigpo_advantages(
     episode_stats: Literal["trajectories", "steps"] = "trajectories",
     invalid: Sequence[Sequence[bool]] | None = None,
     invalid_penalty: float = 0.0,
+    episode_returns: Sequence[float] | None = None,
 ) -> list[list[float]]:
     """GiGPO advantages of every step of every episode (module docstring, Eqs. 3-8).
 
@@ -98,6 +113,8 @@ def gigpo_advantages(
         episode_stats: A^E over "trajectories" or over "steps" (rows).
         invalid: per episode, whether each step was a format error (None: none was).
         invalid_penalty: subtracted per invalid step (see the module docstring).
+        episode_returns: per episode, R(τ) for A^E (None: the sum of `step_rewards`; SPA-RL passes the
+            env's returns while `step_rewards` are progress rewards).
 
     Returns:
         Per episode, A(a_t) for each step t.
@@ -111,7 +128,7 @@ def gigpo_advantages(
     for i, (rewards, states, bad) in enumerate(zip(step_rewards, anchors, invalid, strict=True)):
         if not (len(rewards) == len(states) == len(bad)):
             raise ValueError(f"episode {i}: {len(rewards)} rewards, {len(states)} anchors, {len(bad)} flags")
-        total = float(sum(rewards))
+        total = float(sum(rewards)) if episode_returns is None else float(episode_returns[i])
         episode_scores.append(total - invalid_penalty * sum(bad))
         for t, ret in enumerate(discounted_returns(rewards, gamma)):
             flat_group.append(groups[i])
@@ -149,10 +166,55 @@ class GiGPOTrainer(GRPOTrainer):
 
     config_class = GiGPOConfig
 
+    def __init__(self, config: TrainConfig, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        algo: GiGPOConfig = config.algorithm
+        self.progress: ProgressEstimator | None = None
+        if algo.step_rewards == "progress":
+            vocab = int(self.model.get_output_embeddings().weight.shape[0])
+            self.progress = ProgressEstimator(vocab, lr=algo.progress_lr, fit_iters=algo.progress_fit_iters)
+
+    @torch.no_grad()
+    def _turn_end_logits(self, trajectory: Trajectory) -> torch.Tensor:
+        """(T, V) the policy's logits at the last token of each reply (zeros for text-only turns)."""
+        ends = [end - 1 for _, end in (u.token_span for u in trajectory.turns)]
+        if not trajectory.token_ids or min(ends) < 0:
+            return torch.zeros(len(ends), self.progress.head.in_features)  # type: ignore[union-attr]
+        was_training = self.model.training
+        self.model.eval()
+        ids = torch.tensor([trajectory.token_ids], device=self.device)
+        keep = torch.tensor(ends, device=self.device)
+        with self._autocast():
+            logits = self.model(input_ids=ids, logits_to_keep=keep).logits[0]  # (T, V)
+        self.model.train(was_training)
+        return logits.float().cpu()
+
+    def _progress_rewards(self, trajectories: list[Trajectory]) -> list[list[float]]:
+        """SPA-RL step rewards from the estimator as it was; then fit it on this step's episodes."""
+        algo: GiGPOConfig = self.config.algorithm
+        assert self.progress is not None
+        logits = [self._turn_end_logits(t) for t in trajectories]
+        with torch.no_grad():
+            contributions = [self.progress(x).tolist() for x in logits]
+        rewards = [
+            progress_step_rewards(
+                c,
+                [u.format_error is None for u in t.turns],
+                alpha=algo.progress_alpha,
+                beta=algo.progress_beta,
+            )
+            for c, t in zip(contributions, trajectories, strict=True)
+        ]
+        self._progress_mse = self.progress.fit(logits, [t.reward for t in trajectories])
+        return rewards
+
     def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
         algo: GiGPOConfig = self.config.algorithm
+        step_rewards = [t.step_rewards for t in trajectories]
+        if self.progress is not None:
+            step_rewards = self._progress_rewards(trajectories)
         per_turn = gigpo_advantages(
-            [t.step_rewards for t in trajectories],
+            step_rewards,
             [turn_anchors(t) for t in trajectories],
             [t.group_index for t in trajectories],
             gamma=algo.gamma,
@@ -163,5 +225,23 @@ class GiGPOTrainer(GRPOTrainer):
             episode_stats=algo.episode_stats,
             invalid=[[u.format_error is not None for u in t.turns] for t in trajectories],
             invalid_penalty=algo.invalid_penalty,
+            episode_returns=[t.reward for t in trajectories],
         )
         return [turn_token_advantages(t, adv) for t, adv in zip(trajectories, per_turn, strict=True)]
+
+    def train_step(self) -> dict[str, float]:
+        metrics = super().train_step()
+        if self.progress is not None:
+            metrics["progress/mse"] = self.__dict__.pop("_progress_mse", float("nan"))
+        return metrics
+
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        if self.progress is not None:
+            state["progress_estimator"] = self.progress.state()
+        return state
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        super()._load_state(state)
+        if self.progress is not None:
+            self.progress.load(state["progress_estimator"])

@@ -79,6 +79,7 @@ def _finite(metrics):
             {"name": "gigpo", "similarity": 0.9, "episode_stats": "steps", "scale_by_std": False},
             "test/SparseVowelMulti-v0",
         ),
+        ({"name": "gigpo", "step_rewards": "progress"}, "test/SparseVowelMulti-v0"),
         ({"name": "arpo", "task_pool": 2}, "test/SparseVowel-v0"),
         ({"name": "semi_online", "min_return_std": None}, "test/SparseVowelMulti-v0"),
         ({"name": "critique_grpo", "refine_when": "always"}, "test/SparseVowel-v0"),
@@ -98,6 +99,8 @@ def test_two_step_smoke_runs(tmp_path, tiny_tok, algorithm, env):
         key = env.split("/")[-1]
         assert 0 <= out["after"][f"eval/{key}/sop_score"] <= 1 and f"eval/{key}/success" in out["after"]
         assert 0 <= history[-1]["semi_online/match_rate"] <= 1
+    if algorithm.get("step_rewards") == "progress":
+        assert math.isfinite(history[-1]["progress/mse"])
     if algorithm["name"] == "cgi":
         assert history[0]["cgi/sft_rows"] > 0 and "loss/nll" in history[0]
     if algorithm["name"] == "critique_grpo":

@@ -108,3 +108,34 @@ def test_turn_advantages_land_on_each_reply_tokens():
         Turn("b", "o", 1.0, True, False, {}, token_span=(5, 8)),
     ]
     assert turn_token_advantages(t, [2.0, -1.0]) == [0, 2, 2, 0, 0, -1, -1, -1]
+
+
+def test_spa_progress_estimator_learns_contributions_that_add_up_to_the_return():
+    import json
+
+    import torch
+
+    from palaestra.trainers.spa import ProgressEstimator, progress_step_rewards
+
+    torch.manual_seed(0)
+    good, bad = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    episodes = [torch.stack([bad, good]), torch.stack([bad, bad]), torch.stack([good])]
+    returns = [1.0, 0.0, 1.0]
+    est = ProgressEstimator(3, lr=0.1, fit_iters=300)
+    assert est(episodes[0]).tolist() == [0.0, 0.0]  # zero-initialised head: no progress yet
+    mse = est.fit(episodes, returns)
+    assert mse < 1e-3
+    c = est(torch.stack([bad, good])).tolist()
+    assert c[1] > c[0] and sum(c) == pytest.approx(1.0, abs=0.05)  # the "good" step carries the credit
+    assert progress_step_rewards([0.25, 0.75], [True, False], alpha=2.0, beta=0.5) == [1.0, 1.5]
+    again = ProgressEstimator(3)
+    again.load(json.loads(json.dumps(est.state())))
+    assert again(episodes[0]).tolist() == pytest.approx(est(episodes[0]).tolist())
+
+
+def test_gigpo_takes_episode_returns_apart_from_progress_step_rewards():
+    adv = gigpo_advantages(
+        [[0.5, 0.5], [0.0]], [["s", "t"], ["s"]], [0, 0], gamma=1.0, episode_returns=[1.0, 0.0]
+    )
+    # A^E from the env returns (1, 0): ±0.5; A^S at "s" from progress returns (1.0 vs 0.0): ±0.5
+    assert adv == [pytest.approx([1.0, 0.5]), pytest.approx([-1.0])]
