@@ -76,16 +76,28 @@ def _config(args: argparse.Namespace, name: str, arm: str, seed: int) -> Any:
     env = spec["env"]
     algorithm = dict(spec["arms"][arm])
     if name == "arpo" and arm == "grpo":  # same recurring task pool for the baseline: only replay differs
-        algorithm = {"name": "arpo", "task_pool": spec["pool"], "buffer_capacity": 1, "success_threshold": 2.0}
+        algorithm = {
+            "name": "arpo",
+            "task_pool": spec["pool"],
+            "buffer_capacity": 1,
+            "success_threshold": 2.0,
+        }
     eval_kwargs = spec.get("eval_kwargs", env.get("kwargs", {}))
     return load_config(
         None,
         [],
-        run={"name": f"{name}/{arm}/seed{seed}", "output_dir": str(args.out), "steps": args.steps, "seed": seed},
+        run={
+            "name": f"{name}/{arm}/seed{seed}",
+            "output_dir": str(args.out),
+            "steps": args.steps,
+            "seed": seed,
+        },
         model={"name": args.model},
         envs={
             "train": [env],
-            "eval": [{"id": env["id"], "kwargs": eval_kwargs, "episodes": args.eval_episodes, "seed": 100_000}],
+            "eval": [
+                {"id": env["id"], "kwargs": eval_kwargs, "episodes": args.eval_episodes, "seed": 100_000}
+            ],
         },
         rollout={
             "tasks_per_step": args.tasks_per_step,
@@ -115,7 +127,9 @@ def _run(args: argparse.Namespace, name: str, arm: str, seed: int) -> dict[str, 
     out = make_trainer(cfg, **kwargs).train()
     key = cfg.envs.eval[0].id.split("/")[-1]
     curve = [(0, out["before"][f"eval/{key}/success"])]
-    curve += [(i + 1, h[f"eval/{key}/success"]) for i, h in enumerate(out["history"]) if f"eval/{key}/success" in h]
+    curve += [
+        (i + 1, h[f"eval/{key}/success"]) for i, h in enumerate(out["history"]) if f"eval/{key}/success" in h
+    ]
     if curve[-1][0] != args.steps:
         curve.append((args.steps, out["after"][f"eval/{key}/success"]))
     train = [h.get("replay/fresh_success", h.get("rollout/success", float("nan"))) for h in out["history"]]
@@ -183,7 +197,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", nargs="+", choices=list(COMPARISONS), default=list(COMPARISONS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--model", default="smollm2-135m", help="model alias/path, or tiny-random")

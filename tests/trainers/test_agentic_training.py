@@ -71,6 +71,7 @@ def _finite(metrics):
     return all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("loss/", "update/grad")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("algorithm", "env"),
     [
@@ -109,6 +110,7 @@ def test_two_step_smoke_runs(tmp_path, tiny_tok, algorithm, env):
         assert history[0]["rollout/episodes"] == 8 + appended
 
 
+@pytest.mark.slow
 def test_arpo_buffer_survives_checkpoint_and_resume(tmp_path, tiny_tok):
     algo = {"name": "arpo", "task_pool": 2, "replay_signal": "reward", "success_threshold": -1.0}
     cfg = _config(tmp_path, algo, ["run.steps=2", "checkpoint.every=1"])
@@ -144,3 +146,12 @@ def test_ready_configs_load_and_select_their_algorithm(name):
     if not path.exists():
         pytest.skip(f"{path.name} not written yet")
     assert load_config(path).algorithm.name == name
+
+
+def test_unknown_algorithm_keys_name_the_algorithms_own_keys():
+    from palaestra.config import ConfigError
+
+    with pytest.raises(ConfigError, match="allowed for gigpo: .*step_weight"):
+        load_config(None, [], envs={"train": [{"id": "x"}]}, algorithm={"name": "gigpo", "omega": 1})
+    with pytest.raises(ConfigError, match="critique_grpo"):
+        load_config(None, [], envs={"train": [{"id": "x"}]}, algorithm={"name": "ppo"})
