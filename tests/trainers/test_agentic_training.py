@@ -151,7 +151,7 @@ def test_ready_configs_load_and_select_their_algorithm(name):
 def test_unknown_algorithm_keys_name_the_algorithms_own_keys():
     from palaestra.config import ConfigError
 
-    with pytest.raises(ConfigError, match="allowed for gigpo: .*step_weight"):
+    with pytest.raises(ConfigError, match=r"allowed for gigpo: .*step_weight"):
         load_config(None, [], envs={"train": [{"id": "x"}]}, algorithm={"name": "gigpo", "omega": 1})
     with pytest.raises(ConfigError, match="critique_grpo"):
         load_config(None, [], envs={"train": [{"id": "x"}]}, algorithm={"name": "ppo"})
