@@ -115,3 +115,23 @@ def test_cgi_critic_in_the_loop_turns_wrong_candidates_into_successful_refinemen
     logp = torch.log(torch.tensor([[0.5, 0.25]]))
     loss, metrics = sft_loss(logp, torch.tensor([[1.0, 1.0]]))
     assert float(loss) == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2) == metrics["loss/nll"]
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_critique_loss_is_exact_under_micro_batching(aggregation):
+    torch.manual_seed(0)
+    logp = -torch.rand(4, 6)
+    old = logp + 0.1 * torch.randn(4, 6)
+    adv = torch.randn(4, 1).expand(4, 6)
+    mask = (torch.rand(4, 6) > 0.3).float()
+    ref = torch.tensor([[1.0], [0.0], [0.0], [1.0]]).expand(4, 6)
+    cfg = LossConfig(
+        aggregation=aggregation, norm_len=8 if aggregation == "seq-mean-token-sum-norm" else None
+    )
+    counts = {"total_tokens": int(mask.sum()), "num_sequences": 4}
+    whole, _ = critique_grpo_loss(logp, old, adv, mask, ref, cfg, **counts)
+    parts = sum(
+        critique_grpo_loss(logp[s], old[s], adv[s], mask[s], ref[s], cfg, **counts)[0]
+        for s in (slice(0, 1), slice(1, 4))
+    )
+    assert float(parts) == pytest.approx(float(whole), rel=1e-6)
