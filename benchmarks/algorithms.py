@@ -18,6 +18,8 @@ Run (from the repository root; web comparisons need Chromium for Playwright, see
     python benchmarks/algorithms.py                                   # all four, 3 seeds
     python benchmarks/algorithms.py --only critique gigpo --steps 4 --seeds 0 1 2
     python benchmarks/algorithms.py --model tiny-random --steps 2     # plumbing check, seconds per run
+    python benchmarks/algorithms.py --only gigpo --out runs/b2 && \
+        python benchmarks/algorithms.py --only critique --also runs/b2/results.json   # split, one table
 """
 
 from __future__ import annotations
@@ -211,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/algorithms"))
+    parser.add_argument(
+        "--also", nargs="*", type=Path, default=[], help="results.json of other runs to add to the table"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
@@ -226,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                 tmp = store.with_suffix(".tmp")
                 tmp.write_text(json.dumps(results, indent=1))
                 tmp.replace(store)  # atomic: a killed benchmark resumes where it stopped
+    for extra in args.also:
+        results += [
+            r for r in json.loads(extra.read_text()) if (r["comparison"], r["arm"], r["seed"]) not in done
+        ]
     print(table(results))
     plot(results, args.out / "curves.png")
     print(f"\ncurves: {args.out / 'curves.png'}; runs and results.json under {args.out}")
