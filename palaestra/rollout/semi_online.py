@@ -8,9 +8,9 @@ it, so the rollout continues on the expert's path; after that, the rollout stops
 one training row (Layout B): prompt = the history so far (its own earlier replies, patched ones
 replaced by the expert's), response = the policy's own reply, token-exact.
 
-The expert comes from the live env (any env with `expert_action`, e.g. the web tasks and games), which
-for deterministic envs is the same as conditioning on the offline demonstrations `palaestra demos`
-writes: S*_{t+1} is the state after the expert's (or the matching) action.
+The expert comes from the live env (any env with `expert_action`, e.g. the web tasks and games) or from
+offline demonstrations (`palaestra demos` -> demos.parquet, replayed by `DemoReplayEnv`): S*_{t+1} is
+the state after the expert's (or the matching) action; for deterministic envs both are the same.
 
 The SOP metric (Semi-Online Performance) runs the policy on its own history without patches and stops
 at the first mismatch: PG = mean s_i / t_i (matched steps over expert length), TSR = mean 1[s_i = t_i],
@@ -24,10 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import gymnasium as gym
 import numpy as np
 
 from palaestra.agents.base import GenerationRequest, Message, Policy, SamplingParams
 from palaestra.agents.scripted import OraclePolicy
+from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.games.grid import parse_direction
 from palaestra.envs.games.parsing import last_bracketed
 from palaestra.envs.registration import make
@@ -37,6 +39,7 @@ from palaestra.rollout.trajectory import Trajectory, Turn
 
 __all__ = [
     "ActionMatch",
+    "DemoReplayEnv",
     "SOPResult",
     "SemiOnlineRollout",
     "SemiOnlineRunner",
@@ -118,6 +121,39 @@ def step_reward(match: ActionMatch, scheme: Literal["paper", "code"] = "paper") 
     return 0.1 * fmt + 0.9 * score
 
 
+class DemoReplayEnv(TextEnv):
+    """A recorded expert demonstration (`palaestra demos`) played back as an env: offline UI-S1 (§4.1).
+
+    The state at step t is the demo's observation S*_t and `info["expert_action"]` is the demo's action
+    a*_t; every step moves to S*_{t+1} whatever the action (the runner only steps on a match or after a
+    patch, i.e. on the expert's path). The episode ends with the demo; its success is the demo's.
+
+    Args:
+        demo: one expert trajectory with at least one turn.
+    """
+
+    def __init__(self, demo: Trajectory):
+        if not demo.turns:
+            raise ValueError(f"demo {demo.env_id} seed={demo.seed} has no turns to replay")
+        super().__init__(max_turns=demo.num_turns)
+        self.demo = demo
+        self.system_prompt = next((str(m["content"]) for m in demo.messages if m["role"] == "system"), "")
+
+    def _reset(self, options: dict | None) -> tuple[str, dict]:
+        first = next(m for m in self.demo.messages if m["role"] != "system")
+        return str(first["content"]), {
+            "task_id": self.demo.task_id,
+            "expert_action": self.demo.turns[0].action,
+        }
+
+    def _step(self, action: str) -> StepOutcome:
+        t = self.turn
+        turn, last = self.demo.turns[t], t + 1 >= self.demo.num_turns
+        info = {} if last else {"expert_action": self.demo.turns[t + 1].action}
+        success = last and self.demo.success
+        return StepOutcome(turn.observation, reward=turn.reward, terminated=last, success=success, info=info)
+
+
 @dataclass
 class SemiOnlineRollout:
     """One semi-online rollout.
@@ -154,6 +190,8 @@ class SemiOnlineRunner:
         matcher: compares an action with the expert's.
         reward_scheme: "paper" (Eq. 8) or "code" step rewards.
         max_turns: cap on steps (None: the env's own limit).
+        env_factory: builds the env of a task (default: `palaestra.make(task.env_id, **task.env_kwargs)`;
+            offline demos: a `DemoReplayEnv`).
     """
 
     def __init__(
@@ -165,6 +203,7 @@ class SemiOnlineRunner:
         matcher: Matcher = match_bracketed,
         reward_scheme: Literal["paper", "code"] = "paper",
         max_turns: int | None = None,
+        env_factory: Callable[[Task], gym.Env] | None = None,
     ):
         if patch_threshold is not None and patch_threshold < 0:
             raise ValueError(f"patch_threshold={patch_threshold}; use >= 0, or None for unlimited patches")
@@ -172,6 +211,7 @@ class SemiOnlineRunner:
         self.patch_threshold, self.matcher = patch_threshold, matcher
         self.reward_scheme, self.max_turns = reward_scheme, max_turns
         self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
+        self.env_factory = env_factory or (lambda task: make(task.env_id, **task.env_kwargs))
 
     async def run(self, tasks: Sequence[Task], group_size: int) -> list[SemiOnlineRollout]:
         """`group_size` rollouts of every task, ordered by (task, sample)."""
@@ -179,7 +219,7 @@ class SemiOnlineRunner:
         return list(await asyncio.gather(*jobs))
 
     async def rollout(self, task: Task, group_index: int = 0, sample_index: int = 0) -> SemiOnlineRollout:
-        env = await asyncio.to_thread(make, task.env_id, **task.env_kwargs)
+        env = await asyncio.to_thread(self.env_factory, task)
         blocking = bool(getattr(env.unwrapped, "metadata", {}).get("blocking_step", False))
 
         async def call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]

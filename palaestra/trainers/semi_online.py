@@ -25,6 +25,8 @@ Choices (§4.11, §15 item 6), each a config field:
     * `episode_advantage`: "trajectory" (paper Eq. 11, one R(τ) per rollout, statistics over rollouts)
       or "rows" (code: each row's own step score, statistics over all rows of the task).
     * `patch_threshold`: ε = 1 (paper final config); the example script uses 2; None = unlimited.
+    * Expert source: the live env's `expert_action` (default) or offline demos (`demos`: a
+      demos.parquet of `palaestra demos`, one task per demo, replayed by `DemoReplayEnv`).
     * Only the thought-free patch is implemented; the history is the full chat (no 2-step truncation).
     * Patched steps are not trained with the expert action as target (neither paper nor code does).
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -44,16 +46,26 @@ from palaestra.agents.base import SamplingParams
 from palaestra.evaluation.evaluate import EvalResult
 from palaestra.rollout.runner import Task
 from palaestra.rollout.semi_online import (
+    DemoReplayEnv,
     SemiOnlineRollout,
     SemiOnlineRunner,
     matcher_for,
     semi_online_performance,
 )
+from palaestra.rollout.storage import load_trajectories
 from palaestra.rollout.trajectory import Trajectory
+from palaestra.trainers.arpo import TaskPoolSampler
 from palaestra.trainers.core.advantages import group_advantages, truncated_discounted_returns
+from palaestra.trainers.core.sampler import WeightedEnv
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
 
-__all__ = ["SemiOnlineConfig", "SemiOnlineTrainer", "semi_online_advantages"]
+if TYPE_CHECKING:
+    from palaestra.config import TrainConfig
+
+__all__ = ["DEMO_TASK", "SemiOnlineConfig", "SemiOnlineTrainer", "semi_online_advantages"]
+
+DEMO_TASK = "offline-demo"
+"""Env id of the tasks drawn with `algorithm.demos`: their seed is the index of the demo to replay."""
 
 
 class SemiOnlineConfig(GRPOConfig):
@@ -79,6 +91,9 @@ class SemiOnlineConfig(GRPOConfig):
         0.3, ge=0, description="Dynamic sampling η: keep task groups whose R_0 std exceeds this (None: off)."
     )
     sop_eval: bool = Field(True, description="Add the SOP metric to evaluations.")
+    demos: str | None = Field(
+        None, description="demos.parquet of `palaestra demos`: train on these offline expert trajectories."
+    )
 
 
 def semi_online_advantages(
@@ -151,8 +166,30 @@ class SemiOnlineTrainer(GRPOTrainer):
 
     config_class = SemiOnlineConfig
 
+    def __init__(self, config: TrainConfig, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        algo: SemiOnlineConfig = config.algorithm
+        self.demos: list[Trajectory] = []
+        if algo.demos is not None:
+            self.demos = [d for d in load_trajectories(algo.demos) if d.turns]
+            if not self.demos:
+                raise ValueError(f"algorithm.demos={algo.demos} holds no demonstration with turns")
+            pool = [WeightedEnv(DEMO_TASK)]
+            self.sampler = TaskPoolSampler(pool, range(len(self.demos)), seed=config.run.seed)  # type: ignore[assignment]
+
     def _runner(self, sampling: SamplingParams, env_id: str) -> SemiOnlineRunner:
         algo: SemiOnlineConfig = self.config.algorithm
+        if env_id == DEMO_TASK:  # offline: the task seed indexes the demo set
+            factory = lambda task: DemoReplayEnv(self.demos[task.seed])  # noqa: E731
+            return SemiOnlineRunner(
+                self.policy,
+                sampling=sampling,
+                patch_threshold=algo.patch_threshold,
+                matcher=matcher_for(self.demos[0].env_id, algo.matcher),
+                reward_scheme=algo.reward_scheme,
+                max_turns=self.config.rollout.max_turns,
+                env_factory=factory,
+            )
         return SemiOnlineRunner(
             self.policy,
             sampling=sampling,

@@ -111,6 +111,21 @@ def test_two_step_smoke_runs(tmp_path, tiny_tok, algorithm, env):
 
 
 @pytest.mark.slow
+def test_semi_online_trains_on_offline_demos(tmp_path, tiny_tok):
+    from palaestra.rollout.demos import collect_demos
+    from palaestra.rollout.storage import save_trajectories
+
+    demos = collect_demos("test/SparseVowelMulti-v0", episodes=3).trajectories
+    path = save_trajectories(demos, tmp_path / "demos.parquet")
+    algo = {"name": "semi_online", "demos": str(path), "min_return_std": None}
+    cfg = _config(tmp_path, algo, ["eval.before_training=false"], env="test/SparseVowelMulti-v0")
+    trainer = _trainer(cfg, tiny_tok)
+    assert {t.env_id for t in trainer.sampler.sample(3)} == {"offline-demo"}
+    history = trainer.train()["history"]
+    assert _finite(history[-1]) and history[-1]["rollout/episodes"] >= 4
+
+
+@pytest.mark.slow
 def test_arpo_buffer_survives_checkpoint_and_resume(tmp_path, tiny_tok):
     algo = {"name": "arpo", "task_pool": 2, "replay_signal": "reward", "success_threshold": -1.0}
     cfg = _config(tmp_path, algo, ["run.steps=2", "checkpoint.every=1"])

@@ -139,3 +139,23 @@ def test_sop_counts_consecutive_matches_against_the_expert_length():
     sop = asyncio.run(semi_online_performance(policy, "test/Path4-v0", seeds=[0], max_turns=None))
     assert sop.matched == [2] and sop.expert_steps == [4]
     assert sop.progress == pytest.approx(0.5) and sop.success_rate == 0.0 and sop.score == pytest.approx(0.25)
+
+
+def test_offline_demos_replay_as_the_expert_path():
+    from palaestra.rollout.demos import collect_demos
+    from palaestra.rollout.semi_online import DemoReplayEnv
+
+    (demo,) = collect_demos("test/Path4-v0", episodes=1).trajectories
+    runner = SemiOnlineRunner(
+        ListPolicy(["[m0]", "[nope]", "[m2]", "[m3]"]),
+        sampling=SamplingParams(),
+        patch_threshold=1,
+        env_factory=lambda task: DemoReplayEnv(demo),
+    )
+    out = asyncio.run(runner.rollout(Task("offline-demo", 0)))
+    assert out.matches == [True, False, True, True] and out.patched == [False, True, False, False]
+    assistant = [m["content"] for m in out.history if m["role"] == "assistant"]
+    assert assistant == ["[m0]", "go [m1]", "[m2]", "[m3]"]
+    observations = [m["content"] for m in out.history if m["role"] == "user"]
+    assert observations == ["start"] + [t.observation for t in demo.turns]  # S*_t from the demo
+    assert out.success == demo.success is True
