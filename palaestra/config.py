@@ -26,8 +26,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from palaestra.placement import PlacementConfig
+from palaestra.trainers.arpo import ARPOConfig
+from palaestra.trainers.cgi import CGIConfig
 from palaestra.trainers.core.distributed import DistributedConfig
+from palaestra.trainers.critique_grpo import CritiqueGRPOConfig
+from palaestra.trainers.gigpo import GiGPOConfig
 from palaestra.trainers.grpo import GRPOConfig
+from palaestra.trainers.semi_online import SemiOnlineConfig
 
 __all__ = [
     "AgentConfig",
@@ -202,7 +207,10 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
 
 
-AlgorithmConfig = Annotated[GRPOConfig, Field(discriminator="name")]
+AlgorithmConfig = Annotated[
+    GRPOConfig | ARPOConfig | GiGPOConfig | SemiOnlineConfig | CritiqueGRPOConfig | CGIConfig,
+    Field(discriminator="name"),
+]
 
 
 class TrainConfig(Section):
@@ -248,7 +256,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
         path = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key{_allowed_keys_hint(loc)}"
+            msg = f"unknown key{_algorithm_keys_hint(err['loc']) or _allowed_keys_hint(loc)}"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"  {path}: {msg}")
@@ -260,6 +268,16 @@ def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     if len(loc) > 1 and loc[0] == "algorithm":
         return (loc[0], *loc[2:])
     return loc
+
+
+def _algorithm_keys_hint(loc: tuple[Any, ...]) -> str:
+    """The keys of the algorithm named by the union tag in `loc` (`algorithm.<name>.<key>`), or ""."""
+    if len(loc) != 3 or loc[0] != "algorithm":
+        return ""
+    for member in AlgorithmConfig.__origin__.__args__:  # type: ignore[attr-defined]
+        if member.model_fields["name"].default == loc[1]:
+            return f"; allowed for {loc[1]}: {', '.join(member.model_fields)}"
+    return ""
 
 
 def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:

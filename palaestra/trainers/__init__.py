@@ -16,9 +16,21 @@ __all__ = ["make_trainer"]
 
 def make_trainer(config: TrainConfig, **kwargs: Any) -> Trainer:
     """The trainer for `config.algorithm.name`, built from the config (kwargs go to its constructor)."""
+    from palaestra.trainers.arpo import ARPOTrainer
+    from palaestra.trainers.cgi import CGITrainer
+    from palaestra.trainers.critique_grpo import CritiqueGRPOTrainer
+    from palaestra.trainers.gigpo import GiGPOTrainer
     from palaestra.trainers.grpo import GRPOTrainer
+    from palaestra.trainers.semi_online import SemiOnlineTrainer
 
-    trainers = {"grpo": GRPOTrainer}
+    trainers = {
+        "grpo": GRPOTrainer,
+        "arpo": ARPOTrainer,
+        "gigpo": GiGPOTrainer,
+        "semi_online": SemiOnlineTrainer,
+        "critique_grpo": CritiqueGRPOTrainer,
+        "cgi": CGITrainer,
+    }
     name = config.algorithm.name
     if name not in trainers:
         raise ValueError(f"algorithm.name={name!r}; available: {', '.join(sorted(trainers))}")

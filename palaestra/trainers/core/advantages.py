@@ -14,6 +14,7 @@ every masked (assistant) token of every turn of the episode.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -26,10 +27,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AdvantageEstimator",
     "GroupRelativeEstimator",
+    "anchor_groups",
     "broadcast_to_tokens",
     "discounted_returns",
     "group_advantages",
     "token_advantages",
+    "truncated_discounted_returns",
+    "turn_token_advantages",
 ]
 
 Singleton = Literal["raw", "zero"]
@@ -131,6 +135,109 @@ def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
         running = float(rewards[t]) + gamma * running
         returns[t] = running
     return returns
+
+
+def truncated_discounted_returns(
+    rewards: Sequence[float], matches: Sequence[bool], gamma: float, *, include_mismatch: bool = True
+) -> list[float]:
+    """UI-S1 future returns that stop at the first divergence from the expert (ALGORITHMS.md §4.4, Eq. 9).
+
+    R_t = Σ_{k=t}^{t_end} γ^{k−t} r_k, where t_end is the last step of the matching run that starts at t,
+    plus (paper, `include_mismatch=True`) the first mismatching step after it. The reference code
+    (`include_mismatch=False`) stops *before* the next mismatching step. Either way a mismatching step's
+    own return is its own reward.
+
+    Args:
+        rewards: step rewards r_0 .. r_{T−1} of one rollout.
+        matches: whether the policy's action matched the expert's at each step.
+        gamma: discount in [0, 1] (UI-S1: 0.5).
+        include_mismatch: paper semantics (True) or code semantics (False).
+
+    Returns:
+        Returns R_0 .. R_{T−1}.
+    """
+    if len(rewards) != len(matches):
+        raise ValueError(f"{len(rewards)} rewards but {len(matches)} match flags")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma={gamma}, expected 0 <= gamma <= 1")
+    returns = [0.0] * len(rewards)
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        if matches[t]:
+            running = float(rewards[t]) + gamma * running
+        else:
+            running = float(rewards[t]) if include_mismatch else 0.0
+            returns[t] = float(rewards[t])
+            continue
+        returns[t] = running
+    return returns
+
+
+def anchor_groups(
+    anchors: Sequence[str], group_ids: Sequence[Hashable], *, similarity: float | None = None
+) -> list[int]:
+    """GiGPO anchor-state groups: steps of one task group that saw the same state (ALGORITHMS.md §7.3).
+
+    Within each task group, steps are clustered by their anchor (the raw environment observation before
+    the action): exact equality, or with `similarity`, greedily by `difflib.SequenceMatcher` ratio ≥
+    `similarity` against each cluster's first member (verl-agent `enable_similarity`). Steps of
+    different task groups never share a cluster.
+
+    Args:
+        anchors: (N,) anchor state of each step.
+        group_ids: (N,) task group of each step.
+        similarity: None for exact matching, else a threshold in (0, 1] (verl-agent 0.95).
+
+    Returns:
+        (N,) cluster ids 0..C−1, in order of first appearance.
+    """
+    if len(anchors) != len(group_ids):
+        raise ValueError(f"{len(anchors)} anchors but {len(group_ids)} group ids")
+    if similarity is not None and not 0.0 < similarity <= 1.0:
+        raise ValueError(f"similarity={similarity}, expected a ratio in (0, 1] or None for exact anchors")
+    exact: dict[tuple[Hashable, str], int] = {}
+    reps: dict[Hashable, list[tuple[str, int]]] = {}
+    out: list[int] = []
+    for anchor, group in zip(anchors, group_ids, strict=True):
+        if similarity is None:
+            out.append(exact.setdefault((group, anchor), len(exact)))
+            continue
+        clusters = reps.setdefault(group, [])
+        found = next(
+            (
+                cid
+                for rep, cid in clusters
+                if rep == anchor or difflib.SequenceMatcher(None, anchor, rep).ratio() >= similarity
+            ),
+            None,
+        )
+        if found is None:
+            found = 1 + max(out, default=-1)
+            clusters.append((anchor, found))
+        out.append(found)
+    return out
+
+
+def turn_token_advantages(trajectory: Trajectory, turn_adv: Sequence[float]) -> list[float]:
+    """Per-token advantages of a Layout A episode from one advantage per turn (step-level methods).
+
+    Turn t's value goes on the tokens of its reply (`Turn.token_span`); every other token gets 0.
+
+    Args:
+        trajectory: a token-level episode.
+        turn_adv: one advantage per turn.
+
+    Returns:
+        A list aligned with `trajectory.token_ids`.
+    """
+    if len(turn_adv) != len(trajectory.turns):
+        raise ValueError(f"{len(turn_adv)} turn advantages for {len(trajectory.turns)} turns")
+    out = [0.0] * len(trajectory.token_ids)
+    for turn, adv in zip(trajectory.turns, turn_adv, strict=True):
+        start, end = turn.token_span
+        for k in range(start, end):
+            out[k] = float(adv) * trajectory.loss_mask[k]
+    return out
 
 
 class AdvantageEstimator(Protocol):

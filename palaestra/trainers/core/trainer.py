@@ -664,6 +664,10 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}
 
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Restore what `_state` saved (algorithms with own state, e.g. a replay buffer, extend both)."""
+        self.sampler.load_state_dict(state["sampler"])
+
     def save(self) -> Path:
         return save_checkpoint(
             self.run_dir / "checkpoints",
@@ -681,7 +685,7 @@ class Trainer:
         if path is None:
             return False
         ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
-        self.sampler.load_state_dict(ckpt.state["sampler"])
+        self._load_state(ckpt.state)
         self.step = ckpt.step
         self._sync_rollout_weights()  # vllm: the engine started from the initial weights
         logger.info("resumed from %s (step %d)", path, self.step)

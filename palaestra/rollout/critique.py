@@ -1,0 +1,357 @@
+"""Critiques and critique-guided refinements (Critique-GRPO §5.1-§5.2, CGI §6 of ALGORITHMS.md).
+
+A critic reads a task, a reply and what the env said about it, and writes a natural-language
+critique; the policy then re-answers given (question, previous reply, critique). Critics:
+
+    RuleCritic("indicative")    "The generated solution is correct/incorrect."              (c_I)
+    RuleCritic("ground_truth")  ... plus the expert's answer (`info["expert_action"]`)       (c_GT)
+    RuleCritic("feedback")      ... plus the env's own feedback (failing tests, verifier)
+    PolicyCritic(policy)        a model (any backend, or the policy itself: self-critique)   (c_CoT)
+
+`refine` turns critiques into refinements and scores them in a fresh env with the task's seed. The
+refinement is returned as a training row *for the original prompt* (§5.3): the critique and the previous
+reply are not in its context, which is what makes it off-policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+from palaestra.agents.base import GenerationRequest, Message, Policy, SamplingParams
+from palaestra.envs.registration import make
+from palaestra.rollout.chat import observation_text
+from palaestra.rollout.runner import EpisodeError, Task
+from palaestra.rollout.trajectory import Trajectory, Turn
+
+__all__ = [
+    "CRITIQUE_SYSTEM",
+    "Critic",
+    "CritiqueGuidedRunner",
+    "CritiqueRequest",
+    "GuidedEpisode",
+    "PolicyCritic",
+    "RuleCritic",
+    "refine",
+    "refinement_messages",
+]
+
+REFINE_INSTRUCTION = (
+    "Given the question, your previous answer and a critique of it, answer the question again: correct "
+    "the errors the critique points out, if any, reason step by step, and give the final answer in the "
+    "format the question asks for. Make sure the new answer addresses every issue the critique raises."
+)
+CRITIQUE_SYSTEM = (
+    "You are an expert reviewer. Given a task and an attempted answer, check the attempt step by step, "
+    "point out any error and how to fix it, and end with 'Conclusion: right' or 'Conclusion: wrong'."
+)
+
+
+@dataclass(frozen=True)
+class CritiqueRequest:
+    """What a critic sees about one reply.
+
+    Attributes:
+        question: the task as the policy saw it (the first observation).
+        response: the reply being critiqued.
+        correct: the env's verdict (`success`).
+        feedback: what the env said after the reply (test results, "incorrect", ...).
+        expert: a correct reply (`info["expert_action"]`), when the env has one.
+    """
+
+    question: str
+    response: str
+    correct: bool
+    feedback: str = ""
+    expert: str | None = None
+
+
+class Critic(Protocol):
+    """Writes one critique per request."""
+
+    async def critique(self, requests: Sequence[CritiqueRequest]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class RuleCritic:
+    """Critiques built from the env's verdict and feedback, no model (see the module docstring)."""
+
+    kind: Literal["indicative", "ground_truth", "feedback"] = "ground_truth"
+
+    async def critique(self, requests: Sequence[CritiqueRequest]) -> list[str]:
+        out = []
+        for r in requests:
+            text = f"The generated solution is {'correct' if r.correct else 'incorrect'}."
+            if self.kind == "ground_truth" and r.expert is not None:
+                text += f" The ground truth is: {r.expert}"
+            elif self.kind == "feedback" and r.feedback:
+                text += f" Feedback from the environment: {r.feedback}"
+            out.append(text)
+        return out
+
+
+class PolicyCritic:
+    """A model critic: any `Policy` prompted to review the reply (CoT critique; self-critique if the
+    policy is the one being trained). The env's verdict is not shown, so the critique is the model's own.
+
+    Args:
+        policy: the critic model.
+        sampling: its sampling parameters (paper: T = 0.7).
+        show_reference: also show the expert's answer as a reference (paper's self-critique with GT).
+    """
+
+    def __init__(self, policy: Policy, sampling: SamplingParams | None = None, show_reference: bool = False):
+        self.policy = policy
+        self.sampling = sampling or SamplingParams(temperature=0.7, max_new_tokens=256)
+        self.show_reference = show_reference
+
+    async def critique(self, requests: Sequence[CritiqueRequest]) -> list[str]:
+        prompts = []
+        for r in requests:
+            user = f"Task:\n{r.question}\n\nAttempted answer:\n{r.response}"
+            if self.show_reference and r.expert is not None:
+                user += f"\n\nReference answer:\n{r.expert}"
+            messages = ({"role": "system", "content": CRITIQUE_SYSTEM}, {"role": "user", "content": user})
+            prompts.append(GenerationRequest(messages=messages, sampling=self.sampling))
+        return [g.text for g in await self.policy.generate(prompts)]
+
+
+def refinement_messages(system: str, question: str, response: str, critique: str) -> list[Message]:
+    """The refinement prompt (§5.2): question, previous answer, critique, instruction."""
+    user = f"Question:\n{question}\n\nPrevious answer:\n{response}\n\nCritique:\n{critique}\n\n{REFINE_INSTRUCTION}"
+    head: list[Message] = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": user}]
+
+
+def _question(trajectory: Trajectory) -> tuple[str, str]:
+    system = next((m["content"] for m in trajectory.messages if m["role"] == "system"), "")
+    first = next(m for m in trajectory.messages if m["role"] != "system")
+    return str(system), str(first["content"])
+
+
+def _prompt_messages(trajectory: Trajectory) -> list[Message]:
+    """The chat before the first reply (system prompt and first observation)."""
+    roles = [m["role"] for m in trajectory.messages]
+    end = roles.index("assistant") if "assistant" in roles else len(roles)
+    return list(trajectory.messages[:end])
+
+
+def _score(trajectory: Trajectory, text: str) -> tuple[float, bool, str, dict]:
+    """Reward, success, observation and info of `text` as the first reply to the trajectory's task."""
+    env = make(trajectory.env_id, **trajectory.env_kwargs)
+    try:
+        env.reset(seed=trajectory.seed)
+        obs, reward, _, _, info = env.step(text)
+        return float(reward), bool(info.get("success", False)), observation_text(obs), dict(info)
+    finally:
+        env.close()
+
+
+async def refine(
+    policy: Policy,
+    trajectories: Sequence[Trajectory],
+    critic: Critic,
+    sampling: SamplingParams,
+) -> list[Trajectory]:
+    """Critique each (single-turn) trajectory, let `policy` refine it, and score the refinements.
+
+    Args:
+        policy: the policy that refines (the one being trained).
+        trajectories: first replies to critique (their first turn is used).
+        critic: writes the critiques.
+        sampling: sampling parameters of the refinements.
+
+    Returns:
+        One refinement per trajectory, as a one-turn trajectory of the *original* prompt (token ids:
+        the original prompt's ids + the refinement's sampled ids); its turn info has `critique`,
+        `refinement: True` and the env's info.
+    """
+    requests = []
+    for t in trajectories:
+        if not t.turns:
+            raise ValueError(f"trajectory {t.env_id} seed={t.seed} has no reply to critique")
+        _, question = _question(t)
+        first = t.turns[0]
+        expert = t.turns[0].info.get("expert_action")
+        requests.append(CritiqueRequest(question, first.action, t.success, first.observation, expert))
+    critiques = await critic.critique(requests)
+    gen_requests = []
+    for i, (t, c) in enumerate(zip(trajectories, critiques, strict=True)):
+        system, question = _question(t)
+        messages = refinement_messages(system, question, t.turns[0].action, c)
+        seed = None if sampling.seed is None else sampling.seed + 7919 * i
+        gen_requests.append(
+            GenerationRequest(messages=tuple(messages), sampling=replace(sampling, seed=seed))
+        )
+    generations = await policy.generate(gen_requests)
+    out = []
+    for t, c, gen in zip(trajectories, critiques, generations, strict=True):
+        if gen.finish_reason == "error":
+            raise EpisodeError(f"refinement failed: {gen.error}")
+        reward, success, obs, info = await asyncio.to_thread(_score, t, gen.text)
+        prompt = list(t.token_ids[: t.prompt_length])
+        ids = list(gen.token_ids)
+        row = Trajectory(
+            env_id=t.env_id,
+            seed=t.seed,
+            group_index=t.group_index,
+            sample_index=t.sample_index,
+            task_id=t.task_id,
+            agent=t.agent,
+            messages=[*_prompt_messages(t), {"role": "assistant", "content": gen.text}],
+            token_ids=prompt + ids,
+            loss_mask=[0] * len(prompt) + [1] * len(ids),
+            logprobs=[0.0] * len(prompt) + [float(x) for x in (gen.logprobs or [0.0] * len(ids))],
+            prompt_length=len(prompt),
+            success=success,
+            terminated=True,
+            env_kwargs=dict(t.env_kwargs),
+        )
+        span = (len(prompt), len(row.token_ids)) if ids else (0, 0)
+        info = {**info, "critique": c, "refinement": True}
+        row.turns = [Turn(gen.text, obs, reward, True, False, info, gen.finish_reason, span)]
+        out.append(row)
+    return out
+
+
+REVISE_INSTRUCTION = "Revise your action using the critique. Reply with your final action only."
+
+
+@dataclass
+class GuidedEpisode:
+    """One critique-guided episode (CGI §6.3): at each step a candidate, a critique, a refined action.
+
+    Attributes:
+        refined_rows: per step, the refined action as a row after (history, candidate, critique).
+        direct_rows: per step, the same refined action as a row after the history alone.
+        candidates: per step, the candidate action text.
+        critiques: per step, the critique text.
+        success: the env's success at the end.
+        reward: the episode return (of the refined actions the env executed).
+    """
+
+    refined_rows: list[Trajectory]
+    direct_rows: list[Trajectory]
+    candidates: list[str]
+    critiques: list[str]
+    success: bool = False
+    reward: float = 0.0
+
+
+class CritiqueGuidedRunner:
+    """Runs the actor with a critic in the loop (CGI): candidate -> critique -> refined action -> env.
+
+    The env executes only the refined action; the history keeps the refined action (the candidate and
+    critique exchange is not part of later prompts). Rule critics judge a candidate against the env's
+    `expert_action` with `matcher` (they cannot execute it first); a `PolicyCritic` reviews it freely.
+
+    Args:
+        policy: the actor (with a tokenizer, rows carry exact token ids).
+        critic: the critic.
+        sampling: the actor's sampling parameters.
+        matcher: action comparison for rule critics' verdicts.
+        max_turns: cap on steps (None: the env's own limit).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        critic: Critic,
+        *,
+        sampling: SamplingParams,
+        matcher: Callable[[str, str], object] | None = None,
+        max_turns: int | None = None,
+    ):
+        from palaestra.rollout.chat import TokenChat
+
+        self.policy, self.critic, self.sampling = policy, critic, sampling
+        self.matcher, self.max_turns = matcher, max_turns
+        self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
+
+    async def run(self, tasks: Sequence[Task], group_size: int = 1) -> list[GuidedEpisode]:
+        jobs = [self.episode(task, g, s) for g, task in enumerate(tasks) for s in range(group_size)]
+        return list(await asyncio.gather(*jobs))
+
+    async def _reply(
+        self, messages: list[Message], task: Task, tag: str
+    ) -> tuple[str, list[int], list[float]]:
+        salt = zlib.crc32(f"{task.seed}/{tag}".encode())
+        seed = None if self.sampling.seed is None else (self.sampling.seed + salt) % (2**31)
+        prompt = tuple(self.chat.prompt_ids(messages)) if self.chat is not None else None
+        request = GenerationRequest(
+            messages=tuple(messages), sampling=replace(self.sampling, seed=seed), prompt_token_ids=prompt
+        )
+        (gen,) = await self.policy.generate([request])
+        if gen.finish_reason == "error":
+            raise EpisodeError(f"generation failed: {gen.error}")
+        return gen.text, list(gen.token_ids), [float(x) for x in (gen.logprobs or [0.0] * len(gen.token_ids))]
+
+    def _row(
+        self, task: Task, group: int, sample: int, messages: list[Message], text: str, ids: list[int]
+    ) -> Trajectory:
+        prompt = self.chat.prompt_ids(messages) if self.chat is not None and ids else []
+        row = Trajectory(
+            env_id=task.env_id,
+            seed=task.seed,
+            group_index=group,
+            sample_index=sample,
+            agent=self.policy.name,
+            messages=[*messages, {"role": "assistant", "content": text}],
+            token_ids=prompt + ids,
+            loss_mask=[0] * len(prompt) + [1] * len(ids),
+            logprobs=[0.0] * (len(prompt) + len(ids)),
+            prompt_length=len(prompt),
+            env_kwargs=dict(task.env_kwargs),
+        )
+        row.turns = [
+            Turn(
+                text, "", 0.0, False, False, {}, "stop", (len(prompt), len(row.token_ids)) if ids else (0, 0)
+            )
+        ]
+        return row
+
+    async def episode(self, task: Task, group: int = 0, sample: int = 0) -> GuidedEpisode:
+        env = await asyncio.to_thread(make, task.env_id, **task.env_kwargs)
+        try:
+            obs, info = await asyncio.to_thread(env.reset, seed=task.seed, options=task.options)
+            system = getattr(env.unwrapped, "system_prompt", "")
+            history: list[Message] = [{"role": "system", "content": system}] if system else []
+            history.append({"role": "user", "content": observation_text(obs)})
+            out = GuidedEpisode([], [], [], [])
+            t = 0
+            while self.max_turns is None or t < self.max_turns:
+                tag = f"{group}/{sample}/{t}"
+                candidate, _, _ = await self._reply(history, task, "a" + tag)
+                expert = info.get("expert_action")
+                correct = bool(
+                    expert is not None
+                    and self.matcher is not None
+                    and getattr(self.matcher(candidate, str(expert)), "exact", False)
+                )
+                question = observation_text(obs)
+                (critique,) = await self.critic.critique(
+                    [CritiqueRequest(question, candidate, correct, "", expert)]
+                )
+                guided = [*history, {"role": "assistant", "content": candidate}]
+                guided.append({"role": "user", "content": f"Critique:\n{critique}\n\n{REVISE_INSTRUCTION}"})
+                refined, ids, _ = await self._reply(guided, task, "r" + tag)
+                out.refined_rows.append(self._row(task, group, sample, guided, refined, ids))
+                out.direct_rows.append(self._row(task, group, sample, history, refined, ids))
+                out.candidates.append(candidate)
+                out.critiques.append(critique)
+                obs, reward, terminated, truncated, info = await asyncio.to_thread(env.step, refined)
+                out.reward += float(reward)
+                out.success = bool(info.get("success", False))
+                history += [
+                    {"role": "assistant", "content": refined},
+                    {"role": "user", "content": observation_text(obs)},
+                ]
+                t += 1
+                if terminated or truncated:
+                    break
+            return out
+        finally:
+            env.close()

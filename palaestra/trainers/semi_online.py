@@ -1,0 +1,312 @@
+"""Semi-online RL (UI-S1): expert-conditioned rollouts with a Patch Module (ALGORITHMS.md §4).
+
+Paper: Lu et al., "UI-S1: Advancing GUI Automation via Semi-online Reinforcement Learning" (arXiv
+2509.11543); reference code X-PLUG/MobileAgent UI-S1 (`core_uis1.py`, `dapo_ray_trainer.py`).
+
+Sampling (`palaestra.rollout.semi_online`): N rollouts per task follow the expert's path; a mismatching
+action is patched with the expert's in the history (at most `patch_threshold` times, thought-free),
+then the rollout stops. Every step is a training row (Layout B): the policy's own reply to its history.
+
+Objective, for rollout i of a task, step t, step reward r_t (§4.4) and match flags:
+
+    R_t^i    = Σ_{k=t}^{t_end} γ^{k−t} r_k^i        truncated at the first divergence (Eq. 9)
+    A^S      = (R_t^i − μ_t) / σ_t                  over the rollouts of the task at step index t (Eq. 10)
+    A^E      = (R(τ_i) − μ_τ) / σ_τ                 R(τ_i) = Σ_t r_t^i over the task's rollouts (Eq. 11)
+    A        = w_E · A^E + w_S · A^S                 (Eq. 12; code weights 1 and 1, ω = w_S)
+    L        = token-mean PPO-clip + β k3-KL         (Eq. 13, `trainers/core` loss; β = 1e-4)
+
+Dynamic sampling (§4.6, code): a task group is kept if std of its rollouts' R_0 > η (0.3), or it has a
+single rollout; otherwise more tasks are rolled out, up to `max_sampling_rounds` rounds.
+
+Choices (§4.11, §15 item 6), each a config field:
+    * `reward_scheme`: paper Eq. 8 (default) or the code's 0.1/0.9 graded score.
+    * `include_mismatch`: Eq. 9 includes the first mismatching step's reward (paper, default); the code
+      stops before it.
+    * `episode_advantage`: "trajectory" (paper Eq. 11, one R(τ) per rollout, statistics over rollouts)
+      or "rows" (code: each row's own step score, statistics over all rows of the task).
+    * `patch_threshold`: ε = 1 (paper final config); the example script uses 2; None = unlimited.
+    * Expert source: the live env's `expert_action` (default) or offline demos (`demos`: a
+      demos.parquet of `palaestra demos`, one task per demo, replayed by `DemoReplayEnv`).
+    * Only the thought-free patch is implemented; the history is the full chat (no 2-step truncation).
+    * Patched steps are not trained with the expert action as target (neither paper nor code does).
+
+Evaluation adds SOP (`eval/<env>/sop_progress|sop_success|sop_score`) next to online success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from palaestra.agents.base import SamplingParams
+from palaestra.evaluation.evaluate import EvalResult
+from palaestra.rollout.runner import Task
+from palaestra.rollout.semi_online import (
+    DemoReplayEnv,
+    SemiOnlineRollout,
+    SemiOnlineRunner,
+    matcher_for,
+    semi_online_performance,
+)
+from palaestra.rollout.storage import load_trajectories
+from palaestra.rollout.trajectory import Trajectory
+from palaestra.trainers.arpo import TaskPoolSampler
+from palaestra.trainers.core.advantages import group_advantages, truncated_discounted_returns
+from palaestra.trainers.core.sampler import WeightedEnv
+from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
+
+if TYPE_CHECKING:
+    from palaestra.config import TrainConfig
+
+__all__ = ["DEMO_TASK", "SemiOnlineConfig", "SemiOnlineTrainer", "semi_online_advantages"]
+
+DEMO_TASK = "offline-demo"
+"""Env id of the tasks drawn with `algorithm.demos`: their seed is the index of the demo to replay."""
+
+
+class SemiOnlineConfig(GRPOConfig):
+    """UI-S1 options (paper Table 9 defaults), on top of GRPO's loss options."""
+
+    name: Literal["semi_online"] = "semi_online"  # type: ignore[assignment]
+    clip_high: float = Field(0.2, gt=0, description="Upper clip (verl default 0.2).")
+    gamma: float = Field(0.5, ge=0, le=1, description="Discount of the truncated future return (paper 0.5).")
+    step_weight: float = Field(1.0, ge=0, description="ω, weight of the step-level advantage (paper 1).")
+    episode_weight: float = Field(1.0, ge=0, description="Weight of the episode-level advantage (code 1).")
+    patch_threshold: int | None = Field(
+        1, ge=0, description="Patches per rollout before it stops (paper 1, script 2, None unlimited)."
+    )
+    matcher: Literal["auto", "bracket", "web", "exact"] = Field(
+        "auto", description="Action comparison: web actions, bracketed game moves, or whole replies."
+    )
+    reward_scheme: Literal["paper", "code"] = Field("paper", description="Step reward: Eq. 8 or the code's.")
+    include_mismatch: bool = Field(True, description="Eq. 9: the first mismatching step's reward counts.")
+    episode_advantage: Literal["trajectory", "rows"] = Field(
+        "trajectory", description="A^E from trajectory returns (paper) or per-row step scores (code)."
+    )
+    min_return_std: float | None = Field(
+        0.3, ge=0, description="Dynamic sampling η: keep task groups whose R_0 std exceeds this (None: off)."
+    )
+    sop_eval: bool = Field(True, description="Add the SOP metric to evaluations.")
+    demos: str | None = Field(
+        None, description="demos.parquet of `palaestra demos`: train on these offline expert trajectories."
+    )
+
+
+def semi_online_advantages(
+    step_returns: Sequence[float],
+    episode_scores: Sequence[float],
+    groups: Sequence[Hashable],
+    rollouts: Sequence[Hashable],
+    steps: Sequence[int],
+    *,
+    step_weight: float = 1.0,
+    episode_weight: float = 1.0,
+    scale_by_std: bool = True,
+    eps: float = 1e-6,
+    episode_advantage: Literal["trajectory", "rows"] = "trajectory",
+) -> list[float]:
+    """UI-S1 advantage of every row (module docstring, Eqs. 10-12).
+
+    Args:
+        step_returns: per row, R_t (truncated discounted future return).
+        episode_scores: per row, R(τ) of its rollout ("trajectory") or its own step reward ("rows").
+        groups: per row, its task group.
+        rollouts: per row, its rollout id (unique across groups); "trajectory" counts each rollout once.
+        steps: per row, its step index t.
+        step_weight: w_S (ω).
+        episode_weight: w_E.
+        scale_by_std: divide by the group std (paper) or only centre.
+        eps: added to the std.
+        episode_advantage: "trajectory" or "rows".
+
+    Returns:
+        Per row, A = w_E A^E + w_S A^S.
+    """
+    n = len(step_returns)
+    if not (len(episode_scores) == len(groups) == len(rollouts) == len(steps) == n):
+        raise ValueError(
+            "step_returns, episode_scores, groups, rollouts and steps must have one entry per row"
+        )
+    norm = {"scale_by_std": scale_by_std, "eps": eps}
+    if episode_advantage == "trajectory":
+        first: dict[Hashable, int] = {}
+        for i, r in enumerate(rollouts):
+            first.setdefault(r, i)
+        keys = list(first)
+        per_rollout = group_advantages(
+            [episode_scores[first[k]] for k in keys], [groups[first[k]] for k in keys], **norm
+        )
+        index = {k: j for j, k in enumerate(keys)}
+        a_episode = [float(per_rollout[index[r]]) for r in rollouts]
+    else:
+        a_episode = group_advantages(list(episode_scores), list(groups), **norm).tolist()
+    a_step = group_advantages(
+        list(step_returns), list(zip(groups, steps, strict=True)), **norm, singleton="zero"
+    )
+    return [episode_weight * e + step_weight * float(s) for e, s in zip(a_episode, a_step, strict=True)]
+
+
+def annotate_returns(rollout: SemiOnlineRollout, gamma: float, include_mismatch: bool) -> None:
+    """Write each row's `step_return` and its rollout's `episode_return` into the row's turn info."""
+    returns = truncated_discounted_returns(
+        rollout.rewards, rollout.matches, gamma, include_mismatch=include_mismatch
+    )
+    total = float(sum(rollout.rewards))
+    for row, ret in zip(rollout.rows, returns, strict=True):
+        for turn in row.turns:
+            turn.info.update(step_return=ret, episode_return=total)
+
+
+class SemiOnlineTrainer(GRPOTrainer):
+    """Semi-online sampling and UI-S1 advantages with the shared loss (see the module docstring)."""
+
+    config_class = SemiOnlineConfig
+
+    def __init__(self, config: TrainConfig, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        algo: SemiOnlineConfig = config.algorithm
+        self.demos: list[Trajectory] = []
+        if algo.demos is not None:
+            self.demos = [d for d in load_trajectories(algo.demos) if d.turns]
+            if not self.demos:
+                raise ValueError(f"algorithm.demos={algo.demos} holds no demonstration with turns")
+            pool = [WeightedEnv(DEMO_TASK)]
+            self.sampler = TaskPoolSampler(pool, range(len(self.demos)), seed=config.run.seed)  # type: ignore[assignment]
+
+    def _runner(self, sampling: SamplingParams, env_id: str) -> SemiOnlineRunner:
+        algo: SemiOnlineConfig = self.config.algorithm
+        if env_id == DEMO_TASK:  # offline: the task seed indexes the demo set
+            factory = lambda task: DemoReplayEnv(self.demos[task.seed])  # noqa: E731
+            return SemiOnlineRunner(
+                self.policy,
+                sampling=sampling,
+                patch_threshold=algo.patch_threshold,
+                matcher=matcher_for(self.demos[0].env_id, algo.matcher),
+                reward_scheme=algo.reward_scheme,
+                max_turns=self.config.rollout.max_turns,
+                env_factory=factory,
+            )
+        return SemiOnlineRunner(
+            self.policy,
+            sampling=sampling,
+            patch_threshold=algo.patch_threshold,
+            matcher=matcher_for(env_id, algo.matcher),
+            reward_scheme=algo.reward_scheme,
+            max_turns=self.config.rollout.max_turns,
+        )
+
+    async def _semi_online(self, tasks: list[Task], offset: int) -> list[SemiOnlineRollout]:
+        algo: SemiOnlineConfig = self.config.algorithm
+        config = self.rollout_config(self.step)
+        out: list[SemiOnlineRollout] = []
+        for g, task in enumerate(tasks):  # one runner per task: the matcher depends on the env
+            rollouts = await self._runner(config.sampling, task.env_id).run([task], config.group_size)
+            for r in rollouts:
+                annotate_returns(r, algo.gamma, algo.include_mismatch)
+                for row in r.rows:
+                    row.group_index = offset + g
+            out += rollouts
+        return out
+
+    async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
+        algo: SemiOnlineConfig = self.config.algorithm
+        kept: list[SemiOnlineRollout] = []
+        wanted, rounds, dropped, offset, all_rollouts = len(tasks), 0, 0, 0, []
+        while True:
+            rounds += 1
+            rollouts = await self._semi_online(tasks, offset)
+            all_rollouts += rollouts
+            by_group: dict[int, list[SemiOnlineRollout]] = {}
+            for r in rollouts:
+                if r.rows:
+                    by_group.setdefault(r.rows[0].group_index, []).append(r)
+            for members in by_group.values():
+                r0 = [m.rows[0].turns[0].info["step_return"] for m in members if m.rows[0].turns]
+                if (
+                    algo.min_return_std is None
+                    or len(r0) < 2
+                    or float(np.std(r0, ddof=1)) > algo.min_return_std
+                ):
+                    kept += members
+                else:
+                    dropped += 1
+            have = len({r.rows[0].group_index for r in kept})
+            if have >= wanted or rounds >= algo.max_sampling_rounds:
+                break
+            offset += len(tasks)
+            tasks = self.sampler.sample(wanted - have)
+        if not kept:  # nothing informative: train on the last round rather than skip the step
+            kept = [r for r in rollouts if r.rows]
+        rows = [(i, row) for i, r in enumerate(kept) for row in r.rows]
+        for i, row in rows:
+            row.sample_index = i  # unique rollout id across the step (`semi_online_advantages`)
+        metrics = {
+            "semi_online/match_rate": float(np.mean([m for r in all_rollouts for m in r.matches] or [0.0])),
+            "semi_online/patches_mean": float(np.mean([sum(r.patched) for r in all_rollouts] or [0.0])),
+            "semi_online/stopped_rate": float(np.mean([r.stopped for r in all_rollouts] or [0.0])),
+            "semi_online/patched_success": float(np.mean([r.success for r in all_rollouts] or [0.0])),
+            "sampling/rounds": float(rounds),
+            "sampling/low_std_dropped": float(dropped),
+        }
+        return [row for _, row in rows], metrics
+
+    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+        algo: SemiOnlineConfig = self.config.algorithm
+        infos = [t.turns[0].info if t.turns else {} for t in trajectories]
+        if algo.episode_advantage == "trajectory":
+            episode = [i.get("episode_return", 0.0) for i in infos]
+        else:
+            episode = [t.turns[0].reward if t.turns else 0.0 for t in trajectories]
+        return semi_online_advantages(
+            [i.get("step_return", 0.0) for i in infos],
+            episode,
+            [t.group_index for t in trajectories],
+            [(t.group_index, t.sample_index) for t in trajectories],
+            [i.get("step", 0) for i in infos],
+            step_weight=algo.step_weight,
+            episode_weight=algo.episode_weight,
+            scale_by_std=algo.scale_by_std,
+            eps=algo.adv_eps,
+            episode_advantage=algo.episode_advantage,
+        )
+
+    def evaluate(self) -> tuple[dict[str, float], list[EvalResult]]:
+        """Online success (the core's evaluation) and, next to it, SOP on the same held-out tasks."""
+        metrics, results = super().evaluate()
+        algo: SemiOnlineConfig = self.config.algorithm
+        if not algo.sop_eval:
+            return metrics, results
+        cfg = self.config
+        sampling = SamplingParams(
+            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+            temperature=cfg.eval.temperature,
+            seed=cfg.run.seed,
+        )
+        was_training = self.model.training
+        self.model.eval()
+        for e in cfg.envs.eval:
+            sop = asyncio.run(
+                semi_online_performance(
+                    self.policy,
+                    e.id,
+                    seeds=range(e.seed, e.seed + e.episodes),
+                    env_kwargs=e.kwargs,
+                    sampling=sampling,
+                    matcher=matcher_for(e.id, algo.matcher),
+                    max_turns=cfg.rollout.max_turns,
+                )
+            )
+            key = e.id.split("/")[-1]
+            metrics.update(
+                {
+                    f"eval/{key}/sop_progress": sop.progress,
+                    f"eval/{key}/sop_success": sop.success_rate,
+                    f"eval/{key}/sop_score": sop.score,
+                }
+            )
+        self.model.train(was_training)
+        return metrics, results
