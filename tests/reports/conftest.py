@@ -5,33 +5,9 @@ from __future__ import annotations
 import pytest
 
 import palaestra
-from palaestra import StepOutcome, TextEnv
 from palaestra.config import load_config
 from palaestra.trainers import make_trainer
-
-
-class VowelChatEnv(TextEnv):
-    """Three turns; reward = share of vowels in the reply; format error on an empty reply."""
-
-    def __init__(self):
-        super().__init__(max_turns=3)
-        self.system_prompt = "Write letters."
-
-    def _reset(self, options):
-        n = int(self.np_random.integers(0, 1000))
-        return f"Task {n}: write.", {"task_id": str(n)}
-
-    def _step(self, action: str) -> StepOutcome:
-        letters = [c for c in action.lower() if c.isalpha()]
-        reward = sum(c in "aeiou" for c in letters) / max(1, len(letters))
-        last = self._turn + 1 >= self.max_turns
-        return StepOutcome(
-            "again" if not last else "done",
-            reward=reward,
-            terminated=last,
-            success=reward > 0.25,
-            format_error=None if letters else "no letters",
-        )
+from tests.vowel_env import VowelEnv
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +15,7 @@ def tiny_run(tmp_path_factory):
     """The folder of a finished 3-step GRPO run of a tiny random model (report written by the trainer)."""
     from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
 
-    palaestra.register_env("test/VowelChat-v0", VowelChatEnv, max_turns=3, override=True)
+    palaestra.register_env("test/VowelChat-v0", VowelEnv, kwargs={"turns": 3}, max_turns=3, override=True)
     out = tmp_path_factory.mktemp("runs")
     cfg = load_config(
         None,

@@ -14,26 +14,11 @@ import sys
 from pathlib import Path
 
 import palaestra
-from palaestra import StepOutcome, TextEnv
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, under torchrun too
+from tests.vowel_env import VowelEnv
 
 ENV_ID = "test/DistVowel-v0"
-
-
-class VowelEnv(TextEnv):
-    """Reward = fraction of vowels among the reply's letters (varies between samples, so gradients flow)."""
-
-    def __init__(self):
-        super().__init__(max_turns=1)
-        self.system_prompt = "Write letters."
-
-    def _reset(self, options):
-        n = int(self.np_random.integers(0, 1000))
-        return f"Task {n}: write.", {"task_id": str(n)}
-
-    def _step(self, action: str) -> StepOutcome:
-        letters = [c for c in action.lower() if c.isalpha()]
-        reward = sum(c in "aeiou" for c in letters) / max(1, len(letters))
-        return StepOutcome("done", reward=reward, terminated=True, success=reward > 0.5)
 
 
 def config(run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4, lora: bool = False):

@@ -6,30 +6,10 @@ import pytest
 import torch
 
 import palaestra
-from palaestra import StepOutcome, TextEnv
 from palaestra.config import load_config
 from palaestra.trainers import make_trainer
 from palaestra.trainers.core.tracking import read_metrics
-
-
-class VowelEnv(TextEnv):
-    """Reward = fraction of letters in the reply that are vowels: only a changed output distribution earns it."""
-
-    def __init__(self, turns: int = 1):
-        super().__init__(max_turns=turns)
-        self.system_prompt = "Write letters."
-
-    def _reset(self, options):
-        n = int(self.np_random.integers(0, 1000))
-        return f"Task {n}: write.", {"task_id": str(n)}
-
-    def _step(self, action: str) -> StepOutcome:
-        letters = [c for c in action.lower() if c.isalpha()]
-        reward = sum(c in "aeiou" for c in letters) / max(1, len(letters))
-        last = self._turn + 1 >= self.max_turns
-        return StepOutcome(
-            "again" if not last else "done", reward=reward, terminated=last, success=reward > 0.5
-        )
+from tests.vowel_env import VowelEnv
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,35 +8,18 @@ import pytest
 import torch
 
 import palaestra
-from palaestra import StepOutcome, TextEnv
 from palaestra.agents import GenerationRequest, SamplingParams
 from palaestra.config import load_config
 from palaestra.trainers import make_trainer
+from tests.vowel_env import VowelEnv
 
 pytestmark = pytest.mark.slow
-
-
-class LetterEnv(TextEnv):
-    """Reward = fraction of the reply's letters that are vowels (a reward with spread in every group)."""
-
-    def __init__(self):
-        super().__init__(max_turns=1)
-        self.system_prompt = "Write letters."
-
-    def _reset(self, options):
-        n = int(self.np_random.integers(0, 1000))
-        return f"Task {n}: write.", {"task_id": str(n)}
-
-    def _step(self, action: str) -> StepOutcome:
-        letters = [c for c in action.lower() if c.isalpha()]
-        reward = sum(c in "aeiou" for c in letters) / max(1, len(letters))
-        return StepOutcome("done", reward=reward, terminated=True, success=reward > 0.5)
 
 
 def test_vllm_backend_trains_and_stays_in_sync(tmp_path, vllm_env):
     from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
 
-    palaestra.register_env("test/Letters-v0", LetterEnv, override=True)
+    palaestra.register_env("test/Letters-v0", VowelEnv, override=True)
     tok = build_tiny_tokenizer()
     cfg = load_config(
         None,
