@@ -22,6 +22,7 @@ id that is not on the page, typing into a button) is reported in the observation
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import re
@@ -69,7 +70,9 @@ written alone on the last line:
   stop()               end the task"""
 
 
+@functools.cache
 def _static(name: str) -> str:
+    """A bundled static file's text (read once per process)."""
     return resources.files("palaestra.envs.web").joinpath(f"static/{name}").read_text()
 
 
@@ -136,6 +139,7 @@ class WebEnv(TextEnv):
         self._ids: frozenset[str] = frozenset()
         self._last_screenshot: np.ndarray | None = None
         self._state: dict[str, Any] = {}
+        self._script = self.task.script_source()
 
     # -- browser plumbing --------------------------------------------------------------------------
     @property
@@ -242,7 +246,7 @@ class WebEnv(TextEnv):
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{escape(self.task.name)}</title><style>{_static('common.css')}</style>"
             f"<script>window.TASK = {data};</script>"
-            f"<script>{_static('runtime.js')}</script><script>{self.task.script_source()}</script>"
+            f"<script>{_static('runtime.js')}</script><script>{self._script}</script>"
             "</head><body><div id='app'></div></body></html>"
         )
 
