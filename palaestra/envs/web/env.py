@@ -172,9 +172,7 @@ class WebEnv(TextEnv):
         self._instance = self.task.generate(self.np_random)
         host = self._browser_host()
         width, height = self.viewport
-        self._context = host.new_context(
-            viewport={"width": width, "height": height}, java_script_enabled=True
-        )
+        self._context = host.new_context(viewport={"width": width, "height": height})
         document = self._document(self._instance)
 
         async def load() -> dict[str, Any]:
@@ -213,7 +211,7 @@ class WebEnv(TextEnv):
             reward = progress - self._progress
         else:
             reward = 1.0 if state["success"] and not self._success else 0.0
-        self._progress = max(self._progress, progress) if self.reward_mode == "sparse" else progress
+        self._progress = progress
         return StepOutcome(
             observation=self._observation(state, step=self._turn + 2, action_error=state["action_error"]),
             reward=float(reward),
