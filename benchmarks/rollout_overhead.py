@@ -282,6 +282,8 @@ def measure(
         "raw_s": a_s,
         "palaestra_s": b_s,
         "raw_s_range": [min(a_times), max(a_times)],
+        "raw_s_runs": a_times,
+        "palaestra_s_runs": b_times,
         "palaestra_s_range": [min(b_times), max(b_times)],
         "raw_tokens": a_tok,
         "palaestra_tokens": b_tok,
