@@ -81,6 +81,10 @@ def _finite(metrics):
             "test/SparseVowelMulti-v0",
         ),
         ({"name": "gigpo", "step_rewards": "progress"}, "test/SparseVowelMulti-v0"),
+        (
+            {"name": "gigpo", "step_rewards": "progress", "progress_estimator": "model"},
+            "test/SparseVowelMulti-v0",
+        ),
         ({"name": "arpo", "task_pool": 2}, "test/SparseVowel-v0"),
         ({"name": "semi_online", "min_return_std": None}, "test/SparseVowelMulti-v0"),
         ({"name": "critique_grpo", "refine_when": "always"}, "test/SparseVowel-v0"),
