@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from palaestra.agents.base import GenerationRequest, Message, Policy, SamplingParams, message_text
+from palaestra.agents.base import GenerationRequest, Message, Policy, SamplingParams
 
 __all__ = [
     "THOUGHT_HINT",
@@ -108,8 +108,8 @@ class ModelThought:
         head = [m for m in history[:1] if m["role"] == "system"]
         if self.with_history:
             context = history
-        else:  # the current state only, as a user message
-            context = [*head, {"role": "user", "content": message_text(history[-1])}]
+        else:  # the current state only (text and any screenshot), as a user message
+            context = [*head, {"role": "user", "content": history[-1]["content"]}]
         return [*context, {"role": "user", "content": self.hint.format(action=request.expert)}]
 
     async def thoughts(self, requests: Sequence[PatchRequest]) -> list[str]:

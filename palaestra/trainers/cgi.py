@@ -20,8 +20,9 @@ Choices (§6.6: the official code was not read, so details are ours), each a con
       critiques (verdict-filtered) are the critic's SFT data; Stage 2 then critiques with the trained
       model (`PolicyCritic`, no reference shown). The teacher is a rule critic (default `ground_truth`)
       or any model (`critic_training.teacher: openai:MODEL`, ...) standing in for the paper's GPT-4.
-      The critic is not trained further in Stage 2; it is exported to RUN/critic/final and
-      checkpointed with the actor (RUN/critic/checkpoints, same steps), so resume restores it.
+      The critic is not trained further in Stage 2; its SFT data is kept in RUN/critic/critiques.parquet,
+      it is exported to RUN/critic/final and checkpointed with the actor (RUN/critic/checkpoints, same
+      steps), so resume restores it.
     * `direct_rows`: also train ctx -> a' (the actor learns to act well without a critique).
     * `keep`: rows from successful episodes (rejection sampling, default) or from every episode.
     * Online, iterative: each step fine-tunes the current actor on the step's new data (the paper
@@ -41,6 +42,7 @@ from palaestra.agents.base import SamplingParams
 from palaestra.rollout.critique import Critic, CritiqueGuidedRunner, GuidedEpisode, PolicyCritic, RuleCritic
 from palaestra.rollout.runner import Task
 from palaestra.rollout.semi_online import matcher_for
+from palaestra.rollout.storage import save_trajectories
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.batching import MicroBatch
 from palaestra.trainers.core.losses import masked_mean
@@ -109,7 +111,9 @@ class CGITrainer(Trainer):
             spec = algo.critic_training
             init = {"model": critic_init, "tokenizer": self.tokenizer} if spec.init is None else {}
             self.critic_trainer = CriticTrainer(config, spec, **init)
-            sampling = SamplingParams(temperature=spec.temperature, max_new_tokens=spec.max_new_tokens)
+            sampling = SamplingParams(
+                temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=config.run.seed
+            )
             self.critic: Critic = PolicyCritic(self.critic_trainer.policy, sampling=sampling)
         elif algo.critic == "self":
             self.critic = PolicyCritic(self.policy)
@@ -138,7 +142,7 @@ class CGITrainer(Trainer):
         assert trainer is not None
         teacher = teacher_critic(spec)
         metrics: dict[str, float] = {}
-        asked = kept = 0
+        asked, data = 0, []
         for _ in range(spec.rounds):
             tasks = self.sampler.sample(spec.tasks_per_round or self.config.rollout.tasks_per_step)
             episodes = await self._guided(tasks, teacher)
@@ -146,14 +150,16 @@ class CGITrainer(Trainer):
             rows = critique_rows(
                 requests, [c for e in episodes for c in e.critiques], trainer.tokenizer, filter=spec.filter
             )
-            asked, kept = asked + len(requests), kept + len(rows)
+            asked, data = asked + len(requests), data + rows
             before = trainer.nll(rows)
             metrics = {
                 **trainer.fit(rows),
                 "critic/nll_before": before,
                 "critic/nll_after": trainer.nll(rows),
             }
-        metrics["critic/kept_fraction"] = kept / max(asked, 1)
+        metrics["critic/kept_fraction"] = len(data) / max(asked, 1)
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        save_trajectories(data, trainer.run_dir / "critiques.parquet")  # the SFT data, e.g. for TRL
         trainer.export(trainer.run_dir / "final")
         self.critic_ready = True
         return metrics

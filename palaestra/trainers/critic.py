@@ -189,11 +189,14 @@ def sft_loss(
 
 
 def critic_train_config(config: TrainConfig, spec: CriticTrainingConfig) -> TrainConfig:
-    """The critic's run config: the actor's, with the critic's model, learning rate and passes.
+    """The critic's run config: the actor's, with the critic's model, learning rate, passes and steps.
 
     Checkpoints go to RUN/critic/; the critic generates through the hf backend.
     """
-    run = config.run.model_copy(update={"output_dir": config.run.run_dir, "name": "critic"})
+    # steps = Stage-1 rounds: the LR schedule spans the critic's own optimizer steps
+    run = config.run.model_copy(
+        update={"output_dir": config.run.run_dir, "name": "critic", "steps": max(1, spec.rounds)}
+    )
     return config.model_copy(
         update={
             "run": run,

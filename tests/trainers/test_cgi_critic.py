@@ -104,6 +104,7 @@ def test_critic_sft_lowers_its_nll_on_the_critiques(tmp_path, tok):
 @pytest.mark.slow
 def test_cgi_runs_a_step_with_the_trained_critic_and_resumes_it(tmp_path, tok):
     from palaestra.agents.models import build_tiny_model
+    from palaestra.rollout.storage import load_trajectories
     from palaestra.trainers import make_trainer
 
     algo = {
@@ -120,6 +121,8 @@ def test_cgi_runs_a_step_with_the_trained_critic_and_resumes_it(tmp_path, tok):
     assert metrics["critic/kept_fraction"] == 1.0  # rule teachers always agree with the env
     assert metrics["cgi/sft_rows"] > 0 and math.isfinite(metrics["loss/nll"])
     assert (tmp_path / "cgi" / "critic" / "final" / "config.json").exists()
+    data = load_trajectories(tmp_path / "cgi" / "critic" / "critiques.parquet")
+    assert len(data) == metrics["critic/rows"] and data[0].messages[0]["content"] == CRITIQUE_SYSTEM
     critic_weights = {k: v.clone() for k, v in trainer.critic_trainer.module.state_dict().items()}
     actor_weights = trainer.module.state_dict()
     assert any(not torch.equal(v, actor_weights[k]) for k, v in critic_weights.items())
