@@ -5,17 +5,22 @@ reward function (fraction of the reply's letters that are vowels), the same prom
 the same group size, completion budget, sampling (temperature 1, no top-p/top-k) and optimizer (AdamW,
 constant LR, no weight decay, grad-norm clip 1.0), no KL term (TRL `beta=0.0`, ours
 `algorithm.kl_coef=0`), the same clipped token-mean loss (clip 0.2/0.28; TRL `loss_type="dapo"`) and
-transformers `generate` for sampling (no vLLM). One optimizer step per rollout batch in both: TRL
+a transformers model for sampling (no vLLM: TRL calls `model.generate`; palaestra's hf backend its own
+sampler over the same model, see `palaestra/agents/decoding.py`). One optimizer step per rollout batch in both: TRL
 generates `prompts_per_step x group_size` completions per optimizer step (`steps_per_generation` =
 `gradient_accumulation_steps`, `num_iterations=1`), split into micro-batches of `--micro-batch` rows.
 
-Each trainer runs in its own subprocess, so peak memory is its own. Measured per RL step, after
+Each trainer runs in its own subprocess, so peak memory is its own. Both start together and take turns,
+one RL step at a time (ABBA order: ours, TRL, TRL, ours, ...), so each step runs alone and both see
+the same machine over time; on a shared machine this keeps the ratio honest where back-to-back runs
+drift (`--sequential` runs one trainer after the other instead). Measured per RL step, after
 `--warmup` unmeasured steps:
     step s          wall time of one RL step (ours: `Trainer.train_step()`; TRL: `on_step_begin` to
                     `on_step_end`, i.e. generation, reward, loss, backward and optimizer step)
     generation s    ours: `time/rollout_s` (envs, chat template, `generate`, logprobs, reward);
                     TRL: `_generate_and_score_completions` (tokenize, `generate`, decode, reward,
-                    advantages); "model.generate s" is the `generate` call alone in both
+                    advantages); "sampling call s" is the sampler alone (ours: `decoding.sample`,
+                    TRL: `model.generate`)
     update s        step s minus generation s (ours: also advantages, old-logprob recomputation)
     tokens/s        generated tokens / generation s; trained tokens (prompt + completion, no padding)
                     / update s
@@ -32,7 +37,9 @@ Run (from the repository root; the defaults take a few minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import re
 import resource
 import statistics
@@ -106,9 +113,9 @@ def memory_report(rss_before_kib: int) -> dict[str, float]:
     }
 
 
-def time_generate(model: Any, sink: list[float]) -> None:
-    """Wrap `model.generate` so each call's wall time is appended to `sink`."""
-    original = model.generate
+def time_calls(owner: Any, name: str, sink: list[float]) -> None:
+    """Wrap `owner.name` so each call's wall time is appended to `sink`."""
+    original = getattr(owner, name)
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
@@ -117,7 +124,27 @@ def time_generate(model: Any, sink: list[float]) -> None:
         finally:
             sink.append(time.perf_counter() - t0)
 
-    model.generate = timed
+    setattr(owner, name, timed)
+
+
+class Turns:
+    """A worker's side of the turn-taking: wait for the driver's go, report done (named pipes)."""
+
+    def __init__(self, spec: dict[str, Any], name: str):
+        self.enabled = not spec["sequential"]
+        if self.enabled:
+            folder = Path(spec["workdir"])
+            self.go = (folder / f"{name}.go").open("r")
+            self.done = (folder / f"{name}.done").open("w")
+
+    def wait(self) -> None:
+        if self.enabled and not self.go.readline():
+            raise SystemExit("the driver went away")
+
+    def finished(self) -> None:
+        if self.enabled:
+            self.done.write("done\n")
+            self.done.flush()
 
 
 def load_model(spec: dict[str, Any]) -> tuple[Any, Any]:
@@ -154,16 +181,23 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     )
     trainer = make_trainer(cfg, model=model, tokenizer=tok)
     gen_times: list[float] = []
-    time_generate(trainer.model, gen_times)
+    sampler_owner = importlib.import_module(type(trainer.policy).__module__)  # palaestra.agents.hf
+    if trainer.policy.lean:
+        time_calls(sampler_owner, "sample", gen_times)
+    else:
+        time_calls(trainer.model, "generate", gen_times)
+    turns = Turns(spec, "ours")
     rss_before = _status_kib("VmRSS")
     reset_peak_rss()
     steps = []
     for i in range(total):  # train_step() alone: train() adds a checkpoint and an export at the end
         env_class.seen.clear()
+        turns.wait()
         n_gen, calls = len(gen_times), trainer.policy.generate_calls
         t0 = time.perf_counter()
         m = trainer.train_step()
         wall = time.perf_counter() - t0
+        turns.finished()
         trainer.step += 1
         if sorted(set(env_class.seen)) != sorted(set(spec["schedule"][i])):
             raise RuntimeError(
@@ -242,7 +276,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     gen_times: list[float] = []
     current: dict[str, Any] = {}
-    time_generate(trainer.model, gen_times)
+    time_calls(trainer.model, "generate", gen_times)
+    turns = Turns(spec, "trl")
     score = trainer._generate_and_score_completions
 
     def timed_score(batch: Any) -> dict[str, Any]:
@@ -260,11 +295,13 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            turns.wait()
             current.clear()
             current.update(t0=time.perf_counter(), n_gen=len(gen_times), n_seen=len(seen))
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             wall = time.perf_counter() - current["t0"]
+            turns.finished()
             i = len(steps)
             if sorted(set(seen[current["n_seen"] :])) != sorted(set(spec["schedule"][i])):
                 raise RuntimeError(f"step {i}: TRL prompts differ from the schedule {spec['schedule'][i]}")
@@ -341,20 +378,66 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
+def _worker_cmd(name: str, spec_path: Path, workdir: Path) -> list[str]:
+    out = workdir / f"{name}.json"
+    return [sys.executable, __file__, "--worker", name, "--spec", str(spec_path), "--result", str(out)]
+
+
+def _fail(name: str, code: int | None, log: Path, verbose: bool) -> SystemExit:
+    tail = "" if verbose else "\n".join(log.read_text().splitlines()[-40:])
+    return SystemExit(f"{name} worker failed (exit {code}):\n{tail}")
+
+
 def run_worker(name: str, spec_path: Path, workdir: Path, verbose: bool) -> dict[str, Any]:
-    out, log = workdir / f"{name}.json", workdir / f"{name}.log"
-    cmd = [sys.executable, __file__, "--worker", name, "--spec", str(spec_path), "--result", str(out)]
+    log = workdir / f"{name}.log"
     print(f"running {name} in a subprocess (log: {log}) ...", flush=True)
     t0 = time.perf_counter()
     with log.open("w") as f:
         proc = subprocess.run(
-            cmd, stdout=None if verbose else f, stderr=subprocess.STDOUT if not verbose else None
+            _worker_cmd(name, spec_path, workdir),
+            stdout=None if verbose else f,
+            stderr=subprocess.STDOUT if not verbose else None,
         )
     if proc.returncode != 0:
-        tail = "" if verbose else "\n".join(log.read_text().splitlines()[-40:])
-        raise SystemExit(f"{name} worker failed (exit {proc.returncode}):\n{tail}")
+        raise _fail(name, proc.returncode, log, verbose)
     print(f"  {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
-    return json.loads(out.read_text())
+    return json.loads((workdir / f"{name}.json").read_text())
+
+
+def run_in_turns(names: list[str], spec: dict[str, Any], spec_path: Path, workdir: Path, verbose: bool):
+    """Start every worker, then let them run one RL step at a time in ABBA order."""
+    procs, logs, pipes = {}, {}, {}
+    for name in names:
+        for end in ("go", "done"):
+            os.mkfifo(workdir / f"{name}.{end}")
+        logs[name] = (workdir / f"{name}.log").open("w")
+        procs[name] = subprocess.Popen(
+            _worker_cmd(name, spec_path, workdir),
+            stdout=None if verbose else logs[name],
+            stderr=subprocess.STDOUT if not verbose else None,
+        )
+    print(f"running {' and '.join(names)} in turns (logs in {workdir}) ...", flush=True)
+    for name in names:  # same open order as the worker: go, then done
+        pipes[name] = ((workdir / f"{name}.go").open("w"), (workdir / f"{name}.done").open("r"))
+    t0 = time.perf_counter()
+    for step in range(spec["warmup"] + spec["steps"]):
+        for name in names if step % 2 == 0 else names[::-1]:
+            go, done = pipes[name]
+            go.write("go\n")
+            go.flush()
+            if not done.readline():
+                procs[name].wait()
+                raise _fail(name, procs[name].returncode, workdir / f"{name}.log", verbose)
+    results = {}
+    for name in names:
+        for pipe in pipes[name]:
+            pipe.close()
+        if procs[name].wait() != 0:
+            raise _fail(name, procs[name].returncode, workdir / f"{name}.log", verbose)
+        logs[name].close()
+        results[name] = json.loads((workdir / f"{name}.json").read_text())
+    print(f"  done in {time.perf_counter() - t0:.0f}s", flush=True)
+    return results
 
 
 def summarise(result: dict[str, Any], warmup: int) -> dict[str, float]:
@@ -369,7 +452,7 @@ def summarise(result: dict[str, Any], warmup: int) -> dict[str, float]:
         "steps/s": 1 / step_s,
         "step s": step_s,
         "  generation s": gen_s,
-        "    model.generate s": med("generate_s"),
+        "    sampling call s": med("generate_s"),
         "  update s": update_s,
         "generated tokens/step": med("generated_tokens"),
         "trained tokens/step": med("trained_tokens"),
@@ -390,7 +473,7 @@ BETTER = {
     "steps/s": "higher",
     "step s": "lower",
     "  generation s": "lower",
-    "    model.generate s": "lower",
+    "    sampling call s": "lower",
     "  update s": "lower",
     "generated tokens/s": "higher",
     "trained tokens/s": "higher",
@@ -431,7 +514,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gradient-checkpointing", action="store_true", help="in both trainers")
     ap.add_argument("--ours-override", action="append", default=[], help="extra palaestra key=value")
-    ap.add_argument("--order", default="trl,ours", help="which trainer runs first")
+    ap.add_argument("--order", default="ours,trl", help="which trainer runs first")
+    ap.add_argument(
+        "--sequential", action="store_true", help="run the trainers one after the other, not in turns"
+    )
     ap.add_argument("--json", type=Path, help="also write the raw per-step results here")
     ap.add_argument("--verbose", action="store_true", help="stream the workers' output")
     ap.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
@@ -451,7 +537,11 @@ def main() -> None:
         spec.pop("json")
         spec_path = workdir / "spec.json"
         spec_path.write_text(json.dumps(spec, default=str))
-        results = {name: run_worker(name, spec_path, workdir, args.verbose) for name in args.order.split(",")}
+        names = args.order.split(",")
+        if args.sequential:
+            results = {name: run_worker(name, spec_path, workdir, args.verbose) for name in names}
+        else:
+            results = run_in_turns(names, spec, spec_path, workdir, args.verbose)
 
     import torch
     import transformers
@@ -461,7 +551,8 @@ def main() -> None:
     print(
         f"\nmodel {args.model} ({spec['params_m']:.1f}M params), {args.prompts_per_step} prompts x "
         f"{args.group_size} samples, {args.max_new_tokens} new tokens, micro-batch {spec['micro_batch']} rows, "
-        f"lr {args.lr}; median of {args.steps} steps after {args.warmup} warm-up; torch {torch.__version__} "
+        f"lr {args.lr}; median of {args.steps} steps after {args.warmup} warm-up, "
+        f"{'one trainer after the other' if args.sequential else 'taking turns step by step'}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, trl {trl.__version__}\n"
     )
     print(table(ours, theirs))

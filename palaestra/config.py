@@ -111,6 +111,11 @@ class AgentConfig(Section):
         "vLLM engine started from the initial weights, synced after every update).",
     )
     max_batch_size: int = Field(64, ge=1, description="Most concurrent requests in one generate call.")
+    sampler: Literal["auto", "lean", "generate"] = Field(
+        "auto",
+        description="hf: palaestra's sampler (identical prompts prefilled once, finished rows leave the "
+        "batch) where the model supports it (auto), always (lean), or transformers generate.",
+    )
     gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="vllm: GPU memory fraction for the engine (the trainer shares the GPU)."
     )
@@ -186,6 +191,11 @@ class OptimizerConfig(Section):
         4096,
         ge=1,
         description="Token budget of one micro-batch (padded rows x length); sequences are length-bucketed.",
+    )
+    share_prefix: bool = Field(
+        True,
+        description="Compute a group's shared prompt once per micro-batch in training passes (single "
+        "process, models with a standard KV cache, no gradient checkpointing; otherwise ignored).",
     )
 
 

@@ -1,16 +1,19 @@
-"""The `hf` backend: transformers `generate` with concurrent requests micro-batched.
+"""The `hf` backend: a transformers model sampling concurrent requests in micro-batches.
 
 Every episode coroutine awaits `HFPolicy.generate([request])`; a batching task on the event loop
 collects the requests that are pending at the same moment (all episodes of a rollout step, or every
-episode whose env just answered), groups those with identical sampling parameters, and runs one
-left-padded `model.generate` per group in a worker thread, so the loop keeps stepping envs meanwhile.
+episode whose env just answered), groups those with identical sampling parameters, and samples each
+group in one batch in a worker thread, so the loop keeps stepping envs meanwhile. The sampler is
+`palaestra.agents.decoding.sample` (shared prefill of identical prompts, finished rows leave the
+batch) for decoder-only LMs with a standard KV cache, else `model.generate` (`sampler="generate"`
+forces it).
 
 Token-exact: a request's `prompt_token_ids` are used verbatim; the reply's ids are the sampled ids,
 never re-tokenized text, and include the end-of-turn token when one was sampled.
 
 Logprobs are those of the sampling distribution before top-p/top-k truncation: log_softmax(logits / T)
-at the sampled id (T = 1 for greedy decoding), computed from the raw logits `generate` returns. This is
-what the trainer recomputes at the same temperature.
+at the sampled id (T = 1 for greedy decoding), computed from the raw logits. This is what the trainer
+recomputes at the same temperature.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from palaestra.agents.base import Generation, GenerationRequest, SamplingParams
+from palaestra.agents.decoding import sample, supports_lean_sampling
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -58,6 +62,7 @@ class HFPolicy:
         name: label for results and logs.
         max_batch_size: most requests in one `generate` call.
         batch_wait_s: how long the batcher waits after the first request for others to arrive.
+        sampler: "auto" (palaestra's sampler where the model supports it), "lean" or "generate".
     """
 
     def __init__(
@@ -68,9 +73,16 @@ class HFPolicy:
         name: str = "hf",
         max_batch_size: int = 32,
         batch_wait_s: float = 0.002,
+        sampler: Literal["auto", "lean", "generate"] = "auto",
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size={max_batch_size}; it must be >= 1")
+        if sampler not in ("auto", "lean", "generate"):
+            raise ValueError(f"sampler={sampler!r}; expected 'auto', 'lean' or 'generate'")
+        if sampler == "lean" and not supports_lean_sampling(model):
+            raise ValueError(
+                f"sampler='lean' does not support {type(model).__name__}; use sampler='generate' or 'auto'"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -78,6 +90,7 @@ class HFPolicy:
         self.batch_wait_s = batch_wait_s
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_ids = self._eos_ids()
+        self.lean = sampler == "lean" or (sampler == "auto" and supports_lean_sampling(model))
         self.generate_calls = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="palaestra-hf")
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -190,13 +203,6 @@ class HFPolicy:
 
     def _generate_batch(self, batch: list[_Pending]) -> list[Generation]:
         sampling = batch[0].request.sampling
-        width = max(len(p.prompt_ids) for p in batch)
-        device = next(self.model.parameters()).device
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, p in enumerate(batch):  # left padding
-            input_ids[i, width - len(p.prompt_ids) :] = torch.as_tensor(p.prompt_ids)
-            attention_mask[i, width - len(p.prompt_ids) :] = 1
         seed = _batch_seed([p.request.sampling.seed for p in batch])
         was_training = self.model.training
         self.model.eval()
@@ -204,15 +210,38 @@ class HFPolicy:
             with torch.random.fork_rng(devices=[]), torch.inference_mode():
                 if seed is not None:
                     torch.manual_seed(seed)
-                out = self.model.generate(
-                    input_ids=input_ids.to(device),
-                    attention_mask=attention_mask.to(device),
-                    generation_config=self._generation_config(sampling),
-                    tokenizer=self.tokenizer if sampling.stop else None,
-                )
+                if self.lean:
+                    out = sample(
+                        self.model,
+                        [p.prompt_ids for p in batch],
+                        sampling,
+                        eos_ids=self.eos_ids,
+                        pad_id=self.pad_id,
+                        tokenizer=self.tokenizer if sampling.stop else None,
+                    )
+                    new, logprobs = out.token_ids, out.logprobs
+                else:
+                    new, logprobs = self._generate(batch, sampling)
         finally:
             self.model.train(was_training)
         self.generate_calls += 1
+        return [self._row(new[i].tolist(), logprobs[i].tolist(), sampling) for i in range(len(batch))]
+
+    def _generate(self, batch: list[_Pending], sampling: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """`model.generate` on the left-padded batch: (B, N) sampled ids and their logprobs."""
+        width = max(len(p.prompt_ids) for p in batch)
+        device = next(self.model.parameters()).device
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, p in enumerate(batch):  # left padding
+            input_ids[i, width - len(p.prompt_ids) :] = torch.as_tensor(p.prompt_ids)
+            attention_mask[i, width - len(p.prompt_ids) :] = 1
+        out = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            generation_config=self._generation_config(sampling),
+            tokenizer=self.tokenizer if sampling.stop else None,
+        )
         new = out.sequences[:, width:].cpu()  # (B, N)
         temperature = sampling.temperature if not sampling.greedy else 1.0
         # step by step: no stacked (B, N, V) copy of the logits and no (B, N, V) log-softmax
@@ -223,7 +252,7 @@ class HFPolicy:
             ],
             dim=1,
         )  # (B, N)
-        return [self._row(new[i].tolist(), logprobs[i].tolist(), sampling) for i in range(len(batch))]
+        return new, logprobs
 
     def _row(self, ids: list[int], logprobs: list[float], sampling: SamplingParams) -> Generation:
         end = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)

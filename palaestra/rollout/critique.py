@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from palaestra.agents.base import GenerationRequest, Message, Policy, SamplingParams
@@ -35,6 +35,7 @@ __all__ = [
     "GuidedEpisode",
     "PolicyCritic",
     "RuleCritic",
+    "critic_messages",
     "refine",
     "refinement_messages",
 ]
@@ -109,14 +110,25 @@ class PolicyCritic:
         self.show_reference = show_reference
 
     async def critique(self, requests: Sequence[CritiqueRequest]) -> list[str]:
-        prompts = []
-        for r in requests:
-            user = f"Task:\n{r.question}\n\nAttempted answer:\n{r.response}"
-            if self.show_reference and r.expert is not None:
-                user += f"\n\nReference answer:\n{r.expert}"
-            messages = ({"role": "system", "content": CRITIQUE_SYSTEM}, {"role": "user", "content": user})
-            prompts.append(GenerationRequest(messages=messages, sampling=self.sampling))
+        prompts = [
+            GenerationRequest(
+                messages=tuple(critic_messages(r, show_reference=self.show_reference)), sampling=self.sampling
+            )
+            for r in requests
+        ]
         return [g.text for g in await self.policy.generate(prompts)]
+
+
+def critic_messages(request: CritiqueRequest, *, show_reference: bool = False) -> list[Message]:
+    """The critic's prompt for one reply: review instructions, the task and the attempt.
+
+    The env's verdict is never shown; the expert's answer only with `show_reference`. A trained critic
+    (CGI Stage 1, `trainers/critic.py`) is fine-tuned on exactly these prompts.
+    """
+    user = f"Task:\n{request.question}\n\nAttempted answer:\n{request.response}"
+    if show_reference and request.expert is not None:
+        user += f"\n\nReference answer:\n{request.expert}"
+    return [{"role": "system", "content": CRITIQUE_SYSTEM}, {"role": "user", "content": user}]
 
 
 def refinement_messages(system: str, question: str, response: str, critique: str) -> list[Message]:
@@ -231,6 +243,7 @@ class GuidedEpisode:
         critiques: per step, the critique text.
         success: the env's success at the end.
         reward: the episode return (of the refined actions the env executed).
+        requests: per step, what the critic was asked (critic training data, `trainers/critic.py`).
     """
 
     refined_rows: list[Trajectory]
@@ -239,6 +252,7 @@ class GuidedEpisode:
     critiques: list[str]
     success: bool = False
     reward: float = 0.0
+    requests: list[CritiqueRequest] = field(default_factory=list)
 
 
 class CritiqueGuidedRunner:
@@ -331,10 +345,9 @@ class CritiqueGuidedRunner:
                     and self.matcher is not None
                     and getattr(self.matcher(candidate, str(expert)), "exact", False)
                 )
-                question = observation_text(obs)
-                (critique,) = await self.critic.critique(
-                    [CritiqueRequest(question, candidate, correct, "", expert)]
-                )
+                request = CritiqueRequest(observation_text(obs), candidate, correct, "", expert)
+                (critique,) = await self.critic.critique([request])
+                out.requests.append(request)
                 guided = [*history, {"role": "assistant", "content": candidate}]
                 guided.append({"role": "user", "content": f"Critique:\n{critique}\n\n{REVISE_INSTRUCTION}"})
                 refined, ids, _ = await self._reply(guided, task, "r" + tag)

@@ -3,8 +3,9 @@
 At each step the policy answers the history it built itself; its action is compared with the env's
 `info["expert_action"]`. On a match the env takes the policy's action. On a mismatch the Patch Module
 decides: while fewer than `patch_threshold` patches were made, the expert's action goes into the
-history instead (thought-free patch: the expert's reply text, no synthetic thought) and the env takes
-it, so the rollout continues on the expert's path; after that, the rollout stops. Each step becomes
+history instead and the env takes it, so the rollout continues on the expert's path; after that, the
+rollout stops. The patched history entry is the expert's reply text alone (thought-free patch), or that
+action with a thought a model wrote for it (off-/on-policy thought patch, `rollout/patches.py`). Each step becomes
 one training row (Layout B): prompt = the history so far (its own earlier replies, patched ones
 replaced by the expert's), response = the policy's own reply, token-exact.
 
@@ -34,6 +35,7 @@ from palaestra.envs.games.grid import parse_direction
 from palaestra.envs.games.parsing import last_bracketed
 from palaestra.envs.registration import make
 from palaestra.rollout.chat import TokenChat, env_message, observation_text
+from palaestra.rollout.patches import THOUGHT_TEMPLATE, PatchRequest, ThoughtWriter, patched_reply
 from palaestra.rollout.runner import EpisodeError, RolloutConfig, RolloutRunner, Task
 from palaestra.rollout.trajectory import Trajectory, Turn
 
@@ -192,6 +194,8 @@ class SemiOnlineRunner:
         max_turns: cap on steps (None: the env's own limit).
         env_factory: builds the env of a task (default: `palaestra.make(task.env_id, **task.env_kwargs)`;
             offline demos: a `DemoReplayEnv`).
+        thought_writer: writes the thought of patched steps (None: thought-free patch).
+        thought_template: joins a thought and the expert action into the patched history entry.
     """
 
     def __init__(
@@ -204,6 +208,8 @@ class SemiOnlineRunner:
         reward_scheme: Literal["paper", "code"] = "paper",
         max_turns: int | None = None,
         env_factory: Callable[[Task], gym.Env] | None = None,
+        thought_writer: ThoughtWriter | None = None,
+        thought_template: str = THOUGHT_TEMPLATE,
     ):
         if patch_threshold is not None and patch_threshold < 0:
             raise ValueError(f"patch_threshold={patch_threshold}; use >= 0, or None for unlimited patches")
@@ -212,6 +218,7 @@ class SemiOnlineRunner:
         self.reward_scheme, self.max_turns = reward_scheme, max_turns
         self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
         self.env_factory = env_factory or (lambda task: make(task.env_id, **task.env_kwargs))
+        self.thought_writer, self.thought_template = thought_writer, thought_template
 
     async def run(self, tasks: Sequence[Task], group_size: int) -> list[SemiOnlineRollout]:
         """`group_size` rollouts of every task, ordered by (task, sample)."""
@@ -262,13 +269,16 @@ class SemiOnlineRunner:
                 out.stopped = True
                 break
             taken = str(expert) if patched else reply
+            entry = (
+                await self._patch_entry(out.history, taken, facts, (task, sample, t)) if patched else reply
+            )
             patches += patched
             obs, env_reward, terminated, truncated, info = await call(env.step, taken)
             facts["env_reward"] = float(env_reward)
             turn = Turn(reply, observation_text(obs), reward, terminated, truncated, facts, "stop", span)
             row.turns[:] = [turn]
             out.history += [
-                {"role": "assistant", "content": taken},
+                {"role": "assistant", "content": entry},
                 env_message(obs, info.get("role", "user")),
             ]
             out.success = bool(info.get("success", False))
@@ -277,16 +287,29 @@ class SemiOnlineRunner:
                 break
         return out
 
+    def _seed(self, task: Task, sample: int, t: int, salt: int = 0) -> int | None:
+        """A sampling seed per (task, sample, step); `salt` separates the thought's from the reply's."""
+        if self.sampling.seed is None:
+            return None
+        key = [self.sampling.seed, task.seed & 0xFFFFFFFF, sample, t] + ([salt] if salt else [])
+        return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+    async def _patch_entry(
+        self, history: list[Message], expert: str, facts: dict, at: tuple[Task, int, int]
+    ) -> str:
+        """The patched history entry: the expert action, with a written thought if there is a writer."""
+        if self.thought_writer is None:
+            return expert
+        seed = self._seed(*at, salt=1)
+        (thought,) = await self.thought_writer.thoughts([PatchRequest(list(history), expert, seed)])
+        facts["patch_thought"] = thought
+        return patched_reply(expert, thought, self.thought_template)
+
     async def _generate(
         self, task: Task, history: list[Message], info: dict, group: int, sample: int, t: int
     ) -> Trajectory:
         """One reply to `history`, as a one-step training row (turn holds only the token span for now)."""
-        base = self.sampling.seed
-        seed = (
-            None
-            if base is None
-            else int(np.random.SeedSequence([base, task.seed & 0xFFFFFFFF, sample, t]).generate_state(1)[0])
-        )
+        seed = self._seed(task, sample, t)
         prompt = self.chat.prompt_ids(history) if self.chat is not None else []
         request = GenerationRequest(
             messages=tuple(history),

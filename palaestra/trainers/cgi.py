@@ -12,10 +12,17 @@ The rollout and trainer plumbing are the shared ones (`rollout.critique.Critique
 loop with its micro-batching, checkpoints and evaluation); only `collect` and `loss` differ.
 
 Choices (§6.6: the official code was not read, so details are ours), each a config field:
-    * Critic: rule-based from the env's expert (`ground_truth`: verdict + the expert action;
+    * Critic: rule-based from the env's expert (`ground_truth`: verdict + the expert action,
       `indicative`: verdict only; the verdict compares the candidate with `info["expert_action"]`),
-      or `self`: the actor itself writes the critique (a model critic through the policy backend).
-      The paper's separately SFT-trained critic (Stage 1) is not trained here.
+      `self`: the actor itself writes the critique (a model critic through the policy backend), or
+      `trained`: the paper's separate critic model, fine-tuned first (Stage 1, `trainers/critic.py`):
+      `critic_training.rounds` rounds of actor rollouts with a teacher critic in the loop, whose
+      critiques (verdict-filtered) are the critic's SFT data; Stage 2 then critiques with the trained
+      model (`PolicyCritic`, no reference shown). The teacher is a rule critic (default `ground_truth`)
+      or any model (`critic_training.teacher: openai:MODEL`, ...) standing in for the paper's GPT-4.
+      The critic is not trained further in Stage 2; its SFT data is kept in RUN/critic/critiques.parquet,
+      it is exported to RUN/critic/final and checkpointed with the actor (RUN/critic/checkpoints, same
+      steps), so resume restores it.
     * `direct_rows`: also train ctx -> a' (the actor learns to act well without a critique).
     * `keep`: rows from successful episodes (rejection sampling, default) or from every episode.
     * Online, iterative: each step fine-tunes the current actor on the step's new data (the paper
@@ -24,18 +31,29 @@ Choices (§6.6: the official code was not read, so details are ours), each a con
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from palaestra.rollout.critique import Critic, CritiqueGuidedRunner, PolicyCritic, RuleCritic
+from palaestra.agents.base import SamplingParams
+from palaestra.rollout.critique import Critic, CritiqueGuidedRunner, GuidedEpisode, PolicyCritic, RuleCritic
 from palaestra.rollout.runner import Task
 from palaestra.rollout.semi_online import matcher_for
+from palaestra.rollout.storage import save_trajectories
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.batching import MicroBatch
-from palaestra.trainers.core.losses import masked_mean, token_mean
+from palaestra.trainers.core.losses import masked_mean
 from palaestra.trainers.core.trainer import Normalizers, Trainer
+from palaestra.trainers.critic import (
+    CriticTrainer,
+    CriticTrainingConfig,
+    critique_rows,
+    sft_loss,
+    teacher_critic,
+)
 
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
@@ -49,8 +67,13 @@ class CGIConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     name: Literal["cgi"] = "cgi"
-    critic: Literal["indicative", "ground_truth", "self"] = Field(
-        "ground_truth", description="Rule critic from the env's expert, or 'self' (the actor critiques)."
+    critic: Literal["indicative", "ground_truth", "self", "trained"] = Field(
+        "ground_truth",
+        description="Rule critic from the env's expert, 'self' (the actor critiques) or 'trained' (Stage 1 "
+        "SFT of a separate critic model, see critic_training).",
+    )
+    critic_training: CriticTrainingConfig = Field(
+        default_factory=CriticTrainingConfig, description="Stage 1 options (critic: trained)."
     )
     matcher: Literal["auto", "bracket", "web", "exact"] = Field(
         "auto", description="How rule critics compare a candidate with the expert action."
@@ -70,47 +93,82 @@ class CGIConfig(BaseModel):
         return False
 
 
-def sft_loss(
-    logp: torch.Tensor, loss_mask: torch.Tensor, *, total_tokens: int | None = None
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Token-mean negative log-likelihood of the masked tokens (exact under gradient accumulation).
-
-    Args:
-        logp: (B, T) log π_θ of the target tokens.
-        loss_mask: (B, T) 1 on the tokens to imitate.
-        total_tokens: masked tokens of the whole optimizer step (None: this batch's).
-
-    Returns:
-        The loss and `loss/nll` (this batch's own mean).
-    """
-    loss = token_mean(-logp, loss_mask, total_tokens=total_tokens)
-    return loss, {"loss/nll": float(masked_mean(-logp.detach(), loss_mask))}
-
-
 class CGITrainer(Trainer):
     """Critique-guided rollouts and SFT of the actor on successful refinements (module docstring)."""
 
     config_class = CGIConfig
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
-        super().__init__(config, **kwargs)
         algo: CGIConfig = config.algorithm
-        self.critic: Critic = PolicyCritic(self.policy) if algo.critic == "self" else RuleCritic(algo.critic)
+        model = kwargs.get("model")
+        critic_init = copy.deepcopy(model) if algo.critic == "trained" and model is not None else None
+        super().__init__(config, **kwargs)
+        self.critic_trainer: CriticTrainer | None = None
+        self.critic_ready = algo.critic != "trained"
+        if algo.critic == "trained":
+            if self.dist.enabled:
+                raise ValueError("algorithm.critic=trained runs in one process; launch without torchrun")
+            spec = algo.critic_training
+            init = {"model": critic_init, "tokenizer": self.tokenizer} if spec.init is None else {}
+            self.critic_trainer = CriticTrainer(config, spec, **init)
+            sampling = SamplingParams(
+                temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=config.run.seed
+            )
+            self.critic: Critic = PolicyCritic(self.critic_trainer.policy, sampling=sampling)
+        elif algo.critic == "self":
+            self.critic = PolicyCritic(self.policy)
+        else:
+            self.critic = RuleCritic(algo.critic)
 
-    async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
+    async def _guided(self, tasks: list[Task], critic: Critic) -> list[GuidedEpisode]:
         algo: CGIConfig = self.config.algorithm
         config = self.rollout_config(self.step)
-        rows: list[Trajectory] = []
         episodes = []
         for task in tasks:  # one runner per task: the matcher depends on the env
             runner = CritiqueGuidedRunner(
                 self.policy,
-                self.critic,
+                critic,
                 sampling=config.sampling,
                 matcher=matcher_for(task.env_id, algo.matcher),
                 max_turns=self.config.rollout.max_turns,
             )
             episodes += await runner.run([task], config.group_size)
+        return episodes
+
+    async def train_critic(self) -> dict[str, float]:
+        """CGI Stage 1: rounds of actor rollouts with the teacher in the loop, then critic SFT."""
+        algo: CGIConfig = self.config.algorithm
+        spec, trainer = algo.critic_training, self.critic_trainer
+        assert trainer is not None
+        teacher = teacher_critic(spec)
+        metrics: dict[str, float] = {}
+        asked, data = 0, []
+        for _ in range(spec.rounds):
+            tasks = self.sampler.sample(spec.tasks_per_round or self.config.rollout.tasks_per_step)
+            episodes = await self._guided(tasks, teacher)
+            requests = [r for e in episodes for r in e.requests]
+            rows = critique_rows(
+                requests, [c for e in episodes for c in e.critiques], trainer.tokenizer, filter=spec.filter
+            )
+            asked, data = asked + len(requests), data + rows
+            before = trainer.nll(rows)
+            metrics = {
+                **trainer.fit(rows),
+                "critic/nll_before": before,
+                "critic/nll_after": trainer.nll(rows),
+            }
+        metrics["critic/kept_fraction"] = len(data) / max(asked, 1)
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        save_trajectories(data, trainer.run_dir / "critiques.parquet")  # the SFT data, e.g. for TRL
+        trainer.export(trainer.run_dir / "final")
+        self.critic_ready = True
+        return metrics
+
+    async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
+        algo: CGIConfig = self.config.algorithm
+        stage1 = {} if self.critic_ready else await self.train_critic()
+        episodes = await self._guided(tasks, self.critic)
+        rows: list[Trajectory] = []
         for ep in episodes:
             if algo.keep == "success" and not ep.success:
                 continue
@@ -127,6 +185,7 @@ class CGITrainer(Trainer):
                 for e in episodes
             )
             / max(sum(len(e.candidates) for e in episodes), 1),
+            **stage1,
         }
         return rows, metrics
 
@@ -146,3 +205,32 @@ class CGITrainer(Trainer):
         if entropy is not None:
             metrics["loss/entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
         return loss, metrics
+
+    # -- the trained critic's state ----------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "critic_ready": self.critic_ready}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        super()._load_state(state)
+        self.critic_ready = bool(state.get("critic_ready", self.critic_trainer is None))
+
+    def save(self) -> Path:
+        """The critic's checkpoint (same step) first, then the actor's, whose state.json marks both done."""
+        if self.critic_trainer is not None:
+            self.critic_trainer.step = self.step
+            self.critic_trainer.save()
+        return super().save()
+
+    def resume(self, path: Path | None = None) -> bool:
+        if not super().resume(path):
+            return False
+        if self.critic_trainer is not None:
+            folder = self.critic_trainer.run_dir / "checkpoints" / f"step-{self.step:06d}"
+            if not (folder / "state.json").exists():
+                raise FileNotFoundError(
+                    f"the actor resumed at step {self.step} but the critic has no checkpoint {folder}; "
+                    "the run folder is incomplete (copy RUN/critic/ along with RUN/checkpoints/)"
+                )
+            self.critic_trainer.resume(folder)
+            self.critic_trainer.module.eval()
+        return True

@@ -26,14 +26,18 @@ Choices (§7.8, §15 item 8), each a config field:
       reward) is subtracted, per step with a format error, from both the episode score and the step
       return, as the code does.
     * `step_rewards="progress"`: SPA-RL (§8) step rewards from a learned progress estimator feed R_t
-      (see `trainers/spa.py`); A^E keeps the env's episode returns.
+      (see `trainers/spa.py`); A^E keeps the env's episode returns. `progress_estimator`: "head" (a
+      linear head on the policy's logits) or "model" (the paper's separate LM + head, initialised from
+      `progress_model` or a copy of the policy's initial weights, own optimizer and checkpoints).
 
 Departures from `trainers/core`: per-token advantages (one value per turn) instead of one per episode.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -47,7 +51,14 @@ from palaestra.trainers.core.advantages import (
     turn_token_advantages,
 )
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
-from palaestra.trainers.spa import ProgressEstimator, progress_step_rewards
+from palaestra.trainers.spa import (
+    HeadProgress,
+    ProgressEstimator,
+    ProgressModel,
+    StepProgress,
+    progress_step_rewards,
+    turn_ends,
+)
 
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
@@ -80,8 +91,22 @@ class GiGPOConfig(GRPOConfig):
     )
     progress_alpha: float = Field(1.0, description="SPA-RL α, weight of the estimated contribution ĉ_t.")
     progress_beta: float = Field(1.0, description="SPA-RL β, weight of the grounding reward g_t.")
+    progress_estimator: Literal["head", "model"] = Field(
+        "head",
+        description="SPA-RL estimator: a linear head on the policy's logits, or a separate LM with the head "
+        "(paper).",
+    )
     progress_lr: float = Field(1e-3, gt=0, description="Adam learning rate of the progress head.")
     progress_fit_iters: int = Field(20, ge=1, description="Adam steps fitting the progress head per RL step.")
+    progress_model: str | None = Field(
+        None,
+        description="Estimator LM's initial weights (model name or path, same tokenizer as the policy); None: "
+        "a copy of the policy's initial model.",
+    )
+    progress_model_lr: float = Field(1e-5, gt=0, description="AdamW learning rate of the estimator LM.")
+    progress_model_iters: int = Field(
+        1, ge=1, description="Estimator LM optimizer steps per RL step (each over all the step's episodes)."
+    )
 
 
 def gigpo_advantages(
@@ -167,19 +192,52 @@ class GiGPOTrainer(GRPOTrainer):
     config_class = GiGPOConfig
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
-        super().__init__(config, **kwargs)
         algo: GiGPOConfig = config.algorithm
-        self.progress: ProgressEstimator | None = None
-        if algo.step_rewards == "progress":
-            vocab = int(self.model.get_output_embeddings().weight.shape[0])
-            self.progress = ProgressEstimator(vocab, lr=algo.progress_lr, fit_iters=algo.progress_fit_iters)
+        use_model = algo.step_rewards == "progress" and algo.progress_estimator == "model"
+        given = kwargs.get("model")
+        initial = (
+            copy.deepcopy(given) if use_model and given is not None and algo.progress_model is None else None
+        )
+        super().__init__(config, **kwargs)
+        self.progress: StepProgress | None = None
+        if algo.step_rewards != "progress":
+            return
+        vocab = int(self.module.get_output_embeddings().weight.shape[0])
+        if use_model:
+            self.progress = self._progress_model(initial, vocab)
+        else:
+            head = ProgressEstimator(vocab, lr=algo.progress_lr, fit_iters=algo.progress_fit_iters)
+            self.progress = HeadProgress(head, self._turn_end_logits)
+
+    def _progress_model(self, lm: torch.nn.Module | None, vocab: int) -> ProgressModel:
+        """The separate estimator LM: `progress_model`, else a copy of the policy's initial weights."""
+        from palaestra.agents.models import load_model
+
+        algo: GiGPOConfig = self.config.algorithm
+        if lm is None:
+            name = algo.progress_model or self.config.model.name
+            lm = load_model(name, dtype=self.config.model.dtype, device=str(self.device))
+        lm.to(self.device)
+        got = int(lm.get_output_embeddings().weight.shape[0])
+        if got != vocab:
+            raise ValueError(
+                f"algorithm.progress_model={algo.progress_model!r} has a vocabulary of {got} but the policy's has "
+                f"{vocab}; the estimator reads the policy's token ids, so use a model with the policy's tokenizer"
+            )
+        return ProgressModel(
+            lm,
+            lr=algo.progress_model_lr,
+            fit_iters=algo.progress_model_iters,
+            max_grad_norm=self.config.optimizer.max_grad_norm,
+            autocast=self._autocast,
+        )
 
     @torch.no_grad()
     def _turn_end_logits(self, trajectory: Trajectory) -> torch.Tensor:
         """(T, V) the policy's logits at the last token of each reply (zeros for text-only turns)."""
-        ends = [end - 1 for _, end in (u.token_span for u in trajectory.turns)]
-        if not trajectory.token_ids or min(ends) < 0:
-            return torch.zeros(len(ends), self.progress.head.in_features)  # type: ignore[union-attr]
+        ends = turn_ends(trajectory)
+        if ends is None:
+            return torch.zeros(trajectory.num_turns, self.module.get_output_embeddings().weight.shape[0])
         was_training = self.model.training
         self.model.eval()
         ids = torch.tensor([trajectory.token_ids], device=self.device)
@@ -193,9 +251,7 @@ class GiGPOTrainer(GRPOTrainer):
         """SPA-RL step rewards from the estimator as it was; then fit it on this step's episodes."""
         algo: GiGPOConfig = self.config.algorithm
         assert self.progress is not None
-        logits = [self._turn_end_logits(t) for t in trajectories]
-        with torch.no_grad():
-            contributions = [self.progress(x).tolist() for x in logits]
+        contributions = self.progress.predict(trajectories)
         rewards = [
             progress_step_rewards(
                 c,
@@ -205,7 +261,7 @@ class GiGPOTrainer(GRPOTrainer):
             )
             for c, t in zip(contributions, trajectories, strict=True)
         ]
-        self._progress_mse = self.progress.fit(logits, [t.reward for t in trajectories])
+        self._progress_mse = self.progress.fit(trajectories, [t.reward for t in trajectories])
         return rewards
 
     def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
@@ -237,11 +293,34 @@ class GiGPOTrainer(GRPOTrainer):
 
     def _state(self) -> dict[str, Any]:
         state = super()._state()
-        if self.progress is not None:
-            state["progress_estimator"] = self.progress.state()
+        if isinstance(self.progress, HeadProgress):
+            state["progress_estimator"] = self.progress.head.state()
         return state
 
     def _load_state(self, state: dict[str, Any]) -> None:
         super()._load_state(state)
-        if self.progress is not None:
-            self.progress.load(state["progress_estimator"])
+        if isinstance(self.progress, HeadProgress):
+            self.progress.head.load(state["progress_estimator"])
+
+    @property
+    def _progress_dir(self) -> Path:
+        return self.run_dir / "progress" / "checkpoints"
+
+    def save(self) -> Path:
+        """The estimator LM's checkpoint (same step) first, then the policy's (whose state.json marks both)."""
+        if isinstance(self.progress, ProgressModel):  # every rank calls it (replicated, written once)
+            self.progress.save(self._progress_dir, self.step, keep=self.config.checkpoint.keep)
+        return super().save()
+
+    def resume(self, path: Path | None = None) -> bool:
+        if not super().resume(path):
+            return False
+        if isinstance(self.progress, ProgressModel):
+            folder = self._progress_dir / f"step-{self.step:06d}"
+            if not (folder / "state.json").exists():
+                raise FileNotFoundError(
+                    f"the policy resumed at step {self.step} but the progress estimator has no checkpoint "
+                    f"{folder}; copy RUN/progress/ along with RUN/checkpoints/"
+                )
+            self.progress.load(folder)
+        return True

@@ -4,8 +4,8 @@ Paper: Lu et al., "UI-S1: Advancing GUI Automation via Semi-online Reinforcement
 2509.11543); reference code X-PLUG/MobileAgent UI-S1 (`core_uis1.py`, `dapo_ray_trainer.py`).
 
 Sampling (`palaestra.rollout.semi_online`): N rollouts per task follow the expert's path; a mismatching
-action is patched with the expert's in the history (at most `patch_threshold` times, thought-free),
-then the rollout stops. Every step is a training row (Layout B): the policy's own reply to its history.
+action is patched with the expert's in the history (at most `patch_threshold` times, with the `patch`
+strategy's thought), then the rollout stops. Every step is a training row (Layout B): the policy's own reply to its history.
 
 Objective, for rollout i of a task, step t, step reward r_t (§4.4) and match flags:
 
@@ -27,7 +27,13 @@ Choices (§4.11, §15 item 6), each a config field:
     * `patch_threshold`: ε = 1 (paper final config); the example script uses 2; None = unlimited.
     * Expert source: the live env's `expert_action` (default) or offline demos (`demos`: a
       demos.parquet of `palaestra demos`, one task per demo, replayed by `DemoReplayEnv`).
-    * Only the thought-free patch is implemented; the history is the full chat (no 2-step truncation).
+    * `patch` (§4.3 Table 1, `rollout/patches.py`): "thought_free" (paper's final config, default):
+      (a*_t, ∅); "off_policy_thought": (a*_t, M0(I, a*_t, S_t)), an auxiliary model `thought_model`
+      (any agent spec) writes the thought; "on_policy_thought": (a*_t, M(I, a*_t, H_t, S_t)), the
+      policy itself, given the expert action as a hint that stays out of the history (+1
+      generation per patch). The thought is the `<think>` text of the reply (code's `_sf`); the entry
+      is `thought_template` (default "<think>{thought}</think>\n{action}"). Thought tokens are not
+      trained (they sit in later rows' prompts). The history is the full chat (no 2-step truncation).
     * Patched steps are not trained with the expert action as target (neither paper nor code does).
 
 Evaluation adds SOP (`eval/<env>/sop_progress|sop_success|sop_score`) next to online success.
@@ -40,10 +46,11 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from palaestra.agents.base import SamplingParams
+from palaestra.agents.base import Policy, SamplingParams
 from palaestra.evaluation.evaluate import EvalResult
+from palaestra.rollout.patches import THOUGHT_TEMPLATE, ModelThought, ThoughtWriter
 from palaestra.rollout.runner import Task
 from palaestra.rollout.semi_online import (
     DemoReplayEnv,
@@ -94,6 +101,34 @@ class SemiOnlineConfig(GRPOConfig):
     demos: str | None = Field(
         None, description="demos.parquet of `palaestra demos`: train on these offline expert trajectories."
     )
+    patch: Literal["thought_free", "off_policy_thought", "on_policy_thought"] = Field(
+        "thought_free",
+        description="Patch strategy (§4.3): no thought (paper's final), a thought by an auxiliary model "
+        "(thought_model), or by the policy itself.",
+    )
+    thought_model: str | None = Field(
+        None,
+        description="off_policy_thought: agent spec of the auxiliary model M0 (hf:PATH, openai:MODEL, ...).",
+    )
+    thought_model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Backend options of thought_model (agents/spec.make_policy)."
+    )
+    thought_max_new_tokens: int = Field(128, ge=1, description="Length budget of a written thought.")
+    thought_template: str = Field(
+        THOUGHT_TEMPLATE, description="Patched history entry; {thought} and {action} are filled in."
+    )
+
+    @model_validator(mode="after")
+    def _patch_fits(self) -> SemiOnlineConfig:
+        if (self.patch == "off_policy_thought") != (self.thought_model is not None):
+            raise ValueError(
+                f"patch={self.patch!r} with thought_model={self.thought_model!r}: the off-policy thought patch "
+                "needs thought_model (an agent spec such as hf:/models/aux), and only it uses one"
+            )
+        missing = [k for k in ("{thought}", "{action}") if k not in self.thought_template]
+        if missing:
+            raise ValueError(f"thought_template={self.thought_template!r} lacks {', '.join(missing)}")
+        return self
 
 
 def semi_online_advantages(
@@ -176,20 +211,30 @@ class SemiOnlineTrainer(GRPOTrainer):
                 raise ValueError(f"algorithm.demos={algo.demos} holds no demonstration with turns")
             pool = [WeightedEnv(DEMO_TASK)]
             self.sampler = TaskPoolSampler(pool, range(len(self.demos)), seed=config.run.seed)  # type: ignore[assignment]
+        self.thought_writer = self._thought_writer()
+
+    def _thought_writer(self) -> ThoughtWriter | None:
+        """The patch strategy's thought writer (None: thought-free)."""
+        algo: SemiOnlineConfig = self.config.algorithm
+        if algo.patch == "thought_free":
+            return None
+        r = self.config.rollout
+        sampling = SamplingParams(
+            max_new_tokens=algo.thought_max_new_tokens, temperature=r.temperature, top_p=r.top_p
+        )
+        writer: Policy = self.policy
+        if algo.patch == "off_policy_thought":
+            from palaestra.agents.spec import make_policy
+
+            writer = make_policy(str(algo.thought_model), **algo.thought_model_options)
+        return ModelThought(writer, sampling=sampling, with_history=algo.patch == "on_policy_thought")
 
     def _runner(self, sampling: SamplingParams, env_id: str) -> SemiOnlineRunner:
         algo: SemiOnlineConfig = self.config.algorithm
+        factory = None
         if env_id == DEMO_TASK:  # offline: the task seed indexes the demo set
             factory = lambda task: DemoReplayEnv(self.demos[task.seed])  # noqa: E731
-            return SemiOnlineRunner(
-                self.policy,
-                sampling=sampling,
-                patch_threshold=algo.patch_threshold,
-                matcher=matcher_for(self.demos[0].env_id, algo.matcher),
-                reward_scheme=algo.reward_scheme,
-                max_turns=self.config.rollout.max_turns,
-                env_factory=factory,
-            )
+            env_id = self.demos[0].env_id
         return SemiOnlineRunner(
             self.policy,
             sampling=sampling,
@@ -197,6 +242,9 @@ class SemiOnlineTrainer(GRPOTrainer):
             matcher=matcher_for(env_id, algo.matcher),
             reward_scheme=algo.reward_scheme,
             max_turns=self.config.rollout.max_turns,
+            env_factory=factory,
+            thought_writer=self.thought_writer,
+            thought_template=algo.thought_template,
         )
 
     async def _semi_online(self, tasks: list[Task], offset: int) -> list[SemiOnlineRollout]:

@@ -13,21 +13,59 @@ contributions add up to the episode's outcome:
 The step rewards r_t replace the env's step rewards in GiGPO's step returns (`GiGPOConfig.step_rewards
 = "progress"`), so credit goes to the steps the estimator sees as progress.
 
-Departures (§8.4 ambiguities; our choices): the paper trains a whole LM copy (from the SFT model) as
-estimator before RL; here only the linear head is trained, online, on the *current policy's* detached
-logits, one fit per RL step on that step's episodes, *after* predicting them (so a step's targets never
-leak into its own rewards). α = β = 1 by default (not recoverable from the paper); the code's
-"remaining steps" multiplier and its bypass of the estimator are not copied.
+Two estimators (`GiGPOConfig.progress_estimator`):
+    * `model` (the paper's): a separate LM P_φ (from `progress_model`, or a copy of the policy's initial
+      weights, as the paper initialises it from the SFT model) with the progress head, LM and head
+      trained together by the MSE above with their own AdamW (`ProgressModel`), checkpointed next to
+      the policy (RUN/progress/checkpoints, same steps) so resume restores weights and optimizer.
+    * `head` (light): only the linear head, on the *current policy's* detached logits (`HeadProgress`).
+
+Departures (§8.4 ambiguities; our choices): both estimators are fitted online, one fit per RL step on
+that step's episodes, *after* predicting them (so a step's targets never leak into its own rewards),
+instead of once on an exploration set before RL (the paper's pipeline: pre-fit the `model` estimator
+on explored episodes, then keep it frozen with a tiny learning rate). The estimator LM must share the
+policy's tokenizer (it reads the trajectories' token ids). α = β = 1 by default (not recoverable from
+the paper); the code's "remaining steps" multiplier and its bypass of the estimator are not copied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-__all__ = ["ProgressEstimator", "progress_step_rewards"]
+from palaestra.rollout.trajectory import Trajectory
+from palaestra.trainers.core.checkpoint import load_checkpoint, save_checkpoint
+from palaestra.trainers.core.optim import build_scheduler
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+__all__ = [
+    "HeadProgress",
+    "ProgressEstimator",
+    "ProgressModel",
+    "StepProgress",
+    "progress_step_rewards",
+    "turn_ends",
+]
+
+
+class StepProgress(Protocol):
+    """A progress estimator over whole trajectories: per-step contributions, and a fit to returns."""
+
+    def predict(self, trajectories: Sequence[Trajectory]) -> list[list[float]]: ...
+
+    def fit(self, trajectories: Sequence[Trajectory], returns: Sequence[float]) -> float: ...
+
+
+def turn_ends(trajectory: Trajectory) -> list[int] | None:
+    """Position of the last token of each reply in `token_ids`, or None for a text-only trajectory."""
+    ends = [end - 1 for _, end in (u.token_span for u in trajectory.turns)]
+    return ends if trajectory.token_ids and ends and min(ends) >= 0 else None
 
 
 class ProgressEstimator(torch.nn.Module):
@@ -91,3 +129,133 @@ def progress_step_rewards(
     if len(contributions) != len(valid):
         raise ValueError(f"{len(contributions)} contributions but {len(valid)} validity flags")
     return [alpha * float(c) + beta * float(v) for c, v in zip(contributions, valid, strict=True)]
+
+
+class HeadProgress:
+    """`ProgressEstimator` on the policy's own turn-end logits (`logits(trajectory)` -> (T, V))."""
+
+    def __init__(self, head: ProgressEstimator, logits: Callable[[Trajectory], torch.Tensor]):
+        self.head, self.logits = head, logits
+
+    def predict(self, trajectories: Sequence[Trajectory]) -> list[list[float]]:
+        self._cache = [self.logits(t) for t in trajectories]
+        with torch.no_grad():
+            return [self.head(x).tolist() for x in self._cache]
+
+    def fit(self, trajectories: Sequence[Trajectory], returns: Sequence[float]) -> float:
+        cached = getattr(self, "_cache", [])
+        logits = cached if len(cached) == len(trajectories) else [self.logits(t) for t in trajectories]
+        self._cache = []
+        return self.head.fit(logits, returns)
+
+
+class ProgressModel(torch.nn.Module):
+    """The paper's estimator: a separate LM with `Linear(vocab_size, 1)` on its turn-end logits.
+
+    ĉ_t = head(LM(τ).logits[last token of reply t]); LM and head are trained together by
+    mean_τ (Σ_t ĉ_t − R(τ))², one episode per forward pass (gradients accumulated over the episodes).
+
+    Args:
+        lm: the estimator's causal LM (its own copy; it is trained).
+        lr: AdamW learning rate (LM and head).
+        fit_iters: optimizer steps per `fit` call, each over all the episodes given.
+        max_grad_norm: gradient clipping (None: none).
+        autocast: a context manager factory for the forward passes (e.g. bf16 autocast).
+    """
+
+    def __init__(
+        self,
+        lm: PreTrainedModel,
+        *,
+        lr: float = 1e-5,
+        fit_iters: int = 1,
+        max_grad_norm: float | None = 1.0,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    ):
+        super().__init__()
+        self.lm = lm
+        vocab = int(lm.get_output_embeddings().weight.shape[0])
+        device = next(lm.parameters()).device
+        self.head = torch.nn.Linear(vocab, 1, device=device)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        self.fit_iters, self.max_grad_norm, self.autocast = fit_iters, max_grad_norm, autocast
+        self.optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.0)
+        self.scheduler = build_scheduler(self.optimizer, schedule="constant", warmup_steps=0, total_steps=1)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.head.in_features
+
+    def contributions(self, trajectory: Trajectory) -> torch.Tensor:
+        """(T,) ĉ of each reply (with gradients when enabled); zeros for a text-only trajectory."""
+        ends = turn_ends(trajectory)
+        if ends is None:
+            return torch.zeros(trajectory.num_turns, device=self.head.weight.device)
+        device = self.head.weight.device
+        ids = torch.tensor([trajectory.token_ids], device=device)
+        with self.autocast():
+            logits = self.lm(input_ids=ids, logits_to_keep=torch.tensor(ends, device=device)).logits[0]
+        return self.head(logits.float()).squeeze(-1)  # (T,)
+
+    @contextlib.contextmanager
+    def _mode(self, training: bool) -> Iterator[None]:
+        was = self.training
+        self.train(training)
+        try:
+            yield
+        finally:
+            self.train(was)
+
+    @torch.no_grad()
+    def predict(self, trajectories: Sequence[Trajectory]) -> list[list[float]]:
+        with self._mode(False):
+            return [self.contributions(t).tolist() for t in trajectories]
+
+    @torch.no_grad()
+    def mse(self, trajectories: Sequence[Trajectory], returns: Sequence[float]) -> float:
+        """mean_τ (Σ_t ĉ_t − R(τ))² under the current weights."""
+        with self._mode(False):
+            errors = [
+                (float(self.contributions(t).sum()) - float(r)) ** 2
+                for t, r in zip(trajectories, returns, strict=True)
+            ]
+        return sum(errors) / max(len(errors), 1)
+
+    def fit(self, trajectories: Sequence[Trajectory], returns: Sequence[float]) -> float:
+        """`fit_iters` AdamW steps on the episodes' MSE; returns the MSE of the last pass (before its step)."""
+        if len(trajectories) != len(returns):
+            raise ValueError(f"{len(trajectories)} trajectories but {len(returns)} returns")
+        usable = [(t, float(r)) for t, r in zip(trajectories, returns, strict=True) if turn_ends(t)]
+        if not usable:
+            return float("nan")
+        loss_sum = float("nan")
+        with self._mode(True):
+            for _ in range(self.fit_iters):
+                loss_sum = 0.0
+                for t, r in usable:
+                    loss = (self.contributions(t).sum() - r).square() / len(usable)
+                    loss.backward()
+                    loss_sum += float(loss.detach())
+                if self.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum
+
+    def save(self, directory: Path, step: int, *, keep: int = 2) -> Path:
+        """Atomic checkpoint of LM, head and optimizer as `directory/step-NNNNNN` (the core's format)."""
+        return save_checkpoint(
+            directory,
+            step,
+            model=self,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state={},
+            keep=keep,
+        )
+
+    def load(self, folder: Path) -> None:
+        """Restore what `save` wrote (weights, optimizer; RNG states as saved)."""
+        load_checkpoint(folder, model=self, optimizer=self.optimizer, scheduler=self.scheduler)

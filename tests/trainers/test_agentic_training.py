@@ -81,6 +81,10 @@ def _finite(metrics):
             "test/SparseVowelMulti-v0",
         ),
         ({"name": "gigpo", "step_rewards": "progress"}, "test/SparseVowelMulti-v0"),
+        (
+            {"name": "gigpo", "step_rewards": "progress", "progress_estimator": "model"},
+            "test/SparseVowelMulti-v0",
+        ),
         ({"name": "arpo", "task_pool": 2}, "test/SparseVowel-v0"),
         ({"name": "semi_online", "min_return_std": None}, "test/SparseVowelMulti-v0"),
         ({"name": "critique_grpo", "refine_when": "always"}, "test/SparseVowel-v0"),
@@ -88,6 +92,10 @@ def _finite(metrics):
         ({"name": "critique_grpo", "critic": "self", "placement": "append"}, "test/SparseVowel-v0"),
         (
             {"name": "semi_online", "patch_threshold": None, "reward_scheme": "code"},
+            "test/SparseVowelMulti-v0",
+        ),
+        (
+            {"name": "semi_online", "min_return_std": None, "patch": "on_policy_thought"},
             "test/SparseVowelMulti-v0",
         ),
     ],
@@ -100,6 +108,8 @@ def test_two_step_smoke_runs(tmp_path, tiny_tok, algorithm, env):
         key = env.split("/")[-1]
         assert 0 <= out["after"][f"eval/{key}/sop_score"] <= 1 and f"eval/{key}/success" in out["after"]
         assert 0 <= history[-1]["semi_online/match_rate"] <= 1
+        if algorithm.get("patch") == "on_policy_thought":
+            assert history[-1]["semi_online/patches_mean"] > 0  # a random policy misses: thoughts written
     if algorithm.get("step_rewards") == "progress":
         assert math.isfinite(history[-1]["progress/mse"])
     if algorithm["name"] == "cgi":

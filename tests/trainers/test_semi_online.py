@@ -159,3 +159,73 @@ def test_offline_demos_replay_as_the_expert_path():
     observations = [m["content"] for m in out.history if m["role"] == "user"]
     assert observations == ["start"] + [t.observation for t in demo.turns]  # S*_t from the demo
     assert out.success == demo.success is True
+
+
+class ScriptedThinker:
+    """A thought generator: explains whichever expert action its hint names, and records its prompts."""
+
+    name = "thinker"
+    tokenizer = None
+
+    def __init__(self) -> None:
+        self.prompts: list[list[dict]] = []
+
+    async def generate(self, requests):
+        out = []
+        for r in requests:
+            self.prompts.append(list(r.messages))
+            action = r.messages[-1]["content"].split("\n")[1]
+            out.append(Generation(text=f"<think>{action} leads to the goal</think>\n{action}"))
+        return out
+
+    async def close(self):
+        return None
+
+
+@pytest.mark.parametrize("on_policy", [True, False])
+def test_thought_patches_put_the_expert_action_and_the_written_thought_in_the_history(on_policy):
+    from palaestra.rollout.patches import ModelThought, extract_thought, patched_reply
+
+    thinker = ScriptedThinker()
+    runner = SemiOnlineRunner(
+        ListPolicy(["[m0]", "[wrong]", "[m2]", "[oops]"]),
+        sampling=SamplingParams(),
+        patch_threshold=2,
+        thought_writer=ModelThought(thinker, with_history=on_policy),
+    )
+    out = asyncio.run(runner.rollout(Task("test/Path4-v0", 0)))
+    assert out.patched == [False, True, False, True] and out.success
+    assistant = [m["content"] for m in out.history if m["role"] == "assistant"]
+    assert assistant == [
+        "[m0]",
+        "<think>go [m1] leads to the goal</think>\ngo [m1]",
+        "[m2]",
+        "<think>go [m3] leads to the goal</think>\ngo [m3]",
+    ]
+    assert [row.turns[0].action for row in out.rows] == ["[m0]", "[wrong]", "[m2]", "[oops]"]  # rows: own
+    assert out.rows[3].turns[0].info["patch_thought"] == "go [m3] leads to the goal"
+    assert all("Hint" not in str(m["content"]) for m in out.history)  # the hint stays out of the history
+    first, second = thinker.prompts  # one thought per patched step
+    assert "go [m1]" in first[-1]["content"] and "go [m3]" in second[-1]["content"]
+    if on_policy:  # M(I, a*, H_t, S_t): the history so far, then the hint
+        assert second[:-1] == out.rows[3].messages[:-1]
+    else:  # M0(I, a*, S_t): only the current state
+        assert second[:-1] == [{"role": "user", "content": "at 3"}]
+    assert extract_thought("no tags") == "no tags" and extract_thought("<think>cut") == "cut"
+    assert patched_reply("go [m1]", "") == "go [m1]"  # an empty thought is the thought-free patch
+
+
+def test_patch_strategy_config_needs_a_model_only_for_off_policy_thoughts():
+    from palaestra.config import ConfigError, load_config
+
+    def cfg(**algo):
+        return load_config(None, [], envs={"train": [{"id": "x"}]}, algorithm={"name": "semi_online", **algo})
+
+    assert cfg().algorithm.patch == "thought_free"
+    assert cfg(patch="off_policy_thought", thought_model="hf:tiny-random").algorithm.thought_model
+    with pytest.raises(ConfigError, match="thought_model"):
+        cfg(patch="off_policy_thought")
+    with pytest.raises(ConfigError, match="thought_model"):
+        cfg(patch="on_policy_thought", thought_model="hf:tiny-random")
+    with pytest.raises(ConfigError, match="lacks"):
+        cfg(thought_template="{action}")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from palaestra.trainers.core.forward import PrefixPlan, plan, prompt_length
+
 __all__ = ["MicroBatch", "Row", "bucket_by_length", "collate"]
 
 
@@ -51,6 +53,7 @@ class MicroBatch:
         old_logp: (B, T-1) sampling logprob of each target token (replaced by recomputed ones if asked).
         adv: (B, T-1) advantage of each target token (0 where loss_mask is 0).
         indices: (B,) row indices in the step's batch.
+        prefix: how the rows share prompts, for the shared-prefix pass (None: plain pass).
     """
 
     input_ids: torch.Tensor
@@ -59,6 +62,7 @@ class MicroBatch:
     old_logp: torch.Tensor
     adv: torch.Tensor
     indices: list[int]
+    prefix: PrefixPlan | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -83,15 +87,26 @@ class MicroBatch:
             self.old_logp.to(device),
             self.adv.to(device),
             self.indices,
+            self.prefix.to(device) if self.prefix is not None else None,
         )
 
 
-def bucket_by_length(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
+def bucket_by_length(
+    rows: Sequence[Row], max_tokens: int, *, keep_prompts_together: bool = False
+) -> list[list[Row]]:
     """Group rows (longest first) so that rows x longest length <= max_tokens in every group.
 
-    A row longer than `max_tokens` gets a group of its own.
+    A row longer than `max_tokens` gets a group of its own. With `keep_prompts_together`, rows that
+    start with the same prompt (a task's group shares its prompt) are ordered next to each other,
+    groups by their longest row, so a micro-batch holds whole groups for the shared-prefix pass.
     """
     ordered = sorted(rows, key=len, reverse=True)
+    if keep_prompts_together:
+        longest: dict[tuple[int, ...], int] = {}
+        for row in ordered:
+            longest.setdefault(_prompt(row), len(row))
+        rank = {key: i for i, key in enumerate(longest)}
+        ordered.sort(key=lambda row: rank[_prompt(row)])  # stable: longest first within a prompt
     groups: list[list[Row]] = []
     for row in ordered:
         if groups and (len(groups[-1]) + 1) * len(groups[-1][0]) <= max_tokens:
@@ -101,8 +116,12 @@ def bucket_by_length(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
     return groups
 
 
-def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
-    """Right-pad rows into one `MicroBatch`."""
+def _prompt(row: Row) -> tuple[int, ...]:
+    return tuple(row.token_ids[: prompt_length(row)])
+
+
+def collate(rows: Sequence[Row], pad_id: int, *, share_prefix: bool = False) -> MicroBatch:
+    """Right-pad rows into one `MicroBatch` (with a shared-prefix plan if asked and worth it)."""
     length = max(len(r) for r in rows)
     b = len(rows)
     input_ids = torch.full((b, length), pad_id, dtype=torch.long)
@@ -126,4 +145,5 @@ def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
         old_logp=old_logp[:, 1:] * loss_mask,
         adv=adv[:, 1:] * loss_mask,
         indices=[r.index for r in rows],
+        prefix=plan(rows, pad_id) if share_prefix else None,
     )

@@ -100,6 +100,7 @@ def build_hf_policy(
     generation_config: Any = None,
     device: str = "cpu",
     max_batch_size: int = 64,
+    sampler: str = "auto",
     name: str = "hf",
 ) -> HFPolicy:
     """Build a worker's `HFPolicy` from a shipped model (architecture config + weights + tokenizer)."""
@@ -117,7 +118,7 @@ def build_hf_policy(
     if generation_config is not None:
         model.generation_config = generation_config
     model.to(device).eval()
-    return HFPolicy(model, tokenizer, name=name, max_batch_size=max_batch_size)
+    return HFPolicy(model, tokenizer, name=name, max_batch_size=max_batch_size, sampler=sampler)  # type: ignore[arg-type]
 
 
 def _tied_keys(model: torch.nn.Module) -> set[str]:
@@ -170,6 +171,7 @@ class RayRollouts:
                 "generation_config": getattr(model, "generation_config", None),
                 "device": ray_cfg.device or config.model.device,
                 "max_batch_size": config.agent.max_batch_size,
+                "sampler": config.agent.sampler,
                 "name": local.name,
                 **ray_cfg.policy_options,
             }

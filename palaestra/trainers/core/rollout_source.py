@@ -146,7 +146,13 @@ def make_rollout_source(
     from palaestra.agents.hf import HFPolicy
 
     agent, lora = config.agent, config.model.lora is not None
-    hf = HFPolicy(model, tokenizer, name=f"hf:{config.model.name}", max_batch_size=agent.max_batch_size)
+    hf = HFPolicy(
+        model,
+        tokenizer,
+        name=f"hf:{config.model.name}",
+        max_batch_size=agent.max_batch_size,
+        sampler=agent.sampler,
+    )
     if config.rollout.ray is not None:
         if distributed:
             raise ValueError(

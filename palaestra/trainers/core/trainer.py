@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from palaestra.agents.base import SamplingParams
@@ -52,6 +51,7 @@ from palaestra.trainers.core.distributed import (
     shard_range,
     wrap_model,
 )
+from palaestra.trainers.core.forward import model_allows_shared_prefix, target_logits
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
 from palaestra.trainers.core.rollout_source import make_rollout_source, merged_model
@@ -173,6 +173,12 @@ class Trainer:
                 )
             self.rollout_model = copy.deepcopy(self.module).eval().requires_grad_(False)
         self.model = wrap_model(self.module, self.dist, self.device)
+        # one process only: DDP and FSDP2 expect one forward per backward
+        self.share_prefix = (
+            config.optimizer.share_prefix
+            and not self.dist.enabled
+            and model_allows_shared_prefix(self.module)
+        )
         # where rollouts run (this process, or Ray workers) and how they get the trained weights
         self.rollouts = make_rollout_source(
             config, self.rollout_model, tokenizer, self.export, distributed=self.dist.enabled
@@ -356,25 +362,19 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-target-token logprobs (B, T-1) at the rollout temperature, and entropies if asked.
 
-        Logits are computed only inside the batch's `target_window` (HF `logits_to_keep`), so prompt
-        and padding positions cost no LM-head matmul and no (B, T, V) float tensor; both outputs are 0
-        outside the window.
+        Logits are computed only at positions that predict policy tokens (`core/forward.py`: the
+        batch's target window, or each row's suffix after a prompt computed once per group); both
+        outputs are 0 elsewhere.
         """
         temperature = self.config.rollout.temperature or 1.0
-        lo, hi = batch.target_window
-        width = batch.input_ids.shape[1] - 1
-        keep = torch.arange(lo, hi, device=batch.input_ids.device)
         with self._autocast():
-            logits = model(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=keep
-            ).logits
-        logits = logits.float() / temperature  # (B, hi-lo, V): position p predicts token p+1
-        pad = (lo, width - hi)
-        logp = F.pad(selected_logprobs(logits, batch.input_ids[:, lo + 1 : hi + 1]), pad)  # (B, T-1)
+            target = target_logits(model, batch)
+        logits = target.logits.float() / temperature  # (B, K, V)
+        logp = target.place(selected_logprobs(logits, target.targets))  # (B, T-1)
         entropy = None
         if with_entropy:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.needs_entropy_grad):
-                entropy = F.pad(entropy_from_logits(logits), pad)  # a metric only unless the loss uses it
+                entropy = target.place(entropy_from_logits(logits))  # a metric only unless the loss uses it
         return logp, entropy
 
     @contextlib.contextmanager
@@ -441,7 +441,10 @@ class Trainer:
         rows = batch.rows()
         if not rows:
             return {"update/skipped": 1.0}
-        micro = [collate(g, self._pad_id) for g in bucket_by_length(rows, cfg.optimizer.micro_batch_tokens)]
+        groups = bucket_by_length(
+            rows, cfg.optimizer.micro_batch_tokens, keep_prompts_together=self.share_prefix
+        )
+        micro = [collate(g, self._pad_id, share_prefix=self.share_prefix) for g in groups]
         mine = {i: mb.to(self.device) for i, mb in enumerate(micro) if i % ctx.world_size == ctx.rank}
         filler = next(iter(mine.values())) if mine else micro[0].to(self.device)
         mismatch = _Mismatch()
