@@ -4,12 +4,16 @@ The anchor is the lower bound of any agent loop over a real browser: a bare Play
 Chromium that loads the same task page and, per step, performs the same action and reads the page back
 (text mode: the action + `aria_snapshot(mode="ai")`; GUI mode: the action + a PNG screenshot), with no
 parsing, checks, rewards, expert or info. palaestra's rows are the env as users get it (`WebEnv`: the
-action DSL, the task's success/progress check, the expert's next action, the observation).
+action DSL, the task's success/progress check, the expert's next action, the observation), including
+its browser host's warm pages (`BrowserConfig.warm_pages`: the next episodes' contexts and pages are
+made ahead, in the background), which the bare loop does not have.
 
 Rows:
     step latency      p50/p95 of one step over expert episodes (single episode at a time)
     throughput        episodes/s and steps/s with 1 and `--concurrency` episodes in flight (palaestra
                       through `RolloutRunner` with the scripted expert; the bare loop through asyncio)
+    think time        one episode at a time with 100 ms of policy time per step (as with an LLM), with and
+                      without warm pages: where preparing the next page ahead pays
     memory            Chromium's PSS with 1 and 1 + `--concurrency` open episodes; per extra episode
     BrowserGym        with `--browsergym-python PATH` (a venv with `browsergym-miniwob` and `miniwob`,
                       which pin Playwright 1.44, so not in palaestra's venv): MiniWoB's click-button and
@@ -43,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from palaestra.agents.scripted import OraclePolicy
 from palaestra.envs.web import GUI_STEP_FACTOR
 from palaestra.envs.web.actions import WebAction, parse_action
-from palaestra.envs.web.browser import BrowserHost, close_shared, launch_kwargs
+from palaestra.envs.web.browser import BrowserConfig, BrowserHost, close_shared, launch_kwargs
 from palaestra.envs.web.env import WebEnv
 from palaestra.envs.web.snapshot import compact_snapshot
 from palaestra.envs.web.tasks import TASKS
@@ -194,6 +198,37 @@ def palaestra_throughput(tasks: list[str], mode: str, episodes: int, concurrency
     return {"episodes_s": len(jobs) / elapsed, "steps_s": steps / elapsed}
 
 
+def palaestra_think_time(
+    tasks: list[str], episodes: int, think_s: float, warm_pages: int
+) -> dict[str, float]:
+    """One episode at a time with `think_s` of policy time before each step (an LLM's generation).
+
+    The browser is idle while the policy thinks; that is when warm pages get made.
+    """
+    host = BrowserHost(BrowserConfig(warm_pages=warm_pages))
+    resets: list[float] = []
+    steps, start = 0, time.perf_counter()
+    for task in tasks:
+        env = WebEnv(task, browser=host)
+        for seed in range(episodes):
+            t = time.perf_counter()
+            _, info = env.reset(seed=seed)
+            resets.append(time.perf_counter() - t)
+            done = False
+            while not done:
+                time.sleep(think_s)
+                _, _, terminated, truncated, info = env.step(info["expert_action"])
+                steps, done = steps + 1, terminated or truncated
+        env.close()
+    elapsed = time.perf_counter() - start
+    host.close()
+    return {
+        "reset_p50_ms": _pct(resets, 0.5),
+        "episodes_s": len(resets) / elapsed,
+        "steps_s": steps / elapsed,
+    }
+
+
 def _summary(times: list[float], episodes: int, elapsed: float) -> dict[str, float]:
     return {
         "p50_ms": _pct(times, 0.5),
@@ -219,10 +254,12 @@ def memory_per_episode(extra: int) -> dict[str, float]:
     host = BrowserHost()
     envs = [WebEnv("Login", browser=host)]
     envs[0].reset(seed=0)
+    host.wait_idle()  # the warm pages are made: both counts include them
     one = chromium_pss_mib()
     for i in range(extra):
         envs.append(WebEnv("Login", browser=host))
         envs[-1].reset(seed=i + 1)
+    host.wait_idle()
     many = chromium_pss_mib()
     for env in envs:
         env.close()
@@ -333,6 +370,13 @@ def main() -> None:
         print(
             f"| palaestra (RolloutRunner) | text | {k} | {ours['episodes_s']:.2f} | {ours['steps_s']:.1f} | {ratio:.2f}x |"
         )
+
+    print("\n| palaestra, 1 episode in flight, 100 ms policy time per step | reset p50 ms | episodes/s |")
+    print("|---|---:|---:|")
+    for warm in (0, BrowserConfig().warm_pages):
+        row = palaestra_think_time(tasks, max(2, args.episodes // 2), 0.1, warm)
+        raw[f"think_time_warm_{warm}"] = row
+        print(f"| warm_pages={warm} | {row['reset_p50_ms']:.0f} | {row['episodes_s']:.2f} |")
 
     memory = memory_per_episode(args.concurrency)
     raw["memory"] = memory

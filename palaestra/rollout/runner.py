@@ -123,7 +123,8 @@ class RolloutRunner:
         self.policy = policy
         self.config = config or RolloutConfig()
         self.env_factory = env_factory or (lambda env_id, **kw: make(env_id, **kw))
-        self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
+        images = bool(getattr(policy, "accepts_images", False))
+        self.chat = TokenChat(policy.tokenizer, images=images) if policy.tokenizer is not None else None
         self._pool: ThreadPoolExecutor | None = None
 
     async def run(
@@ -236,6 +237,8 @@ class RolloutRunner:
             (generation,) = await self.policy.generate([request])
             if generation.finish_reason == "error":
                 raise EpisodeError(f"generation failed: {generation.error}")
+            if generation.prompt_token_ids is not None and self.chat is not None:
+                self._adopt_engine_prompt(traj, generation.prompt_token_ids)
             span = self._append_reply(traj, generation)
             messages.append({"role": "assistant", "content": generation.text})
 
@@ -285,6 +288,25 @@ class RolloutRunner:
         traj.token_ids.extend(int(i) for i in ids)
         traj.loss_mask.extend([int(trainable)] * len(ids))
         traj.logprobs.extend([float(x) for x in logprobs] if logprobs is not None else [0.0] * len(ids))
+
+    @staticmethod
+    def _adopt_engine_prompt(traj: Trajectory, engine_ids: Sequence[int]) -> None:
+        """Record the prompt as the engine saw it (a vision model expands each image placeholder).
+
+        Everything up to the end of the last reply was recorded expanded already; only the ids appended
+        since (the new messages, with the new image's placeholder) change, and they are not trained on.
+        """
+        start = traj.turns[-1].token_span[1] if traj.turns else 0
+        if list(engine_ids[:start]) != traj.token_ids[:start]:
+            raise EpisodeError(
+                "the engine's prompt does not start with the trajectory's tokens; the backend changed "
+                "tokens other than the image placeholders"
+            )
+        tail = [int(i) for i in engine_ids[start:]]
+        del traj.token_ids[start:], traj.loss_mask[start:], traj.logprobs[start:]
+        RolloutRunner._append(traj, tail, trainable=False)
+        if not traj.turns:
+            traj.prompt_length = len(traj.token_ids)
 
     def _append_reply(self, traj: Trajectory, generation: Generation) -> tuple[int, int]:
         if self.chat is None:

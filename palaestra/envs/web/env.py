@@ -172,17 +172,11 @@ class WebEnv(TextEnv):
         self._instance = self.task.generate(self.np_random)
         host = self._browser_host()
         width, height = self.viewport
-        self._context = host.new_context(viewport={"width": width, "height": height})
-        document = self._document(self._instance)
-
-        async def load() -> dict[str, Any]:
-            await self._context.route("**/*", lambda route: route.abort())
-            self._context.set_default_timeout(_ACTION_TIMEOUT_MS)
-            self._page = await self._context.new_page()
-            await self._page.set_content(document, wait_until="load", timeout=self._read_ms)
-            return await self._observe(None)
-
-        state = self._state = self._call(load)
+        self._context, self._page = host.new_page(
+            self._document(self._instance), viewport={"width": width, "height": height}
+        )
+        self._context.set_default_timeout(_ACTION_TIMEOUT_MS)
+        state = self._state = self._call(lambda: self._observe(None))
         self._progress = state["progress"]
         observation = self._observation(state, step=1, action_error=None)
         info = {"task_id": f"{self.task.name}-{self._instance.digest}", **self._state_info(state, None)}

@@ -89,13 +89,41 @@ def test_closing_leaves_no_process_or_profile_behind():
     envs = [WebEnv("Login", browser=host, mode=mode) for mode in ("text", "gui", "text")]
     for seed, env in enumerate(envs):
         env.reset(seed=seed)
-    assert _browsers() and len(host._contexts) == 3
+    assert _browsers() and host.episode_contexts == 3
     for env in envs:
         env.close()
-    assert not host._contexts
+    assert host.episode_contexts == 0
+    host.wait_idle()
+    assert host.open_contexts == host.config.warm_pages  # closed, but for the pages kept warm
     host.close()
     assert not _browsers()
     assert _profiles() <= before_profiles
+
+
+def test_warm_pages_are_fresh_isolated_and_give_the_same_pages(host):
+    """Every episode gets its own never-used context, and pages come out as without warm pages."""
+    env = WebEnv("Login", browser=host)
+    contexts, observations = set(), []
+    cookie = {"name": "left", "value": "behind", "url": "http://task.invalid/"}
+    for seed in (0, 1, 0):
+        observation, _ = env.reset(seed=seed)
+        contexts.add(id(env._context))
+        observations.append(observation)
+        # a fresh page in a context no other episode touched: no history, no cookies left by the last one
+        assert env._call(lambda: env._page.evaluate("history.length")) == 1
+        assert env._call(env._context.cookies) == []
+        env._call(lambda: env._context.add_cookies([cookie]))
+        host.wait_idle()  # a lull (the policy thinking): the closed context's replacement gets made
+        if seed == 1:  # seed 0's context closed and warm pages replaced it: the next reset takes one
+            assert host.open_contexts == 1 + host.config.warm_pages
+    assert len(contexts) == 3 and observations[0] == observations[2]
+    with BrowserHost(BrowserConfig(warm_pages=0)) as cold:
+        fresh = WebEnv("Login", browser=cold)
+        assert fresh.reset(seed=0)[0] == observations[0]
+        fresh.close()
+        cold.wait_idle()
+        assert cold.open_contexts == 0
+    env.close()
 
 
 def test_eight_concurrent_episodes_through_the_async_runner(host):
@@ -112,7 +140,7 @@ def test_eight_concurrent_episodes_through_the_async_runner(host):
     assert [t.error for t in trajectories] == [None] * 8
     assert all(t.success and t.reward == pytest.approx(1.0) for t in trajectories)
     assert len({t.task_id for t in trajectories}) == 8
-    assert not host._contexts  # every episode closed its context
+    assert host.episode_contexts == 0  # every episode closed its context
 
 
 def test_gui_rollouts_carry_screenshots_into_saved_trajectories(host, tmp_path):
