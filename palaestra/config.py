@@ -29,6 +29,7 @@ from palaestra.placement import PlacementConfig
 from palaestra.trainers.arpo import ARPOConfig
 from palaestra.trainers.cgi import CGIConfig
 from palaestra.trainers.core.distributed import DistributedConfig
+from palaestra.trainers.core.ray_source import RayConfig
 from palaestra.trainers.critique_grpo import CritiqueGRPOConfig
 from palaestra.trainers.gigpo import GiGPOConfig
 from palaestra.trainers.grpo import GRPOConfig
@@ -165,6 +166,11 @@ class RolloutSection(Section):
     )
     step_timeout_s: float | None = Field(
         None, gt=0, description="Per-step env timeout (runs envs in threads)."
+    )
+    ray: RayConfig | None = Field(
+        None,
+        description="Run the rollouts on Ray workers (address, workers, what runs remotely); "
+        "None: in the trainer's process.",
     )
 
 

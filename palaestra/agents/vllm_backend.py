@@ -4,6 +4,10 @@ Every episode's request goes straight into the engine, which batches all request
 (continuous batching) and reuses shared prompt prefixes (prefix caching). The engine lives on its own
 event loop in a background thread, so callers may use any loop (the trainer runs one `asyncio.run`
 per step; Ray actors have theirs); `generate` hands each request over and awaits the result.
+Requests that callers issue in the same turn of their event loop (every episode of a rollout at its
+start; every episode whose env answered meanwhile) cross to the engine's loop together (`LoopBridge`):
+handed over one by one, the first would start an engine step alone while the caller still prepares the
+others, and the rest would wait for the next step.
 
 Token-exact: a request's `prompt_token_ids` go in verbatim; the reply's ids are the engine's sampled
 ids (with the end-of-turn token when one was sampled), never re-tokenized text. Logprobs are the
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from palaestra.agents.base import Generation, GenerationRequest, SamplingParams, message_images
+from palaestra.agents.loop_bridge import LoopBridge
 from palaestra.agents.vision import collapse_placeholders, request_images, template_messages
 
 if TYPE_CHECKING:
@@ -110,6 +115,7 @@ class VLLMPolicy:
             **engine_args,
         }
         self._loop = asyncio.new_event_loop()
+        self._bridge = LoopBridge(self._loop)  # requests of one turn of the caller's loop cross together
         self._thread = threading.Thread(target=self._loop.run_forever, name="palaestra-vllm", daemon=True)
         self._thread.start()
         try:
@@ -199,14 +205,14 @@ class VLLMPolicy:
     # -- public API --------------------------------------------------------------------------------
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Generate one reply per request; all go into the engine at once."""
-        futures = [asyncio.run_coroutine_threadsafe(self._one(r, 1), self._loop) for r in requests]
-        return [(await asyncio.wrap_future(f))[0] for f in futures]
+        replies = await asyncio.gather(*(self._bridge.run(self._one(r, 1)) for r in requests))
+        return [reply[0] for reply in replies]
 
     async def generate_n(self, request: GenerationRequest, n: int) -> list[Generation]:
         """`n` replies to one prompt in one engine request (a group's samples share the prefill)."""
         if n < 1:
             raise ValueError(f"n={n}; it must be >= 1")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._one(request, n), self._loop))
+        return await self._bridge.run(self._one(request, n))
 
     def sync_weights(self, state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
         """Load new weights into the running engine (HF parameter names, e.g. `model.state_dict()`).

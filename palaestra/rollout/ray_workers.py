@@ -13,6 +13,8 @@ the start. An episode that still fails is returned with `Trajectory.error` set: 
     rollout = RayRollout("vllm:/models/qwen", num_workers=8, worker_options={"num_gpus": 1})
     trajectories = rollout.run(tasks)
     rollout.sync_weights(model.state_dict())
+
+The trainer drives it through `rollout.ray` in a training config (`trainers/core/ray_source.py`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 
+from palaestra.agents.base import Policy
 from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
 from palaestra.rollout.trajectory import Trajectory
 
@@ -124,7 +127,7 @@ class _RolloutWorker:
 
     def __init__(
         self,
-        policy_spec: str,
+        policy_spec: str | Callable[..., Policy],
         policy_options: dict[str, Any],
         config: RolloutConfig,
         env_workers: list[Any],
@@ -134,25 +137,34 @@ class _RolloutWorker:
         from palaestra.agents.spec import make_policy
 
         _run_setup(setup)
-        self.policy = make_policy(policy_spec, **policy_options)
+        if callable(policy_spec):
+            self.policy = policy_spec(**policy_options)
+        else:
+            self.policy = make_policy(policy_spec, **policy_options)
         self.env_workers = env_workers
         self.env_retries = env_retries
         self.round_robin = itertools.count()
-        factory = self._remote_env if env_workers else None
-        self.runner = RolloutRunner(self.policy, config, env_factory=factory)
+        self.env_factory = self._remote_env if env_workers else None
+        self.runner = RolloutRunner(self.policy, config, env_factory=self.env_factory)
         self.limit: asyncio.Semaphore | None = None
 
     def _remote_env(self, env_id: str, **kwargs: Any) -> RemoteEnv:
         worker = self.env_workers[next(self.round_robin) % len(self.env_workers)]
         return RemoteEnv(worker, env_id, kwargs)
 
-    async def episode(self, task: Task, group_index: int, sample_index: int) -> Trajectory:
+    async def episode(
+        self, task: Task, group_index: int, sample_index: int, config: RolloutConfig | None = None
+    ) -> Trajectory:
         if self.limit is None:
             self.limit = asyncio.Semaphore(self.runner.config.max_concurrency)
+        if config is not None and config != self.runner.config:
+            # e.g. the trainer's per-step sampling seed; episodes in flight keep their runner
+            self.runner = RolloutRunner(self.policy, config, env_factory=self.env_factory)
+        runner = self.runner
         lost = tuple(cls.__name__ for cls in _lost_actor_errors())
         async with self.limit:
             for attempt in range(self.env_retries + 1):
-                traj = await self.runner.run_episode(task, group_index=group_index, sample_index=sample_index)
+                traj = await runner.run_episode(task, group_index=group_index, sample_index=sample_index)
                 if traj.error is None or not traj.error.startswith(lost):
                     return traj
                 logger.warning("env worker lost in %s seed=%d (attempt %d)", task.env_id, task.seed, attempt)
@@ -171,9 +183,12 @@ class RayRollout:
     """Controller: spreads episodes over Ray rollout workers; same trajectories as `RolloutRunner`.
 
     Args:
-        policy_spec: agent spec every worker builds (`vllm:/path`, `hf:...`, `scripted:...`).
-        policy_options: options for `make_policy`.
-        config: rollout settings (`max_concurrency` applies per worker).
+        policy_spec: agent spec every worker builds (`vllm:/path`, `hf:...`, `scripted:...`), or an
+            importable function that builds the policy from `policy_options` (the trainer ships its
+            model this way).
+        policy_options: options for `make_policy` (or the function); put in the object store once,
+            so large values (weights) are copied to each node once.
+        config: rollout settings (`max_concurrency` applies per worker; `run` can override the rest).
         num_workers: rollout workers (one backend each: one vLLM engine per GPU).
         num_env_workers: env workers to host envs in (0: envs run inside the rollout workers).
         worker_options: Ray actor options for rollout workers, e.g. {"num_gpus": 1} (default: none,
@@ -188,7 +203,7 @@ class RayRollout:
 
     def __init__(
         self,
-        policy_spec: str,
+        policy_spec: str | Callable[..., Policy],
         *,
         policy_options: Mapping[str, Any] | None = None,
         config: RolloutConfig | None = None,
@@ -220,10 +235,11 @@ class RayRollout:
         ]
         worker_cls = ray.remote(_RolloutWorker)
         opts = {"num_cpus": 0, **restart, **(worker_options or {})}
+        options_ref = ray.put(dict(policy_options or {}))  # a top-level ref: resolved in each worker
         self.workers = [
             worker_cls.options(**opts).remote(
                 policy_spec,
-                dict(policy_options or {}),
+                options_ref,
                 self.config,
                 self.env_workers,
                 max_task_retries,
@@ -232,24 +248,34 @@ class RayRollout:
             for _ in range(num_workers)
         ]
         self._ray = ray
+        self._options_ref = options_ref  # kept alive: a restarted worker reads it again
 
-    async def run_async(self, tasks: Sequence[Task]) -> list[Trajectory]:
-        """Roll out `group_size` samples of every task; ordered by (task, sample) like `RolloutRunner`."""
+    async def run_async(self, tasks: Sequence[Task], config: RolloutConfig | None = None) -> list[Trajectory]:
+        """Roll out `group_size` samples of every task; ordered by (task, sample) like `RolloutRunner`.
+
+        Args:
+            tasks: the tasks.
+            config: settings for these episodes (default: the constructor's); `max_concurrency`
+                stays the constructor's, per worker.
+        """
+        config = config or self.config
         calls = []
         for i, (g, task, s) in enumerate(
-            (g, task, s) for g, task in enumerate(tasks) for s in range(self.config.group_size)
+            (g, task, s) for g, task in enumerate(tasks) for s in range(config.group_size)
         ):
             worker = self.workers[i % len(self.workers)]
-            calls.append(self._one(worker, task, g, s))
+            calls.append(self._one(worker, task, g, s, config))
         return list(await asyncio.gather(*calls))
 
-    def run(self, tasks: Sequence[Task]) -> list[Trajectory]:
+    def run(self, tasks: Sequence[Task], config: RolloutConfig | None = None) -> list[Trajectory]:
         """`run_async` for code without an event loop."""
-        return asyncio.run(self.run_async(tasks))
+        return asyncio.run(self.run_async(tasks, config))
 
-    async def _one(self, worker: Any, task: Task, group: int, sample: int) -> Trajectory:
+    async def _one(
+        self, worker: Any, task: Task, group: int, sample: int, config: RolloutConfig
+    ) -> Trajectory:
         try:
-            return await worker.episode.remote(task, group, sample)
+            return await worker.episode.remote(task, group, sample, config)
         except Exception as exc:  # the worker died past its retries, or the call failed
             logger.warning("episode %s seed=%d lost its worker: %s", task.env_id, task.seed, exc)
             return Trajectory(
@@ -263,7 +289,10 @@ class RayRollout:
             )
 
     def sync_weights(self, state_dict: Mapping[str, Any]) -> None:
-        """Send new weights to every rollout worker (put in the object store once)."""
+        """Send new weights to every rollout worker (put in the object store once).
+
+        A partial state dict is fine for the hf backend (only the named tensors change).
+        """
         ref = self._ray.put({k: v.detach().cpu() for k, v in state_dict.items()})
         self._ray.get([w.sync_weights.remote(ref) for w in self.workers])
 

@@ -23,3 +23,11 @@ def test_rollout_overhead_smoke(tmp_path):
     result = json.loads(out.read_text())["hf"]
     assert result["episodes"] == 3 and result["errors"] == 0
     assert result["raw_tokens"] == result["palaestra_tokens"] > 0, "both replay the same greedy work"
+    raw_calls, palaestra_calls = result["generate_calls"]
+    assert raw_calls == palaestra_calls, "the hf batcher groups each turn's requests like the replay"
+    assert 0 < result["orchestration_ms_per_turn"] < 1000
+    assert (
+        result["overhead_wall_pct_range"][0]
+        <= result["overhead_wall_pct"]
+        <= result["overhead_wall_pct_range"][1]
+    )

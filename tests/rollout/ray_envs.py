@@ -29,4 +29,7 @@ class CrashEnv(TextEnv):
 
 
 def register() -> None:
+    from tests.vowel_env import VowelEnv
+
     palaestra.register_env("test/Crash-v0", CrashEnv, override=True)
+    palaestra.register_env("test/Vowel-v0", VowelEnv, override=True)

@@ -38,7 +38,7 @@ import yaml
 from palaestra.agents.base import SamplingParams
 from palaestra.evaluation.evaluate import EvalResult, evaluate_async
 from palaestra.io import atomic_write_text
-from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.runner import RolloutConfig, Task
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.batching import MicroBatch, Row, bucket_by_length, collate
 from palaestra.trainers.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -54,6 +54,7 @@ from palaestra.trainers.core.distributed import (
 from palaestra.trainers.core.forward import model_allows_shared_prefix, target_logits
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
+from palaestra.trainers.core.rollout_source import make_rollout_source, merged_model
 from palaestra.trainers.core.sampler import TaskSampler, WeightedEnv
 from palaestra.trainers.core.tracking import MetricsWriter
 
@@ -139,7 +140,6 @@ class Trainer:
         model: PreTrainedModel | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
     ):
-        from palaestra.agents.hf import HFPolicy
         from palaestra.agents.models import load_model_and_tokenizer
 
         self.config = config
@@ -179,16 +179,11 @@ class Trainer:
             and not self.dist.enabled
             and model_allows_shared_prefix(self.module)
         )
-        if config.agent.backend == "vllm":
-            self.policy = self._vllm_policy()
-        else:
-            self.policy = HFPolicy(
-                self.rollout_model,
-                tokenizer,
-                name=f"hf:{config.model.name}",
-                max_batch_size=config.agent.max_batch_size,
-                sampler=config.agent.sampler,
-            )
+        # where rollouts run (this process, or Ray workers) and how they get the trained weights
+        self.rollouts = make_rollout_source(
+            config, self.rollout_model, tokenizer, self.export, distributed=self.dist.enabled
+        )
+        self.policy = self.rollouts.policy
         self.sampler = TaskSampler(
             [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train], seed=config.run.seed
         )
@@ -231,22 +226,6 @@ class Trainer:
             )
             model = get_peft_model(model, lora)
         return model
-
-    def _vllm_policy(self) -> Any:
-        """A vLLM engine on the initial weights (exported as an HF folder, so any model loads)."""
-        from palaestra.agents.vllm_backend import VLLMPolicy
-
-        agent, model = self.config.agent, self.config.model
-        folder = self.export(self.run_dir / "vllm-init")
-        return VLLMPolicy.from_model(
-            str(folder),
-            dtype=model.dtype,
-            seed=self.config.run.seed,
-            gpu_memory_utilization=agent.gpu_memory_utilization,
-            sleep_mode=agent.sleep_mode,
-            cpu_kv_cache_gib=agent.cpu_kv_cache_gib if model.device == "cpu" else None,
-            name=f"vllm:{model.name}",
-        )
 
     def _reference_model(self) -> torch.nn.Module | None:
         """A frozen copy of the initial policy when the loss has a KL term (LoRA: the base model)."""
@@ -307,11 +286,7 @@ class Trainer:
     async def _rollout_here(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
         if self.config.rollout.self_play:
             return await self._self_play(tasks, config)
-        runner = RolloutRunner(self.policy, config)
-        try:
-            return await runner.run(tasks)
-        finally:
-            runner.close()
+        return await self.rollouts.run(tasks, config)
 
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
         """Sampling strategy: roll out `group_size` samples of each task. Algorithms override this."""
@@ -549,19 +524,13 @@ class Trainer:
             self.rollout_model.load_state_dict(full_model_state(self.model))
 
     def _sync_rollout_weights(self) -> None:
-        """Make the next rollouts use the trained weights (every rank calls it).
-
-        hf shares the rollout model object; vLLM loads the weights into its running engine in place
-        (LoRA merged first).
-        """
+        """Make the next rollouts use the trained weights (every rank calls it; see `rollout_source`)."""
         self._gather_rollout_weights()
-        if self.config.agent.backend != "vllm":
-            self.policy.sync_weights()
-            return
-        model = self.rollout_model
-        if self.config.model.lora is not None:
-            model = copy.deepcopy(model).merge_and_unload()
-        self.policy.sync_weights(model.state_dict())
+        self.rollouts.sync_weights(self.rollout_model)
+
+    def close(self) -> None:
+        """Stop the rollout backend's engines or Ray workers (the process exiting does it too)."""
+        self.rollouts.close()
 
     @property
     def _pad_id(self) -> int:
@@ -575,8 +544,7 @@ class Trainer:
         tasks = self.sampler.sample(r.tasks_per_step)
         trajectories, collect_metrics = asyncio.run(self.collect(tasks))
         t1 = time.perf_counter()
-        if self.config.agent.backend == "vllm" and self.config.agent.sleep_mode:
-            self.policy.release_memory()  # vllm: free the engine's GPU memory for the update
+        self.rollouts.release_memory()  # vllm sleep mode: free the engine's GPU memory for the update
         batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
         metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
         metrics.update(self.__dict__.pop("_self_play_metrics", {}))
@@ -774,9 +742,7 @@ class Trainer:
         """
         self._gather_rollout_weights()
         if self.dist.is_main:
-            model = self.rollout_model
-            if self.config.model.lora is not None:
-                model = copy.deepcopy(model).merge_and_unload()
+            model = merged_model(self.rollout_model, lora=self.config.model.lora is not None)
             tmp = path.with_name(f".tmp-{path.name}")
             shutil.rmtree(tmp, ignore_errors=True)
             model.save_pretrained(tmp)
