@@ -3,7 +3,10 @@
 Every episode coroutine awaits `HFPolicy.generate([request])`; a batching task on the event loop
 collects the requests that are pending at the same moment (all episodes of a rollout step, or every
 episode whose env just answered), groups those with identical sampling parameters, and samples each
-group in one batch in a worker thread, so the loop keeps stepping envs meanwhile. The sampler is
+group in one batch. On a GPU the batch runs in a worker thread, so the loop keeps stepping envs
+meanwhile; on a CPU it runs on the loop's own thread, which is the thread that trains: torch's
+OpenMP thread team belongs to the thread that starts it, and a second thread running the model
+with its own team made each sampling call ~35% slower on 2 cores (benchmarks/grpo_vs_trl.py). The sampler is
 `palaestra.agents.decoding.sample` (shared prefill of identical prompts, finished rows leave the
 batch) for decoder-only LMs with a standard KV cache, else `model.generate` (`sampler="generate"`
 forces it).
@@ -63,6 +66,7 @@ class HFPolicy:
         max_batch_size: most requests in one `generate` call.
         batch_wait_s: how long the batcher waits after the first request for others to arrive.
         sampler: "auto" (palaestra's sampler where the model supports it), "lean" or "generate".
+        in_worker_thread: sample in a worker thread (default: on GPUs) or on the event loop's thread.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class HFPolicy:
         max_batch_size: int = 32,
         batch_wait_s: float = 0.002,
         sampler: Literal["auto", "lean", "generate"] = "auto",
+        in_worker_thread: bool | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size={max_batch_size}; it must be >= 1")
@@ -91,6 +96,9 @@ class HFPolicy:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_ids = self._eos_ids()
         self.lean = sampler == "lean" or (sampler == "auto" and supports_lean_sampling(model))
+        if in_worker_thread is None:
+            in_worker_thread = next(model.parameters()).device.type != "cpu"
+        self.in_worker_thread = in_worker_thread
         self.generate_calls = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="palaestra-hf")
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -159,7 +167,10 @@ class HFPolicy:
                 if not live:
                     continue
                 try:
-                    results = await loop.run_in_executor(self._executor, self._generate_batch, live)
+                    if self.in_worker_thread:
+                        results = await loop.run_in_executor(self._executor, self._generate_batch, live)
+                    else:
+                        results = self._generate_batch(live)
                 except Exception as exc:
                     logger.exception("generate failed for a batch of %d", len(live))
                     for p in live:
