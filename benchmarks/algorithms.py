@@ -19,6 +19,8 @@ Run (from the repository root; web comparisons need Chromium for Playwright, see
     python benchmarks/algorithms.py                                   # all four, 3 seeds
     python benchmarks/algorithms.py --only critique gigpo --steps 4 --seeds 0 1 2
     python benchmarks/algorithms.py --model tiny-random --steps 2     # plumbing check, seconds per run
+    python benchmarks/algorithms.py --model tiny-random --warm-start-sft 250 --warm-start-lr 3e-3 \
+        --eval-temperature 1.0 --only arpo --steps 20    # SFT on expert demos first: groups mix outcomes
     python benchmarks/algorithms.py --only gigpo --out runs/b2 && \
         python benchmarks/algorithms.py --only critique --also runs/b2/results.json   # split, one table
 """
