@@ -4,6 +4,7 @@ Comparisons (ALGORITHMS.md; issue 8), each on an env where the mechanism should 
     arpo          ARPO vs GRPO on a sparse-reward web task (most GRPO groups all-fail), fixed task pool
                   for both (replay needs tasks to recur)
     semi_online   semi-online RL (UI-S1) vs GRPO on a multi-step web task with a scripted expert
+                  (ClickSequence: 2-4 clicks in a stated order)
     critique      Critique-GRPO (rule critic with the reference answer) vs GRPO on arithmetic
     gigpo         GiGPO vs GRPO on FrozenLake (states recur within a group)
 
@@ -18,6 +19,8 @@ Run (from the repository root; web comparisons need Chromium for Playwright, see
     python benchmarks/algorithms.py                                   # all four, 3 seeds
     python benchmarks/algorithms.py --only critique gigpo --steps 4 --seeds 0 1 2
     python benchmarks/algorithms.py --model tiny-random --steps 2     # plumbing check, seconds per run
+    python benchmarks/algorithms.py --model tiny-random --warm-start-sft 250 --warm-start-lr 3e-3 \
+        --eval-temperature 1.0 --only arpo --steps 20    # SFT on expert demos first: groups mix outcomes
     python benchmarks/algorithms.py --only gigpo --out runs/b2 && \
         python benchmarks/algorithms.py --only critique --also runs/b2/results.json   # split, one table
 """
@@ -44,8 +47,10 @@ COMPARISONS: dict[str, dict[str, Any]] = {
         "pool": 8,
     },
     "semi_online": {
-        "env": {"id": "palaestra/Web-Login-v0"},
-        "rollout": {"max_turns": 5},
+        # clicks only (2-4 in order): a small model can match some expert steps; Login's typed
+        # credentials must be copied verbatim, which a tiny model never does (match rate 0)
+        "env": {"id": "palaestra/Web-ClickSequence-v0"},
+        "rollout": {"max_turns": 6},
         "arms": {
             "grpo": {"name": "grpo"},
             "semi_online": {"name": "semi_online", "min_return_std": None},
@@ -109,22 +114,82 @@ def _config(args: argparse.Namespace, name: str, arm: str, seed: int) -> Any:
         },
         algorithm=algorithm,
         optimizer={"lr": args.lr},
-        eval={"every": args.eval_every, "before_training": True},
+        eval={"every": args.eval_every, "before_training": True, "temperature": args.eval_temperature},
         logging={"tensorboard": False, "progress": False},
         checkpoint={"every": 0},
     )
+
+
+def _initial_model(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """Trainer kwargs for the untrained model: a tiny random Llama, or {} (load `--model`)."""
+    if args.model != "tiny-random":
+        return {}
+    from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    return {"model": build_tiny_model(tok, seed=seed), "tokenizer": tok}
+
+
+def warm_start(args: argparse.Namespace, name: str) -> Path:
+    """SFT the model on the expert's demos of comparison `name`'s train env; export it once, reuse it.
+
+    Demos: `--warm-start-demos` episodes of the env's scripted expert (seeds 10_000.., `palaestra demos`),
+    written to OUT/warm_start/NAME/demos.parquet; `--warm-start-sft` optimizer steps of `SFTTrainer`
+    (batch `--warm-start-batch`, lr `--warm-start-lr`); the model (seed 0) goes to OUT/warm_start/NAME/model
+    with its held-out success in sft.json. Both arms and every seed start from that folder.
+    """
+    from palaestra.io import atomic_write_json
+    from palaestra.rollout.demos import collect_demos, write_demos
+    from palaestra.trainers.sft import SFTTrainer, demo_rows
+
+    folder = args.out / "warm_start" / name
+    if (folder / "model" / "config.json").exists():
+        return folder / "model"
+    env = COMPARISONS[name]["env"]
+    start = time.perf_counter()
+    demos = collect_demos(
+        env["id"], episodes=args.warm_start_demos, seed=10_000, env_kwargs=env.get("kwargs")
+    )
+    write_demos(demos, folder)
+    cfg = _config(args, name, "grpo", 0).model_copy(deep=True)
+    cfg.run.output_dir, cfg.run.name = str(args.out / "warm_start"), name
+    trainer = SFTTrainer(
+        cfg,
+        steps=args.warm_start_sft,
+        lr=args.warm_start_lr,
+        batch_size=args.warm_start_batch,
+        **_initial_model(args, 0),
+    )
+    rows = demo_rows(demos.trajectories, trainer.tokenizer)
+    history = trainer.fit(rows)
+    metrics, _ = trainer.evaluate()
+    trainer.export(folder / "model")
+    summary = {
+        "demos": len(rows),
+        "steps": args.warm_start_sft,
+        "nll_first": history[0]["loss/nll"],
+        "nll_last": history[-1]["loss/nll"],
+        "seconds": time.perf_counter() - start,
+        **metrics,
+    }
+    atomic_write_json(folder / "sft.json", summary)
+    print(f"warm start {name}: {summary}", file=sys.stderr, flush=True)
+    return folder / "model"
 
 
 def _run(args: argparse.Namespace, name: str, arm: str, seed: int) -> dict[str, Any]:
     from palaestra.trainers import make_trainer
 
     cfg = _config(args, name, arm, seed)
-    kwargs: dict[str, Any] = {}
-    if args.model == "tiny-random":
-        from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
+    kwargs: dict[str, Any] = _initial_model(args, seed)
+    if args.warm_start_sft:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tok = build_tiny_tokenizer()
-        kwargs = {"model": build_tiny_model(tok, seed=seed), "tokenizer": tok}
+        path = warm_start(args, name)
+        kwargs = {
+            "model": AutoModelForCausalLM.from_pretrained(path),
+            "tokenizer": AutoTokenizer.from_pretrained(path),
+        }
     start = time.perf_counter()
     out = make_trainer(cfg, **kwargs).train()
     key = cfg.envs.eval[0].id.split("/")[-1]
@@ -139,7 +204,21 @@ def _run(args: argparse.Namespace, name: str, arm: str, seed: int) -> dict[str, 
     result["seconds"] = time.perf_counter() - start
     if f"eval/{key}/sop_score" in out["after"]:
         result["sop_score"] = out["after"][f"eval/{key}/sop_score"]
+    # did the mechanism fire? its per-step diagnostics, summed or averaged over the run
+    result["diagnostics"] = {
+        k: (sum if k in _SUMMED else statistics.fmean)([h[k] for h in out["history"] if k in h])
+        for k in sorted({k for h in out["history"] for k in h if k.startswith(_DIAGNOSTICS)})
+    }
     return result
+
+
+_DIAGNOSTICS = ("replay/", "semi_online/", "gigpo/", "critique/", "reward/zero_variance")
+_SUMMED = {
+    "replay/injected",
+    "gigpo/anchor_groups",
+    "gigpo/anchor_groups_signal",
+    "critique/refined_groups",
+}
 
 
 def _fmt(values: list[float]) -> str:
@@ -212,7 +291,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--eval-episodes", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=2)
+    parser.add_argument(
+        "--eval-temperature",
+        type=float,
+        default=0.0,
+        help="held-out sampling temperature (0: greedy; 1: the policy's own success rate, which a tiny "
+        "warm-started model reaches long before its greedy action is right)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench/algorithms"))
+    parser.add_argument(
+        "--warm-start-sft",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="first SFT the model STEPS optimizer steps on expert demos of each comparison's env "
+        "(saved once under OUT/warm_start/NAME/model); both arms and all seeds start from it (0: off)",
+    )
+    parser.add_argument("--warm-start-demos", type=int, default=200, help="expert episodes for the SFT")
+    parser.add_argument("--warm-start-batch", type=int, default=8, help="demos per SFT step")
+    parser.add_argument("--warm-start-lr", type=float, default=1e-3, help="SFT learning rate")
     parser.add_argument(
         "--also", nargs="*", type=Path, default=[], help="results.json of other runs to add to the table"
     )

@@ -63,7 +63,7 @@ from palaestra.trainers.spa import (
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
 
-__all__ = ["GiGPOConfig", "GiGPOTrainer", "gigpo_advantages", "turn_anchors"]
+__all__ = ["GiGPOConfig", "GiGPOTrainer", "anchor_metrics", "gigpo_advantages", "turn_anchors"]
 
 
 class GiGPOConfig(GRPOConfig):
@@ -176,6 +176,40 @@ def gigpo_advantages(
     return out
 
 
+def anchor_metrics(
+    step_rewards: Sequence[Sequence[float]],
+    anchors: Sequence[Sequence[str]],
+    groups: Sequence[Hashable],
+    *,
+    gamma: float,
+    similarity: float | None = None,
+) -> dict[str, float]:
+    """Diagnostics of the step-level signal: how many anchor groups can give a non-zero A^S.
+
+    Returns:
+        `gigpo/anchor_groups` (clusters with >= 2 steps), `gigpo/anchor_groups_signal` (those whose
+        discounted returns differ, i.e. with non-zero step advantages) and `gigpo/steps_with_signal`
+        (fraction of all steps that lie in such a cluster).
+    """
+    flat_anchor, flat_group, flat_return = [], [], []
+    for rewards, states, group in zip(step_rewards, anchors, groups, strict=True):
+        flat_anchor += list(states)
+        flat_group += [group] * len(states)
+        flat_return += discounted_returns(rewards, gamma)
+    members: dict[int, list[float]] = {}
+    for cluster, ret in zip(
+        anchor_groups(flat_anchor, flat_group, similarity=similarity), flat_return, strict=True
+    ):
+        members.setdefault(cluster, []).append(ret)
+    shared = [r for r in members.values() if len(r) > 1]
+    signal = [r for r in shared if max(r) - min(r) > 1e-9]
+    return {
+        "gigpo/anchor_groups": float(len(shared)),
+        "gigpo/anchor_groups_signal": float(len(signal)),
+        "gigpo/steps_with_signal": sum(len(r) for r in signal) / max(len(flat_return), 1),
+    }
+
+
 def turn_anchors(trajectory: Trajectory) -> list[str]:
     """The anchor state of each turn: the env observation the reply answered (no history, no system)."""
     first = next((m for m in trajectory.messages if m.get("role") != "system"), None)
@@ -283,10 +317,18 @@ class GiGPOTrainer(GRPOTrainer):
             invalid_penalty=algo.invalid_penalty,
             episode_returns=[t.reward for t in trajectories],
         )
+        self._anchor_metrics = anchor_metrics(
+            step_rewards,
+            [turn_anchors(t) for t in trajectories],
+            [t.group_index for t in trajectories],
+            gamma=algo.gamma,
+            similarity=algo.similarity,
+        )
         return [turn_token_advantages(t, adv) for t, adv in zip(trajectories, per_turn, strict=True)]
 
     def train_step(self) -> dict[str, float]:
         metrics = super().train_step()
+        metrics.update(self.__dict__.pop("_anchor_metrics", {}))
         if self.progress is not None:
             metrics["progress/mse"] = self.__dict__.pop("_progress_mse", float("nan"))
         return metrics

@@ -54,6 +54,7 @@ def test_both_arms_share_everything_but_the_algorithm(bench, tmp_path):
         lr=1e-5,
         eval_episodes=2,
         eval_every=0,
+        eval_temperature=0.0,
     )
     for name, spec in bench.COMPARISONS.items():
         configs = [bench._config(args, name, arm, seed=1) for arm in spec["arms"]]

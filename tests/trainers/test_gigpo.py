@@ -139,3 +139,20 @@ def test_gigpo_takes_episode_returns_apart_from_progress_step_rewards():
     )
     # A^E from the env returns (1, 0): ±0.5; A^S at "s" from progress returns (1.0 vs 0.0): ±0.5
     assert adv == [pytest.approx([1.0, 0.5]), pytest.approx([-1.0])]
+
+
+def test_anchor_metrics_count_anchor_groups_whose_returns_differ():
+    from palaestra.trainers.gigpo import anchor_metrics
+
+    metrics = anchor_metrics(
+        [[0.0, 1.0], [0.0, 0.0], [1.0], [1.0]],
+        [["s0", "s1"], ["s0", "s2"], ["t"], ["t"]],
+        [0, 0, 1, 1],
+        gamma=0.5,
+    )
+    # group 0: s0 seen twice with returns 0.5 and 0.0 (signal); group 1: t twice, both returns 1.0
+    assert metrics == {
+        "gigpo/anchor_groups": 2.0,
+        "gigpo/anchor_groups_signal": 1.0,
+        "gigpo/steps_with_signal": 2 / 6,
+    }
