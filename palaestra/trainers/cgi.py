@@ -46,10 +46,11 @@ from palaestra.rollout.storage import save_trajectories
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.batching import MicroBatch
 from palaestra.trainers.core.losses import masked_mean
-from palaestra.trainers.core.trainer import Normalizers, Trainer
+from palaestra.trainers.core.trainer import Normalizers
 from palaestra.trainers.critic import (
     CriticTrainer,
     CriticTrainingConfig,
+    SupervisedTrainer,
     critique_rows,
     sft_loss,
     teacher_critic,
@@ -93,7 +94,7 @@ class CGIConfig(BaseModel):
         return False
 
 
-class CGITrainer(Trainer):
+class CGITrainer(SupervisedTrainer):
     """Critique-guided rollouts and SFT of the actor on successful refinements (module docstring)."""
 
     config_class = CGIConfig
@@ -189,9 +190,6 @@ class CGITrainer(Trainer):
         }
         return rows, metrics
 
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
-        return [1.0] * len(trajectories)  # SFT: every kept token has weight 1
-
     def loss(
         self,
         logp: torch.Tensor,
@@ -201,7 +199,7 @@ class CGITrainer(Trainer):
         entropy: torch.Tensor | None,
         norm: Normalizers,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, metrics = sft_loss(logp, batch.loss_mask, total_tokens=norm["tokens"])
+        loss, metrics = super().loss(logp, batch, ref_logp=ref_logp, entropy=entropy, norm=norm)
         if entropy is not None:
             metrics["loss/entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
         return loss, metrics

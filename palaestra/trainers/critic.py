@@ -44,6 +44,7 @@ __all__ = [
     "RULE_TEACHERS",
     "CriticTrainer",
     "CriticTrainingConfig",
+    "SupervisedTrainer",
     "critique_rows",
     "critique_verdict",
     "sft_loss",
@@ -211,7 +212,25 @@ def critic_train_config(config: TrainConfig, spec: CriticTrainingConfig) -> Trai
     )
 
 
-class CriticTrainer(Trainer):
+class SupervisedTrainer(Trainer):
+    """The trainer core with a supervised objective: every policy token has weight 1, loss = `sft_loss`."""
+
+    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+        return [1.0] * len(trajectories)
+
+    def loss(
+        self,
+        logp: torch.Tensor,
+        batch: MicroBatch,
+        *,
+        ref_logp: torch.Tensor | None,
+        entropy: torch.Tensor | None,
+        norm: Normalizers,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        return sft_loss(logp, batch.loss_mask, total_tokens=norm["tokens"])
+
+
+class CriticTrainer(SupervisedTrainer):
     """SFT of a critic model with the trainer core's update (see the module docstring).
 
     Args:
@@ -231,20 +250,6 @@ class CriticTrainer(Trainer):
     ):
         super().__init__(critic_train_config(config, spec), model=model, tokenizer=tokenizer)
         self.spec = spec
-
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
-        return [1.0] * len(trajectories)  # SFT: every critique token has weight 1
-
-    def loss(
-        self,
-        logp: torch.Tensor,
-        batch: MicroBatch,
-        *,
-        ref_logp: torch.Tensor | None,
-        entropy: torch.Tensor | None,
-        norm: Normalizers,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        return sft_loss(logp, batch.loss_mask, total_tokens=norm["tokens"])
 
     def fit(self, rows: list[Trajectory]) -> dict[str, float]:
         """`epochs` x `mini_batches` optimizer steps on critique rows; returns `critic/...` metrics."""

@@ -24,9 +24,8 @@ import torch
 from palaestra.agents.base import message_text
 from palaestra.rollout.chat import TokenChat
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.core.batching import MicroBatch
-from palaestra.trainers.core.trainer import Normalizers, StepBatch, Trainer
-from palaestra.trainers.critic import sft_loss
+from palaestra.trainers.core.trainer import StepBatch
+from palaestra.trainers.critic import SupervisedTrainer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -117,7 +116,7 @@ def sft_train_config(config: TrainConfig, *, steps: int, lr: float, name: str = 
     )
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(SupervisedTrainer):
     """Behaviour cloning of demonstration rows with the trainer core's update (module docstring).
 
     Args:
@@ -143,20 +142,6 @@ class SFTTrainer(Trainer):
             raise ValueError(f"steps={steps}, batch_size={batch_size}; both must be >= 1")
         super().__init__(sft_train_config(config, steps=steps, lr=lr), model=model, tokenizer=tokenizer)
         self.batch_size = batch_size
-
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
-        return [1.0] * len(trajectories)  # SFT: every reply token has weight 1
-
-    def loss(
-        self,
-        logp: torch.Tensor,
-        batch: MicroBatch,
-        *,
-        ref_logp: torch.Tensor | None,
-        entropy: torch.Tensor | None,
-        norm: Normalizers,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        return sft_loss(logp, batch.loss_mask, total_tokens=norm["tokens"])
 
     def fit(self, rows: Sequence[Trajectory]) -> list[dict[str, float]]:
         """`config.run.steps` optimizer steps on batches of `rows` drawn without replacement per pass.
