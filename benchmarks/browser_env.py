@@ -12,6 +12,8 @@ Rows:
     step latency      p50/p95 of one step over expert episodes (single episode at a time)
     throughput        episodes/s and steps/s with 1 and `--concurrency` episodes in flight (palaestra
                       through `RolloutRunner` with the scripted expert; the bare loop through asyncio)
+    step phase        `--concurrency` open episodes stepped together, their resets (context + page load)
+                      untimed: steady-state step throughput of one browser, as the issue's 38 steps/s
     think time        one episode at a time with 100 ms of policy time per step (as with an LLM), with and
                       without warm pages: where preparing the next page ahead pays
     memory            Chromium's PSS with 1 and 1 + `--concurrency` open episodes; per extra episode
@@ -162,6 +164,49 @@ async def bare_run(
     return _summary(times, len(workload), elapsed)
 
 
+async def bare_step_phase(
+    workload: list[tuple[str, list[tuple[str, str]]]], concurrency: int
+) -> dict[str, float]:
+    """Text mode in rounds of `concurrency` episodes: open and load them all (untimed), then step them together.
+
+    Only the step phase is timed, so this is the steady-state step throughput of `concurrency` open
+    contexts in one browser (the issue's 38 steps/s measurement), without context creation and page loads.
+    """
+    from playwright.async_api import async_playwright
+
+    async def opened(html: str) -> tuple[Any, Any, str]:
+        context = await browser.new_context(viewport=VIEWPORT)
+        await context.route("**/*", lambda route: route.abort())
+        page = await context.new_page()
+        await page.set_content(html)
+        return context, page, await page.aria_snapshot(mode="ai")
+
+    async def steps(page: Any, seen: str, recorded: list[tuple[str, str]]) -> None:
+        for recorded_page, text in recorded:
+            action = parse_action(text, "text")
+            await _bare_action(page, replace(action, ref=_same_element(action.ref, recorded_page, seen)))
+            seen = await page.aria_snapshot(mode="ai")
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(**launch_kwargs())
+        timed, count = 0.0, 0
+        for i in range(0, len(workload), concurrency):
+            batch = workload[i : i + concurrency]
+            opened_pages = await asyncio.gather(*(opened(html) for html, _ in batch))
+            start = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    steps(page, seen, rec)
+                    for (_, page, seen), (_, rec) in zip(opened_pages, batch, strict=True)
+                )
+            )
+            timed += time.perf_counter() - start
+            count += sum(len(rec) for _, rec in batch)
+            await asyncio.gather(*(context.close() for context, _, _ in opened_pages))
+        await browser.close()
+    return {"steps_s": count / timed, "steps": count}
+
+
 # -- palaestra --------------------------------------------------------------------------------------
 def palaestra_latency(tasks: list[str], mode: str, episodes: int) -> dict[str, float]:
     times: list[float] = []
@@ -196,6 +241,43 @@ def palaestra_throughput(tasks: list[str], mode: str, episodes: int, concurrency
     assert not failed, failed[:3]
     steps = sum(t.num_turns for t in trajectories)
     return {"episodes_s": len(jobs) / elapsed, "steps_s": steps / elapsed}
+
+
+def palaestra_step_phase(tasks: list[str], episodes: int, concurrency: int) -> dict[str, float]:
+    """`bare_step_phase` for `WebEnv`: rounds of `concurrency` episodes reset together (untimed), then
+    stepped together by the expert, one thread per env (as `RolloutRunner` runs blocking envs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(task, seed) for task in tasks for seed in range(episodes)]
+    envs: dict[tuple[str, int], WebEnv] = {}
+    timed, count = 0.0, 0
+
+    def reset(env: WebEnv, seed: int) -> dict[str, Any]:
+        return env.reset(seed=seed)[1]
+
+    def run(env: WebEnv, info: dict[str, Any]) -> int:
+        done, n = False, 0
+        while not done:
+            _, _, terminated, truncated, info = env.step(info["expert_action"])
+            done, n = terminated or truncated, n + 1
+        assert info["success"], "expert failed"
+        return n
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for i in range(0, len(jobs), concurrency):
+            batch = jobs[i : i + concurrency]
+            for slot, (task, _) in enumerate(batch):
+                if (task, slot) not in envs:
+                    envs[task, slot] = _env(task, "text")
+            round_envs = [envs[task, slot] for slot, (task, _) in enumerate(batch)]
+            infos = list(pool.map(reset, round_envs, [seed for _, seed in batch]))
+            start = time.perf_counter()
+            count += sum(pool.map(run, round_envs, infos))
+            timed += time.perf_counter() - start
+    for env in envs.values():
+        env.close()
+    close_shared()
+    return {"steps_s": count / timed, "steps": count}
 
 
 def palaestra_think_time(
@@ -370,6 +452,17 @@ def main() -> None:
         print(
             f"| palaestra (RolloutRunner) | text | {k} | {ours['episodes_s']:.2f} | {ours['steps_s']:.1f} | {ratio:.2f}x |"
         )
+
+    print(
+        f"\n| step phase only ({args.concurrency} open episodes stepped together, resets untimed) | mode | "
+        "steps/s | steps/s vs bare |"
+    )
+    print("|---|---|---:|---:|")
+    bare = asyncio.run(bare_step_phase(workload, args.concurrency))
+    ours = palaestra_step_phase(tasks, args.episodes, args.concurrency)
+    raw[f"step_phase_text_{args.concurrency}"] = {"bare": bare, "palaestra": ours}
+    print(f"| bare Playwright loop (anchor) | text | {bare['steps_s']:.1f} | 1.00x |")
+    print(f"| palaestra WebEnv | text | {ours['steps_s']:.1f} | {ours['steps_s'] / bare['steps_s']:.2f}x |")
 
     print("\n| palaestra, 1 episode in flight, 100 ms policy time per step | reset p50 ms | episodes/s |")
     print("|---|---:|---:|")
