@@ -38,13 +38,11 @@ from typing import Any
 COMPARISONS: dict[str, dict[str, Any]] = {
     "arpo": {
         "env": {"id": "palaestra/Web-ClickButton-v0"},
-        "rollout": {"max_turns": 3},
+        "rollout": {"max_turns": 3, "task_pool": 8},  # replay needs tasks to recur
         "arms": {
             "grpo": {"name": "grpo"},
-            "arpo": {"name": "arpo", "task_pool": 8},
+            "arpo": {"name": "arpo"},
         },
-        "shared_algorithm": {},
-        "pool": 8,
     },
     "semi_online": {
         # clicks only (2-4 in order): a small model can match some expert steps; Login's typed
@@ -82,13 +80,8 @@ def _config(args: argparse.Namespace, name: str, arm: str, seed: int) -> Any:
     spec = COMPARISONS[name]
     env = spec["env"]
     algorithm = dict(spec["arms"][arm])
-    if name == "arpo" and arm == "grpo":  # same recurring task pool for the baseline: only replay differs
-        algorithm = {
-            "name": "arpo",
-            "task_pool": spec["pool"],
-            "buffer_capacity": 1,
-            "success_threshold": 2.0,
-        }
+    if name == "arpo" and arm == "grpo":  # ARPO's own loss with replay off: only replay differs
+        algorithm = {"name": "arpo", "buffer_capacity": 1, "success_threshold": 2.0}
     eval_kwargs = spec.get("eval_kwargs", env.get("kwargs", {}))
     return load_config(
         None,

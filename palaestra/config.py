@@ -142,6 +142,12 @@ class EvalEnvEntry(Section):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs (e.g. split: test).")
     episodes: int = Field(50, ge=1, description="Held-out episodes (seeds seed..seed+episodes-1).")
     seed: int = Field(0, description="First held-out seed.")
+    samples: int = Field(
+        1,
+        ge=1,
+        description="Episodes per held-out task; above 1 (with eval.temperature > 0) the success rate "
+        "averages over the policy's samples, not only over tasks.",
+    )
 
 
 class EnvsConfig(Section):
@@ -152,6 +158,12 @@ class EnvsConfig(Section):
 class RolloutSection(Section):
     tasks_per_step: int = Field(8, ge=1, description="Tasks (groups) per RL step.")
     group_size: int = Field(8, ge=1, description="Samples per task, for group-relative advantages.")
+    task_pool: int | None = Field(
+        None,
+        ge=1,
+        description="Train on seeds 0..task_pool-1 of each env, in shuffled epochs, so tasks recur "
+        "(ARPO's replay needs that); None: a fresh seed for every task.",
+    )
     max_turns: int | None = Field(None, ge=1, description="Cap on turns per episode (None: the env's own).")
     max_new_tokens: int = Field(128, ge=1, description="Token budget per reply.")
     max_context_tokens: int | None = Field(

@@ -18,15 +18,16 @@ logprobs are recomputed by the current model after injection, so ρ = 1 at the s
 exactly as the code (§3.4: no staleness correction). With `recompute_old_logprobs: false` the stored
 sampling logprobs are used as π_old, i.e. ratios against the policy that generated it.
 
-Task selection (§3.3): replay only helps when tasks recur, so ARPO trains over a fixed task pool
-(`task_pool`: seeds 0..n−1 of each env, shuffled per epoch) and can keep only "valuable" tasks, those
-the initial policy solves at least once in `filter_trials` tries (`filter_tasks`).
+Task selection (§3.3): replay only helps when tasks recur, so ARPO is meant to train over a fixed task
+pool (`rollout.task_pool`: seeds 0..n−1 of each env, shuffled per epoch; the trainer core's sampler)
+and can keep only "valuable" tasks, those the initial policy solves at least once in `filter_trials`
+tries (`filter_tasks`).
 
 Choices (§3.8, §15 item 5): the success signal is the env's `success` (ARPO's eval_result) or the
 episode return (`replay_signal`); injection position slot 0 (code) or a random slot (`inject_at`); the
 format-reward weight is the env's own reward. The buffer is saved in checkpoints and restored on resume.
 
-Departures from `trainers/core`: `collect` (replay), a pool sampler, and buffer state in checkpoints.
+Departures from `trainers/core`: `collect` (replay, pool filtering) and buffer state in checkpoints.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from pydantic import Field
 
 from palaestra.rollout.runner import Task
 from palaestra.rollout.trajectory import Trajectory, Turn
-from palaestra.trainers.core.sampler import WeightedEnv
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ __all__ = [
     "ARPOConfig",
     "ARPOTrainer",
     "ReplayBuffer",
-    "TaskPoolSampler",
     "apply_replay",
     "is_all_fail",
     "task_key",
@@ -77,11 +76,6 @@ class ARPOConfig(GRPOConfig):
     )
     inject_at: Literal["first", "random"] = Field(
         "first", description="Which sample the replayed success replaces (code: the first)."
-    )
-    task_pool: int | None = Field(
-        None,
-        ge=1,
-        description="Train on seeds 0..task_pool-1 of each env, in shuffled epochs (None: fresh seeds).",
     )
     filter_tasks: bool = Field(False, description="Keep only pool tasks the initial policy solves once.")
     filter_trials: int = Field(4, ge=1, description="Tries per pool task for `filter_tasks`.")
@@ -198,44 +192,6 @@ def apply_replay(
     return out, injected
 
 
-class TaskPoolSampler:
-    """Draws tasks from a fixed pool of (env, seed), one shuffled epoch after another (resumable).
-
-    Args:
-        envs: the training envs (weights are ignored: every pool task is seen once per epoch).
-        seeds: the task seeds of the pool (the same for every env).
-        seed: shuffling seed.
-    """
-
-    def __init__(self, envs: Sequence[WeightedEnv], seeds: Sequence[int], seed: int):
-        self.pool = [Task(e.env_id, int(s), dict(e.kwargs or {})) for e in envs for s in seeds]
-        if not self.pool:
-            raise ValueError("the task pool is empty (no env or no seed); check algorithm.task_pool")
-        self.seed, self.drawn = seed, 0
-
-    def keep(self, tasks: Sequence[Task]) -> None:
-        """Restrict the pool to `tasks` (task filtering); an empty choice keeps the pool unchanged."""
-        if tasks:
-            self.pool = list(tasks)
-
-    def _epoch(self, epoch: int) -> list[int]:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.pool)).tolist()
-
-    def sample(self, n: int) -> list[Task]:
-        size = len(self.pool)
-        out = [self.pool[self._epoch(i // size)[i % size]] for i in range(self.drawn, self.drawn + n)]
-        self.drawn += n
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        pool = [[t.env_id, t.seed, t.env_kwargs] for t in self.pool]
-        return {"seed": self.seed, "drawn": self.drawn, "pool": pool}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.seed, self.drawn = int(state["seed"]), int(state["drawn"])
-        self.pool = [Task(e, int(s), dict(kw)) for e, s, kw in state["pool"]]
-
-
 class ARPOTrainer(GRPOTrainer):
     """GRPO with success replay into all-fail groups (see the module docstring)."""
 
@@ -246,11 +202,8 @@ class ARPOTrainer(GRPOTrainer):
         algo: ARPOConfig = config.algorithm
         self.buffer = ReplayBuffer(algo.buffer_capacity, algo.success_threshold, seed=config.run.seed)
         self._filtered = not algo.filter_tasks
-        if algo.task_pool is not None:
-            envs = [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train]
-            self.sampler = TaskPoolSampler(envs, range(algo.task_pool), seed=config.run.seed)  # type: ignore[assignment]
-        elif algo.filter_tasks:
-            raise ValueError("algorithm.filter_tasks needs a fixed pool; set algorithm.task_pool")
+        if algo.filter_tasks and config.rollout.task_pool is None:
+            raise ValueError("algorithm.filter_tasks needs a fixed pool; set rollout.task_pool")
 
     def signal(self, trajectory: Trajectory) -> float:
         algo: ARPOConfig = self.config.algorithm

@@ -61,9 +61,8 @@ from palaestra.rollout.semi_online import (
 )
 from palaestra.rollout.storage import load_trajectories
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.arpo import TaskPoolSampler
 from palaestra.trainers.core.advantages import group_advantages, truncated_discounted_returns
-from palaestra.trainers.core.sampler import WeightedEnv
+from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
 
 if TYPE_CHECKING:

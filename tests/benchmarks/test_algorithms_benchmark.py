@@ -61,5 +61,7 @@ def test_both_arms_share_everything_but_the_algorithm(bench, tmp_path):
         dumps = [c.model_dump(exclude={"algorithm", "run"}) for c in configs]
         assert dumps[0] == dumps[1], name
         assert configs[0].run.seed == configs[1].run.seed == 1
-    arpo_base = bench._config(args, "arpo", "grpo", seed=0).algorithm
-    assert arpo_base.task_pool == 8 and arpo_base.success_threshold > 1  # same pool, replay never fires
+    arpo_base = bench._config(args, "arpo", "grpo", seed=0)
+    assert (
+        arpo_base.rollout.task_pool == 8 and arpo_base.algorithm.success_threshold > 1
+    )  # replay never fires

@@ -85,7 +85,7 @@ def _finite(metrics):
             {"name": "gigpo", "step_rewards": "progress", "progress_estimator": "model"},
             "test/SparseVowelMulti-v0",
         ),
-        ({"name": "arpo", "task_pool": 2}, "test/SparseVowel-v0"),
+        ({"name": "arpo"}, "test/SparseVowel-v0"),
         ({"name": "semi_online", "min_return_std": None}, "test/SparseVowelMulti-v0"),
         ({"name": "critique_grpo", "refine_when": "always"}, "test/SparseVowel-v0"),
         ({"name": "cgi", "keep": "all"}, "test/SparseVowelMulti-v0"),
@@ -137,8 +137,8 @@ def test_semi_online_trains_on_offline_demos(tmp_path, tiny_tok):
 
 @pytest.mark.slow
 def test_arpo_buffer_survives_checkpoint_and_resume(tmp_path, tiny_tok):
-    algo = {"name": "arpo", "task_pool": 2, "replay_signal": "reward", "success_threshold": -1.0}
-    cfg = _config(tmp_path, algo, ["run.steps=2", "checkpoint.every=1"])
+    algo = {"name": "arpo", "replay_signal": "reward", "success_threshold": -1.0}
+    cfg = _config(tmp_path, algo, ["run.steps=2", "checkpoint.every=1", "rollout.task_pool=2"])
     first = _trainer(cfg, tiny_tok)
     first.train()
     assert len(first.buffer) > 0  # threshold -1: every rollout is buffered
@@ -152,12 +152,11 @@ def test_arpo_buffer_survives_checkpoint_and_resume(tmp_path, tiny_tok):
 def test_arpo_filters_the_pool_to_tasks_the_policy_solves(tmp_path, tiny_tok):
     algo = {
         "name": "arpo",
-        "task_pool": 3,
         "filter_tasks": True,
         "filter_trials": 2,
         "replay_signal": "reward",
     }
-    trainer = _trainer(_config(tmp_path, algo, ["run.steps=1"]), tiny_tok)
+    trainer = _trainer(_config(tmp_path, algo, ["run.steps=1", "rollout.task_pool=3"]), tiny_tok)
     history = trainer.train()["history"]
     assert history[0]["sampling/pool_tasks"] == 3
     assert 0 <= history[0]["sampling/valuable_tasks"] <= 3

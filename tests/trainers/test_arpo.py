@@ -7,9 +7,8 @@ import statistics
 import pytest
 
 from palaestra.rollout.trajectory import Trajectory, Turn
-from palaestra.trainers.arpo import ReplayBuffer, TaskPoolSampler, apply_replay, is_all_fail
+from palaestra.trainers.arpo import ReplayBuffer, apply_replay, is_all_fail
 from palaestra.trainers.core.advantages import group_advantages
-from palaestra.trainers.core.sampler import WeightedEnv
 
 
 def _traj(seed: int, group: int, sample: int, success: bool) -> Trajectory:
@@ -68,11 +67,5 @@ def test_buffer_is_fifo_bounded_and_round_trips_through_json(tmp_path):
     ]
 
 
-def test_all_fail_test_and_task_pool_epochs():
+def test_all_fail_test():
     assert is_all_fail([0, 0, 0]) and not is_all_fail([0, 1, 0]) and not is_all_fail([])
-    sampler = TaskPoolSampler([WeightedEnv("a")], range(3), seed=0)
-    first = sampler.sample(3) + sampler.sample(3)
-    assert sorted(t.seed for t in first[:3]) == [0, 1, 2] == sorted(t.seed for t in first[3:])
-    again = TaskPoolSampler([WeightedEnv("a")], range(3), seed=0)
-    again.load_state_dict(sampler.state_dict())
-    assert again.sample(2) == sampler.sample(2)

@@ -8,7 +8,7 @@ import torch
 from palaestra.trainers.core.batching import Row, bucket_by_length, collate
 from palaestra.trainers.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
-from palaestra.trainers.core.sampler import TaskSampler, WeightedEnv
+from palaestra.trainers.core.sampler import TaskPoolSampler, TaskSampler, WeightedEnv, make_task_sampler
 from palaestra.trainers.core.tracking import MetricsWriter, read_metrics
 
 
@@ -27,6 +27,21 @@ def test_sampler_is_reproducible_and_resumable():
     assert all(t.env_kwargs == {"k": 1} for t in all_at_once if t.env_id == "b")
     with pytest.raises(ValueError, match="seed"):
         TaskSampler(envs, seed=6).load_state_dict(two.state_dict())
+
+
+def test_pool_sampler_cycles_shuffled_epochs_and_resumes():
+    sampler = make_task_sampler([WeightedEnv("a"), WeightedEnv("b")], seed=0, task_pool=3)
+    assert isinstance(sampler, TaskPoolSampler)
+    first, second = sampler.sample(6), sampler.sample(6)
+    pool = sorted((e, s) for e in "ab" for s in range(3))
+    assert sorted((t.env_id, t.seed) for t in first) == pool == sorted((t.env_id, t.seed) for t in second)
+    assert first != second  # each epoch is shuffled anew
+    again = make_task_sampler([WeightedEnv("a"), WeightedEnv("b")], seed=0, task_pool=3)
+    again.load_state_dict(sampler.state_dict())
+    assert again.sample(4) == sampler.sample(4)
+    with pytest.raises(ValueError, match="task_pool"):
+        again.load_state_dict(TaskSampler([WeightedEnv("a")], seed=0).state_dict())
+    assert isinstance(make_task_sampler([WeightedEnv("a")], seed=0), TaskSampler)
 
 
 def _row(n: int, i: int) -> Row:

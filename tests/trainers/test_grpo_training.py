@@ -209,3 +209,16 @@ def test_self_play_on_a_single_agent_env_is_a_clear_error(tmp_path, tiny_tok):
     trainer = _trainer(_config(tmp_path, ["run.steps=1", "rollout.self_play=true"]), tiny_tok)
     with pytest.raises(ValueError, match="not a multi-player game"):
         asyncio.run(trainer.collect(trainer.sampler.sample(1)))
+
+
+def test_task_pool_trains_on_recurring_seeds_and_eval_samples_each_task(tmp_path, tiny_tok):
+    cfg = _config(
+        tmp_path,
+        ["run.steps=1", "rollout.task_pool=3", "rollout.tasks_per_step=2", "eval.temperature=1.0"],
+    )
+    cfg.envs.eval[0].episodes, cfg.envs.eval[0].samples = 2, 3
+    trainer = _trainer(cfg, tiny_tok)
+    drawn = trainer.sampler.sample(6)
+    assert sorted(t.seed for t in drawn) == [0, 0, 1, 1, 2, 2]  # two shuffled epochs of the pool
+    _, results = trainer.evaluate()
+    assert sorted(t.seed for t in results[0].trajectories) == [0, 0, 0, 1, 1, 1]

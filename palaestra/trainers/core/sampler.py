@@ -1,4 +1,8 @@
-"""Drawing training tasks: which env (by weight) and which seed, reproducibly and resumably."""
+"""Drawing training tasks: which env (by weight) and which seed, reproducibly and resumably.
+
+`TaskSampler` draws fresh seeds (the default); `TaskPoolSampler` cycles a fixed pool of seeds
+(`rollout.task_pool`), for methods and experiments where tasks must recur.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 
 from palaestra.rollout.runner import Task
 
-__all__ = ["TaskSampler", "WeightedEnv"]
+__all__ = ["TaskPoolSampler", "TaskSampler", "WeightedEnv", "make_task_sampler"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,55 @@ class TaskSampler:
         if state["seed"] != self.seed:
             raise ValueError(f"checkpoint sampler seed {state['seed']} != configured seed {self.seed}")
         self.drawn = int(state["drawn"])
+
+
+class TaskPoolSampler:
+    """Draws tasks from a fixed pool of (env, seed), one shuffled epoch after another (resumable).
+
+    Args:
+        envs: the training envs (weights are ignored: every pool task is seen once per epoch).
+        seeds: the task seeds of the pool (the same for every env).
+        seed: shuffling seed.
+    """
+
+    def __init__(self, envs: Sequence[WeightedEnv], seeds: Sequence[int], seed: int):
+        self.pool = [Task(e.env_id, int(s), dict(e.kwargs or {})) for e in envs for s in seeds]
+        if not self.pool:
+            raise ValueError("the task pool is empty (no env or no seed); check rollout.task_pool")
+        self.seed, self.drawn = seed, 0
+
+    def keep(self, tasks: Sequence[Task]) -> None:
+        """Restrict the pool to `tasks` (task filtering); an empty choice keeps the pool unchanged."""
+        if tasks:
+            self.pool = list(tasks)
+
+    def _epoch(self, epoch: int) -> list[int]:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.pool)).tolist()
+
+    def sample(self, n: int) -> list[Task]:
+        """The next `n` tasks."""
+        size = len(self.pool)
+        out = [self.pool[self._epoch(i // size)[i % size]] for i in range(self.drawn, self.drawn + n)]
+        self.drawn += n
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        pool = [[t.env_id, t.seed, t.env_kwargs] for t in self.pool]
+        return {"seed": self.seed, "drawn": self.drawn, "pool": pool}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "pool" not in state:
+            raise ValueError(
+                "the checkpoint's tasks come from fresh seeds, not a pool; rollout.task_pool changed"
+            )
+        self.seed, self.drawn = int(state["seed"]), int(state["drawn"])
+        self.pool = [Task(e, int(s), dict(kw)) for e, s, kw in state["pool"]]
+
+
+def make_task_sampler(
+    envs: Sequence[WeightedEnv], *, seed: int, task_pool: int | None = None
+) -> TaskSampler | TaskPoolSampler:
+    """Fresh seeds (`task_pool=None`) or seeds 0..task_pool-1 of each env in shuffled epochs."""
+    if task_pool is None:
+        return TaskSampler(envs, seed=seed)
+    return TaskPoolSampler(envs, range(task_pool), seed=seed)

@@ -55,7 +55,7 @@ from palaestra.trainers.core.forward import model_allows_shared_prefix, target_l
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
 from palaestra.trainers.core.rollout_source import make_rollout_source, merged_model
-from palaestra.trainers.core.sampler import TaskSampler, WeightedEnv
+from palaestra.trainers.core.sampler import WeightedEnv, make_task_sampler
 from palaestra.trainers.core.tracking import MetricsWriter
 
 if TYPE_CHECKING:
@@ -184,8 +184,10 @@ class Trainer:
             config, self.rollout_model, tokenizer, self.export, distributed=self.dist.enabled
         )
         self.policy = self.rollouts.policy
-        self.sampler = TaskSampler(
-            [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train], seed=config.run.seed
+        self.sampler = make_task_sampler(
+            [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train],
+            seed=config.run.seed,
+            task_pool=config.rollout.task_pool,
         )
         opt = config.optimizer
         self.optimizer = build_optimizer(
@@ -615,7 +617,12 @@ class Trainer:
         async def run_all() -> list[EvalResult]:
             return [
                 await evaluate_async(
-                    self.policy, e.id, episodes=e.episodes, seed=e.seed, env_kwargs=e.kwargs, config=config
+                    self.policy,
+                    e.id,
+                    episodes=e.episodes,
+                    seed=e.seed,
+                    env_kwargs=e.kwargs,
+                    config=replace(config, group_size=e.samples),
                 )
                 for e in cfg.envs.eval
             ]
