@@ -123,13 +123,19 @@ async def _bare_action(page: Any, action: WebAction) -> None:
         await page.evaluate("([dx, dy]) => window.scrollBy(dx, dy)", [action.dx, action.dy])
 
 
-async def _bare_episode(
-    browser: Any, html: str, steps: list[tuple[str, str]], mode: str, times: list[float]
-) -> None:
+async def _open_page(browser: Any, html: str) -> tuple[Any, Any]:
+    """A fresh context (network off) with the task page loaded."""
     context = await browser.new_context(viewport=VIEWPORT)
     await context.route("**/*", lambda route: route.abort())
     page = await context.new_page()
     await page.set_content(html)
+    return context, page
+
+
+async def _bare_episode(
+    browser: Any, html: str, steps: list[tuple[str, str]], mode: str, times: list[float]
+) -> None:
+    context, page = await _open_page(browser, html)
     observe = (lambda: page.aria_snapshot(mode="ai")) if mode == "text" else (lambda: page.screenshot())
     seen = await observe()
     for recorded_page, text in steps:
@@ -175,10 +181,7 @@ async def bare_step_phase(
     from playwright.async_api import async_playwright
 
     async def opened(html: str) -> tuple[Any, Any, str]:
-        context = await browser.new_context(viewport=VIEWPORT)
-        await context.route("**/*", lambda route: route.abort())
-        page = await context.new_page()
-        await page.set_content(html)
+        context, page = await _open_page(browser, html)
         return context, page, await page.aria_snapshot(mode="ai")
 
     async def steps(page: Any, seen: str, recorded: list[tuple[str, str]]) -> None:
@@ -249,7 +252,6 @@ def palaestra_step_phase(tasks: list[str], episodes: int, concurrency: int) -> d
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = [(task, seed) for task in tasks for seed in range(episodes)]
-    envs: dict[tuple[str, int], WebEnv] = {}
     timed, count = 0.0, 0
 
     def reset(env: WebEnv, seed: int) -> dict[str, Any]:
@@ -266,16 +268,13 @@ def palaestra_step_phase(tasks: list[str], episodes: int, concurrency: int) -> d
     with ThreadPoolExecutor(concurrency) as pool:
         for i in range(0, len(jobs), concurrency):
             batch = jobs[i : i + concurrency]
-            for slot, (task, _) in enumerate(batch):
-                if (task, slot) not in envs:
-                    envs[task, slot] = _env(task, "text")
-            round_envs = [envs[task, slot] for slot, (task, _) in enumerate(batch)]
-            infos = list(pool.map(reset, round_envs, [seed for _, seed in batch]))
+            envs = [_env(task, "text") for task, _ in batch]  # cheap: they share one browser
+            infos = list(pool.map(reset, envs, [seed for _, seed in batch]))
             start = time.perf_counter()
-            count += sum(pool.map(run, round_envs, infos))
+            count += sum(pool.map(run, envs, infos))
             timed += time.perf_counter() - start
-    for env in envs.values():
-        env.close()
+            for env in envs:
+                env.close()
     close_shared()
     return {"steps_s": count / timed, "steps": count}
 
