@@ -36,7 +36,8 @@ def config(run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4, lora: 
         envs={"train": [{"id": ENV_ID}], "eval": [{"id": ENV_ID, "episodes": 2}]},
         rollout={"tasks_per_step": 3, "group_size": 4, "max_new_tokens": 8},
         algorithm={"kl_coef": 0.05, "mini_batches": 2},
-        optimizer={"lr": 5e-3, "micro_batch_tokens": 200},
+        # share_prefix is off under DDP/FSDP; off here too, so every layout runs the same passes
+        optimizer={"lr": 5e-3, "micro_batch_tokens": 200, "share_prefix": False},
         eval={"before_training": False},
         logging={"tensorboard": False, "progress": False},
         checkpoint={"every": 2, "keep": 2},
@@ -49,13 +50,23 @@ def train(
     run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4, resume: bool = False, lora: bool = False
 ) -> dict:
     """Train the tiny random model (the same initial weights on every rank) with `config(...)`."""
+    trainer = make(run_dir, strategy=strategy, steps=steps, lora=lora)
+    return trainer.train(resume=resume)
+
+
+def make(run_dir: str | Path, *, strategy: str = "ddp", steps: int = 4, lora: bool = False):
+    """The trainer of `config(...)` over the tiny random model in float64.
+
+    Float64 makes the runs comparable on any CPU: a sum reordered by the data-parallel layout differs
+    by ~1e-16 of its terms' magnitude, far below Adam's eps (1e-8), so Adam cannot blow the difference up
+    into whole steps as it can with float32's ~1e-7 (see `tests/trainers/test_distributed.py`).
+    """
     from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
     from palaestra.trainers import make_trainer
 
     tok = build_tiny_tokenizer()
     cfg = config(run_dir, strategy=strategy, steps=steps, lora=lora)
-    trainer = make_trainer(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
-    return trainer.train(resume=resume)
+    return make_trainer(cfg, model=build_tiny_model(tok, seed=0).double(), tokenizer=tok)
 
 
 def main(jobs_file: str) -> None:

@@ -80,6 +80,9 @@ def test_ray_rollouts_train_and_get_every_update(cluster, tmp_path):
             for r, q in zip(remote, local, strict=True)
             for a, b in zip(r.logprobs, q.logprobs, strict=True)
         )
+        # float32 passes over other batch shapes differ by a few ulps of the logits (|logit| < 20 for this
+        # model: ~1e-6 after log-softmax); 1e-4 holds with a 100x margin on any CPU, and greedy argmaxes
+        # flip only on ties that close, which the tiny model's logits do not have
         assert gap < 1e-4, gap
         assert Trainer.rollout_metrics(remote) == Trainer.rollout_metrics(local)
         untrained = rollout(HFPolicy(build_tiny_model(tok, seed=0), tok), tasks, config)

@@ -371,7 +371,10 @@ class Trainer:
         temperature = self.config.rollout.temperature or 1.0
         with self._autocast():
             target = target_logits(model, batch)
-        logits = target.logits.float() / temperature  # (B, K, V)
+        # at least float32 (bf16 models); a float64 model keeps float64 (the exact-comparison tests)
+        logits = (
+            target.logits.to(torch.promote_types(target.logits.dtype, torch.float32)) / temperature
+        )  # (B, K, V)
         logp = target.place(selected_logprobs(logits, target.targets))  # (B, T-1)
         entropy = None
         if with_entropy:
