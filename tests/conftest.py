@@ -92,3 +92,22 @@ def tiny_model_dir(tmp_path_factory, tiny_model, smollm2_tokenizer):
     tiny_model.save_pretrained(path)
     smollm2_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after pytest's own short summary
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After the run: one line per group of skipped tests, with the reason (which says how to enable it)."""
+    from collections import Counter
+
+    result = yield
+
+    groups: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        groups[reason.removeprefix("Skipped: ")] += 1
+    if groups:
+        terminalreporter.section("skipped, by reason (and how to run them)")
+        for reason, count in sorted(groups.items(), key=lambda item: (-item[1], item[0])):
+            terminalreporter.write_line(f"{count:4d} skipped: {reason}")
+    return result

@@ -102,7 +102,7 @@ def test_quickstart_config_trains_the_embedded_model(quickstart_run):
 def test_code_repair_config_trains_with_the_sandbox(tmp_path):
     """configs/code-repair.yaml, shortened: multi-turn code episodes judged in the sandbox feed one GRPO step."""
     if shutil.which("bwrap") is None:
-        pytest.skip("needs bubblewrap")
+        pytest.skip("needs bubblewrap: apt-get install bubblewrap (make sysdeps)")
     overrides = [
         f"run.output_dir={tmp_path}",
         "run.steps=1",

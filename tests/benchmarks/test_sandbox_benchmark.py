@@ -12,7 +12,9 @@ import pytest
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "sandbox.py"
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+@pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="needs bubblewrap: apt-get install bubblewrap (make sysdeps)"
+)
 def test_sandbox_benchmark_smoke(tmp_path):
     args = [
         "--runs",

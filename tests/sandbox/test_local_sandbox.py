@@ -12,7 +12,9 @@ import pytest
 from palaestra.sandbox import Limits, SandboxError, SandboxUnavailableError
 from palaestra.sandbox.local import LocalSandbox, WeakIsolationWarning
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="needs bubblewrap: apt-get install bubblewrap (make sysdeps)"
+)
 
 PROGRAMS = [
     ("print(sum(range(10)))", ""),
@@ -43,7 +45,9 @@ def test_a_call_with_other_limits_does_not_use_the_standby():
         assert box.run_python("x = bytearray(100 * 1024 * 1024)\nprint('ok')").stdout == "ok\n"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="slot uids exist only when running as root")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="slot uids exist only when running as root: run the tests as root"
+)
 def test_leftover_processes_finds_a_process_of_a_slot_uid():
     with LocalSandbox(max_concurrency=1) as box:
         box.run_python("print(1)")
@@ -76,7 +80,7 @@ def test_missing_bubblewrap_is_a_clear_error(monkeypatch):
 
 def test_interpreter_the_sandbox_uid_cannot_reach_is_refused(tmp_path):
     if os.geteuid() != 0:
-        pytest.skip("the check applies to the root caller's uid drop")
+        pytest.skip("the check applies to the root caller's uid drop: run the tests as root")
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     python = private / "python3"
@@ -94,7 +98,9 @@ def test_a_sandbox_that_cannot_start_raises_instead_of_returning_a_result():
             box.run_python("print(1)")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="slot uids exist only when running as root")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="slot uids exist only when running as root: run the tests as root"
+)
 def test_no_zombies_are_left_for_the_hosts_init_to_reap():
     """Zombies count against the slot uid's process limit; a container init may never reap them."""
     with LocalSandbox(max_concurrency=1) as box:

@@ -167,8 +167,7 @@ def test_ready_configs_load_and_select_their_algorithm(name):
     from pathlib import Path
 
     path = Path(__file__).parents[2] / "configs" / f"{name.replace('_', '-')}.yaml"
-    if not path.exists():
-        pytest.skip(f"{path.name} not written yet")
+    assert path.exists(), f"every algorithm ships a ready config: {path} is missing"
     assert load_config(path).algorithm.name == name
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("reasoning_gym")
+pytest.importorskip("reasoning_gym", reason="needs reasoning-gym: pip install 'palaestra[reasoning-gym]'")
 
 import palaestra
 import palaestra.envs.adapters  # registers the adapter ids

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("textarena")
+pytest.importorskip("textarena", reason="needs textarena: pip install 'palaestra[textarena]'")
 
 import palaestra
 import palaestra.envs.adapters  # registers the adapter ids
