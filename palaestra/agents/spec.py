@@ -66,7 +66,7 @@ def check_spec(spec: str, **options: Any) -> dict[str, Any]:
         ValueError: one line: a malformed spec, an unknown backend, scripted agent or model, an option the
             backend does not take, or a missing required option.
     """
-    from palaestra.agents.models import check_model_name
+    from palaestra.agents.models import DTYPES, check_model_name
 
     backend, target = _split(spec)
     if backend == "scripted":
@@ -75,8 +75,8 @@ def check_spec(spec: str, **options: Any) -> dict[str, Any]:
         return _take(options, _SCRIPTED_OPTIONS[target], spec)
     if backend == "hf":
         opts = _take(options, _HF_OPTIONS, spec)
-        if opts["dtype"] not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"{spec}: dtype={opts['dtype']!r}; expected one of float32, bfloat16, float16")
+        if opts["dtype"] not in DTYPES:
+            raise ValueError(f"{spec}: dtype={opts['dtype']!r}; expected one of {', '.join(DTYPES)}")
         check_model_name(target)
         return opts
     if backend == "vllm":
