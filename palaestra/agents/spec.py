@@ -7,7 +7,7 @@ from typing import Any
 
 from palaestra.agents.base import Policy
 
-__all__ = ["BACKENDS", "make_policy"]
+__all__ = ["BACKENDS", "check_spec", "make_policy"]
 
 BACKENDS = {
     "scripted": "scripted:oracle | scripted:random | scripted:random-legal",
@@ -16,9 +16,84 @@ BACKENDS = {
     "openai": "openai:MODEL with base_url=http://host:port/v1 (any OpenAI-compatible server)",
 }
 
+_SCRIPTED_OPTIONS: dict[str, dict[str, Any]] = {
+    "oracle": {},
+    "random": {"seed": 0},
+    "random-legal": {"seed": 0},
+}
+_HF_OPTIONS: dict[str, Any] = {"dtype": "float32", "device": "cpu", "max_batch_size": 64, "seed": 0}
+_VLLM_OPTIONS: dict[str, Any] = {
+    "dtype": "auto",
+    "seed": 0,
+    "max_model_len": 4096,
+    "gpu_memory_utilization": 0.85,
+    "tensor_parallel_size": 1,
+    "enforce_eager": False,
+    "enable_prefix_caching": True,
+    "sleep_mode": False,
+    "cpu_kv_cache_gib": None,
+}
+_OPENAI_OPTIONS: dict[str, Any] = {
+    "base_url": None,
+    "api_key_env": None,
+    "tokenizer": None,
+    "max_concurrency": 32,
+    "max_retries": 4,
+    "timeout_s": 120.0,
+    "logprobs": True,
+    "return_token_ids": False,
+}
+
+
+def _split(spec: str) -> tuple[str, str]:
+    backend, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise ValueError(
+            f"agent spec {spec!r} must look like BACKEND:TARGET, e.g. hf:smollm2-135m or scripted:oracle"
+        )
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown agent backend {backend!r} in {spec!r}; available: {', '.join(BACKENDS)}")
+    return backend, target
+
+
+def check_spec(spec: str, **options: Any) -> dict[str, Any]:
+    """Check a spec and its options without building anything (no model is loaded, no server called).
+
+    Returns:
+        The backend's options with their defaults filled in.
+
+    Raises:
+        ValueError: one line: a malformed spec, an unknown backend, scripted agent or model, an option the
+            backend does not take, or a missing required option.
+    """
+    from palaestra.agents.models import DTYPES, check_model_name
+
+    backend, target = _split(spec)
+    if backend == "scripted":
+        if target not in _SCRIPTED_OPTIONS:
+            raise ValueError(f"unknown scripted agent {target!r}; expected: {BACKENDS['scripted']}")
+        return _take(options, _SCRIPTED_OPTIONS[target], spec)
+    if backend == "hf":
+        opts = _take(options, _HF_OPTIONS, spec)
+        if opts["dtype"] not in DTYPES:
+            raise ValueError(f"{spec}: dtype={opts['dtype']!r}; expected one of {', '.join(DTYPES)}")
+        check_model_name(target)
+        return opts
+    if backend == "vllm":
+        return _take(options, _VLLM_OPTIONS, spec)
+    opts = _take(options, _OPENAI_OPTIONS, spec)
+    if not opts["base_url"]:
+        raise ValueError(
+            f"openai:{target} needs base_url, e.g. base_url=http://127.0.0.1:8000/v1 "
+            "(and api_key_env=NAME_OF_THE_ENV_VAR for a server that wants a key)"
+        )
+    if opts["tokenizer"]:
+        check_model_name(str(opts["tokenizer"]))
+    return opts
+
 
 def make_policy(spec: str, **options: Any) -> Policy:
-    """Build the policy a spec names.
+    """Build the policy a spec names (after `check_spec`).
 
     Args:
         spec: "BACKEND:TARGET" (see `BACKENDS`).
@@ -29,23 +104,17 @@ def make_policy(spec: str, **options: Any) -> Policy:
             max_concurrency, max_retries, timeout_s, logprobs, return_token_ids.
 
     Raises:
-        ValueError: unknown backend or target, or an option the backend does not take.
-        FileNotFoundError: a local model path that does not exist.
+        ValueError: see `check_spec`; also a model that is found but cannot be loaded.
     """
-    backend, sep, target = spec.partition(":")
-    if not sep or not target:
-        raise ValueError(
-            f"agent spec {spec!r} must look like BACKEND:TARGET, e.g. hf:smollm2-135m or scripted:oracle"
-        )
+    opts = check_spec(spec, **options)
+    backend, target = _split(spec)
     if backend == "scripted":
-        return _scripted(target, options)
+        return _scripted(target, opts)
     if backend == "hf":
-        return _hf(target, options)
+        return _hf(target, opts)
     if backend == "vllm":
-        return _vllm(target, options)
-    if backend == "openai":
-        return _openai(target, options)
-    raise ValueError(f"unknown agent backend {backend!r} in {spec!r}; available: {', '.join(BACKENDS)}")
+        return _vllm(target, opts)
+    return _openai(target, opts)
 
 
 def _take(options: dict[str, Any], allowed: dict[str, Any], spec: str) -> dict[str, Any]:
@@ -55,70 +124,39 @@ def _take(options: dict[str, Any], allowed: dict[str, Any], spec: str) -> dict[s
     return {**allowed, **options}
 
 
-def _scripted(target: str, options: dict[str, Any]) -> Policy:
+def _scripted(target: str, opts: dict[str, Any]) -> Policy:
     from palaestra.agents.scripted import OraclePolicy, RandomLegalPolicy, RandomPolicy
 
     if target == "oracle":
-        _take(options, {}, "scripted:oracle")
         return OraclePolicy()
     if target == "random":
-        opts = _take(options, {"seed": 0}, "scripted:random")
         return RandomPolicy(seed=int(opts["seed"]))
-    if target == "random-legal":
-        opts = _take(options, {"seed": 0}, "scripted:random-legal")
-        return RandomLegalPolicy(seed=int(opts["seed"]))
-    raise ValueError(f"unknown scripted agent {target!r}; expected: {BACKENDS['scripted']}")
+    return RandomLegalPolicy(seed=int(opts["seed"]))
 
 
-def _hf(target: str, options: dict[str, Any]) -> Policy:
+def _hf(target: str, opts: dict[str, Any]) -> Policy:
     from palaestra.agents.hf import HFPolicy
     from palaestra.agents.models import load_model_and_tokenizer
 
-    opts = _take(
-        options, {"dtype": "float32", "device": "cpu", "max_batch_size": 64, "seed": 0}, f"hf:{target}"
-    )
-    model, tokenizer = load_model_and_tokenizer(
-        target, dtype=str(opts["dtype"]), device=str(opts["device"]), seed=int(opts["seed"])
-    )
+    try:
+        model, tokenizer = load_model_and_tokenizer(
+            target, dtype=str(opts["dtype"]), device=str(opts["device"]), seed=int(opts["seed"])
+        )
+    except OSError as exc:  # transformers' "not found on the hub / in the cache" and download failures
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot load model {target!r}: {reason}") from None
     return HFPolicy(model, tokenizer, name=f"hf:{target}", max_batch_size=int(opts["max_batch_size"]))
 
 
-def _vllm(target: str, options: dict[str, Any]) -> Policy:
+def _vllm(target: str, opts: dict[str, Any]) -> Policy:
     from palaestra.agents.vllm_backend import VLLMPolicy
 
-    defaults: dict[str, Any] = {
-        "dtype": "auto",
-        "seed": 0,
-        "max_model_len": 4096,
-        "gpu_memory_utilization": 0.85,
-        "tensor_parallel_size": 1,
-        "enforce_eager": False,
-        "enable_prefix_caching": True,
-        "sleep_mode": False,
-        "cpu_kv_cache_gib": None,
-    }
-    return VLLMPolicy.from_model(target, **_take(options, defaults, f"vllm:{target}"))
+    return VLLMPolicy.from_model(target, **opts)
 
 
-def _openai(target: str, options: dict[str, Any]) -> Policy:
+def _openai(target: str, opts: dict[str, Any]) -> Policy:
     from palaestra.agents.openai_backend import OpenAIPolicy
 
-    defaults: dict[str, Any] = {
-        "base_url": None,
-        "api_key_env": None,
-        "tokenizer": None,
-        "max_concurrency": 32,
-        "max_retries": 4,
-        "timeout_s": 120.0,
-        "logprobs": True,
-        "return_token_ids": False,
-    }
-    opts = _take(options, defaults, f"openai:{target}")
-    if not opts["base_url"]:
-        raise ValueError(
-            f"openai:{target} needs base_url, e.g. base_url=http://127.0.0.1:8000/v1 "
-            "(and api_key_env=NAME_OF_THE_ENV_VAR for a server that wants a key)"
-        )
     tokenizer = None
     if opts["tokenizer"]:
         from palaestra.agents.models import load_tokenizer

@@ -52,10 +52,34 @@ def _read(path: Path) -> dict[str, Any]:
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no results at {path}; pass a results.json or the folder holding one")
-    data = json.loads(file.read_text())
+    try:
+        data = json.loads(file.read_text())
+    except ValueError as exc:  # invalid JSON, or not text at all
+        raise ValueError(f"{file} is not valid JSON ({exc}); pass a results.json palaestra wrote") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ValueError(f"{file} is not a palaestra results file (no schema_version)")
     return data
+
+
+def _found(path: Path, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(agent spec, per-env records) of every agent in one results file."""
+    if data.get("kind") == "suite":
+        found = [(spec, agent["envs"]) for spec, agent in data["agents"].items()]
+    elif "env_id" in data:
+        partial = " (partial)" if data.get("complete") is False else ""  # an evaluation still running
+        found = [(data["agent"] + partial, {data["env_id"].split("/")[-1]: data})]
+    else:
+        raise ValueError(f"{path}: unknown results layout (keys: {sorted(data)})")
+    for _, envs in found:
+        for key, rec in envs.items():
+            if "episodes" not in rec:
+                raise ValueError(
+                    f"{path}: env {key} has no per-episode results; re-run the evaluation with this "
+                    "palaestra version to compare it"
+                )
+            if not rec["episodes"]["success"]:
+                raise ValueError(f"{path}: env {key} has no finished episodes yet")
+    return found
 
 
 def load_entries(paths: Sequence[str | os.PathLike[str]]) -> list[Entry]:
@@ -69,20 +93,11 @@ def load_entries(paths: Sequence[str | os.PathLike[str]]) -> list[Entry]:
     for raw in paths:
         path = Path(raw)
         data = _read(path)
-        if data.get("kind") == "suite":
-            found = [(spec, agent["envs"]) for spec, agent in data["agents"].items()]
-        elif "env_id" in data:
-            found = [(data["agent"], {data["env_id"].split("/")[-1]: data})]
-        else:
-            raise ValueError(f"{path}: unknown results layout (keys: {sorted(data)})")
-        for spec, envs in found:
-            for key, rec in envs.items():
-                if "episodes" not in rec:
-                    raise ValueError(
-                        f"{path}: env {key} has no per-episode results; re-run the evaluation with this "
-                        "palaestra version to compare it"
-                    )
-            entries.append(Entry(spec, path, envs))
+        try:
+            found = _found(path, data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: malformed results file ({type(exc).__name__}: {exc})") from None
+        entries.extend(Entry(spec, path, envs) for spec, envs in found)
     labels = [e.label for e in entries]
     for e in entries:
         if labels.count(e.label) > 1:

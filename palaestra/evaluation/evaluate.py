@@ -1,10 +1,17 @@
-"""Evaluate a policy on an env: roll out episodes, summarize, write results.json + trajectories."""
+"""Evaluate a policy on an env: roll out episodes, summarize, write results.json + trajectories.
+
+With an output folder, the results are written as the episodes finish: every `chunk_size` finished
+episodes, `results.json` (marked `"complete": false`) and `trajectories.parquet` are rewritten
+(atomically) with all of them, so a crash or a kill keeps the finished work; the final write marks it
+complete.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +42,8 @@ __all__ = [
 
 RESULTS_SCHEMA_VERSION = 1
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class EvalResult:
@@ -48,6 +57,8 @@ class EvalResult:
         config: the rollout settings.
         summary: aggregate metrics.
         trajectories: every episode.
+        complete: False while the evaluation is still running (a partial result: `trajectories` holds
+            the finished episodes only).
     """
 
     env_id: str
@@ -57,6 +68,7 @@ class EvalResult:
     config: RolloutConfig
     summary: EvalSummary
     trajectories: list[Trajectory] = field(repr=False, default_factory=list)
+    complete: bool = True
 
     def to_json(self) -> dict[str, Any]:
         from palaestra import __version__
@@ -65,6 +77,7 @@ class EvalResult:
             "schema_version": RESULTS_SCHEMA_VERSION,
             "palaestra_version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "complete": self.complete,
             "env_id": self.env_id,
             "agent": self.agent,
             "env_kwargs": self.env_kwargs,
@@ -92,6 +105,26 @@ def episode_records(trajectories: Sequence[Trajectory]) -> dict[str, list[Any]]:
     }
 
 
+class _ChunkWriter:
+    """Writes the finished episodes of a running evaluation to `out` every `chunk_size` of them."""
+
+    def __init__(self, out: Path, chunk_size: int, partial: Callable[[list[Trajectory]], EvalResult]):
+        self.out, self.chunk_size, self.partial = out, chunk_size, partial
+        self.done: list[Trajectory] = []
+        self.failed = False
+
+    def add(self, traj: Trajectory) -> None:
+        self.done.append(traj)
+        if len(self.done) % self.chunk_size or self.failed:
+            return
+        ordered = sorted(self.done, key=lambda t: (t.group_index, t.sample_index))
+        try:
+            write_results(self.partial(ordered), self.out)
+        except OSError as exc:  # the evaluation goes on; the final write reports the problem
+            self.failed = True
+            logger.warning("cannot write partial results to %s: %s", self.out, exc)
+
+
 async def evaluate_async(
     policy: Policy,
     env_id: str,
@@ -101,10 +134,14 @@ async def evaluate_async(
     env_kwargs: dict[str, Any] | None = None,
     config: RolloutConfig | None = None,
     progress: bool = False,
+    out_dir: str | os.PathLike[str] | None = None,
+    chunk_size: int = 32,
 ) -> EvalResult:
     """Async form of `evaluate`, for callers that already run an event loop."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes}; it must be >= 1")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size}; it must be >= 1")
     env_id = resolve_id(env_id)
     config = config or RolloutConfig()
     env_kwargs = dict(env_kwargs or {})
@@ -113,16 +150,30 @@ async def evaluate_async(
     tasks = [Task(env_id, s, env_kwargs) for s in seeds]
     runner = RolloutRunner(policy, config)
     start = time.perf_counter()
+
+    def result(trajectories: list[Trajectory], complete: bool) -> EvalResult:
+        summary = summarize(trajectories, time.perf_counter() - start)
+        return EvalResult(env_id, policy.name, seeds, env_kwargs, config, summary, trajectories, complete)
+
+    writer = None
+    if out_dir is not None:
+        writer = _ChunkWriter(Path(out_dir), chunk_size, lambda done: result(done, complete=False))
     try:
         label = f"{policy.name} on {env_id}"
         with episode_progress(episodes * config.group_size, label, enabled=progress) as on_end:
-            trajectories = await runner.run(tasks, on_episode_end=on_end)
+
+            def on_episode_end(traj: Trajectory) -> None:
+                on_end(traj)
+                if writer is not None:
+                    writer.add(traj)
+
+            trajectories = await runner.run(tasks, on_episode_end=on_episode_end)
     finally:
         runner.close()
-    wall = time.perf_counter() - start
-    return EvalResult(
-        env_id, policy.name, seeds, env_kwargs, config, summarize(trajectories, wall), trajectories
-    )
+    final = result(trajectories, complete=True)
+    if out_dir is not None:
+        write_results(final, out_dir)
+    return final
 
 
 def evaluate(
@@ -134,6 +185,8 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     config: RolloutConfig | None = None,
     progress: bool = False,
+    out_dir: str | os.PathLike[str] | None = None,
+    chunk_size: int = 32,
 ) -> EvalResult:
     """Run `episodes` episodes (seeds `seed`, `seed+1`, ...) of `policy` on `env_id`.
 
@@ -145,9 +198,14 @@ def evaluate(
         env_kwargs: kwargs for the env.
         config: rollout settings (sampling, turns, timeouts).
         progress: show a rich progress bar.
+        out_dir: if set, write the results here (`write_results`) as episodes finish and at the end.
+        chunk_size: with `out_dir`: rewrite the partial results every this many finished episodes.
 
     Returns:
         The result with its summary and trajectories.
+
+    Raises:
+        OSError: the final results could not be written to `out_dir`.
     """
     return asyncio.run(
         evaluate_async(
@@ -158,12 +216,17 @@ def evaluate(
             env_kwargs=env_kwargs,
             config=config,
             progress=progress,
+            out_dir=out_dir,
+            chunk_size=chunk_size,
         )
     )
 
 
 def write_results(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
-    """Write `results.json` and `trajectories.parquet` into `out_dir` (atomically); returns the JSON path."""
+    """Write `results.json` and `trajectories.parquet` into `out_dir` (atomically); returns the JSON path.
+
+    The trajectories go first, so `results.json` never names episodes the parquet file lacks.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_trajectories(result.trajectories, out / "trajectories.parquet")

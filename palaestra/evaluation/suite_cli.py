@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from palaestra.evaluation.checks import check_env, check_out_dir
 from palaestra.evaluation.compare import leaderboard, leaderboard_table, load_entries, per_env_table
 from palaestra.evaluation.evaluate import EvalResult
 from palaestra.evaluation.suite_run import run_suite
@@ -62,20 +63,30 @@ def eval_suite(
 ) -> Path:
     """Run suite `name` for every agent spec and print the results; returns the results JSON path.
 
+    The suite, each of its envs (built once with its kwargs), the agent specs and the output folder are
+    all checked before any model loads.
+
     Raises:
-        typer.Exit: (code 2) on a bad suite, agent spec or option, after printing the reason.
+        typer.Exit: (code 2) on a bad suite, env, agent spec, option or output folder, after printing the
+            reason.
     """
-    from palaestra.agents.spec import make_policy
+    from palaestra.agents.spec import check_spec, make_policy
 
     try:
+        if chunk_size < 1:
+            raise ValueError(f"--chunk-size={chunk_size}; it must be >= 1")
         suite = load_suite(name)
         if len(set(specs)) != len(specs):
             raise ValueError(f"--agent repeats a spec: {list(specs)}")
+        for spec in specs:
+            check_spec(spec, **agent_options)
+        for env in suite.envs:
+            check_env(env.id, env.env_kwargs())
+        out = check_out_dir(out or Path("runs") / "eval" / suite.name)
         policies = [make_policy(spec, **agent_options) for spec in specs]
     except (SuiteError, ValueError, TypeError, FileNotFoundError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    out = out or Path("runs") / "eval" / suite.name
     done: dict[str, dict[str, EvalResult]] = {}
 
     def show(spec: str, key: str, result: EvalResult) -> None:

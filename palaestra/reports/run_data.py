@@ -79,11 +79,18 @@ class RunData:
         return not self.metrics and not self.evaluations
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:  # invalid JSON or not text
+        raise ValueError(f"{path} is not valid JSON ({exc}); was it written by palaestra?") from None
+
+
 def _chunk_files(folder: Path) -> list[Path]:
     progress = folder / "progress.json"
     if not progress.exists():
         return []
-    chunks = json.loads(progress.read_text())["chunks"]
+    chunks = _read_json(progress)["chunks"]
     return [folder / "chunks" / c["file"] for c in sorted(chunks, key=lambda c: c["first_seed"])]
 
 
@@ -103,10 +110,11 @@ def _single_env_evaluations(root: Path) -> list[Evaluation]:
     for path in sorted(root.rglob("results.json")):
         if "viewer" in path.relative_to(root).parts:
             continue
-        data = json.loads(path.read_text())
+        data = _read_json(path)
         if not isinstance(data, dict) or "env_id" not in data or "summary" not in data:
             continue
-        rel = path.parent.parent.relative_to(root)
+        # the label is the folder above the env's: RUN/eval/<stage>/<env>/ -> stage; RUN/ itself -> its name
+        rel = path.parent.parent.relative_to(root) if path.parent != root else Path()
         parts = rel.parts[1:] if rel.parts[:1] == ("eval",) else rel.parts
         label = "/".join(parts) or root.resolve().name
         key = data["env_id"].split("/")[-1]
@@ -134,7 +142,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
     if (root / "metrics.jsonl").exists():
         metrics = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines() if line]
     top = root / "results.json"
-    data = json.loads(top.read_text()) if top.exists() else {}
+    data = _read_json(top) if top.exists() else {}
     if isinstance(data, dict) and data.get("kind") == "suite":
         evaluations = _suite_evaluations(root, data)  # its per-env results.json are already in it
     else:

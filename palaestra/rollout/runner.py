@@ -4,15 +4,20 @@ One coroutine per episode; all episodes run at once (up to `max_concurrency`), s
 policy backend sees every pending turn's request and can batch them into one forward pass. Env steps
 run inline on the event loop (cheap envs) or in a thread pool with a per-step timeout (`env_executor`).
 An env that raises or times out ends its own episode with `Trajectory.error` set; the others go on.
+
+The pool's threads are daemons that nobody joins: a step stuck past its timeout (an endless loop, a
+hung subprocess) is abandoned, and cannot keep the process alive once the caller is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -77,6 +82,10 @@ class RolloutConfig:
             raise ValueError(f"max_turns={self.max_turns}; it must be >= 1 or None")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency={self.max_concurrency}; it must be >= 1")
+        if self.step_timeout_s is not None and not self.step_timeout_s > 0:
+            raise ValueError(f"step_timeout_s={self.step_timeout_s}; it must be > 0 seconds, or None")
+        if self.max_context_tokens is not None and self.max_context_tokens < 1:
+            raise ValueError(f"max_context_tokens={self.max_context_tokens}; it must be >= 1 or None")
         if self.step_timeout_s is not None and self.env_executor != "thread":
             raise ValueError(
                 "step_timeout_s needs env_executor='thread' (an inline step cannot be interrupted)"
@@ -93,6 +102,11 @@ def _episode_seed(base: int | None, task_seed: int, sample: int, turn: int) -> i
     return int(np.random.SeedSequence([base, task_seed & 0xFFFFFFFF, sample, turn]).generate_state(1)[0])
 
 
+def _blocking(env: gym.Env) -> bool:
+    """Whether the env's calls wait on a subprocess or browser (`metadata["blocking_step"]`)."""
+    return bool(getattr(env.unwrapped, "metadata", {}).get("blocking_step", False))
+
+
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
     """Copy of an info dict with numpy scalars/arrays turned into Python values."""
     out: dict[str, Any] = {}
@@ -103,6 +117,73 @@ def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
             value = value.tolist()
         out[str(key)] = value
     return out
+
+
+class _DaemonPool(Executor):
+    """A thread pool whose workers are daemon threads that are never joined at exit.
+
+    `ThreadPoolExecutor` joins its workers when the interpreter exits, so one env step stuck for good
+    would hold the process after its episode timed out. Here a stuck call is `abandon`ed: its thread
+    keeps no slot (a new worker takes its place) and dies with the process.
+
+    Args:
+        max_workers: most threads running calls at once (abandoned ones not counted).
+        name: thread name prefix.
+    """
+
+    def __init__(self, max_workers: int, name: str = "palaestra-env"):
+        self._max_workers = max_workers
+        self._name = name
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._workers = 0
+        self._started = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit to a pool that was shut down")
+            self._work.put((future, lambda: fn(*args, **kwargs)))
+            if not self._idle.acquire(blocking=False) and self._workers < self._max_workers:
+                self._workers += 1
+                self._started += 1
+                name = f"{self._name}_{self._started}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+        return future
+
+    def abandon(self) -> None:
+        """Give up on one running call (it timed out): its worker no longer counts towards the limit."""
+        with self._lock:
+            self._workers -= 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the idle workers (never waits for running calls, whatever `wait` says)."""
+        with self._lock:
+            self._closed = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._work.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            for _ in range(self._started):  # one each for every thread that may still serve
+                self._work.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, call = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # handed to the waiting coroutine, like ThreadPoolExecutor
+                    future.set_exception(exc)
+            del item, future, call
+            self._idle.release()
 
 
 class RolloutRunner:
@@ -125,7 +206,7 @@ class RolloutRunner:
         self.env_factory = env_factory or (lambda env_id, **kw: make(env_id, **kw))
         images = bool(getattr(policy, "accepts_images", False))
         self.chat = TokenChat(policy.tokenizer, images=images) if policy.tokenizer is not None else None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _DaemonPool | None = None
 
     async def run(
         self, tasks: Sequence[Task], on_episode_end: Callable[[Trajectory], None] | None = None
@@ -137,10 +218,6 @@ class RolloutRunner:
         """
         cfg = self.config
         limit = asyncio.Semaphore(cfg.max_concurrency)
-        if cfg.env_executor != "inline" and self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=cfg.max_concurrency, thread_name_prefix="palaestra-env"
-            )
 
         async def one(group: int, task: Task, sample: int) -> Trajectory:
             async with limit:
@@ -163,11 +240,14 @@ class RolloutRunner:
         executor = self.config.env_executor
         if executor == "inline" or (executor == "auto" and not blocking):
             return fn(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        if self._pool is None:
+            self._pool = _DaemonPool(self.config.max_concurrency)
+        call = self._pool.submit(fn, *args, **kwargs)
         try:
-            return await asyncio.wait_for(future, timeout=self.config.step_timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(call), timeout=self.config.step_timeout_s)
         except asyncio.TimeoutError as exc:
+            if call.running():  # stuck, maybe for good: its thread must not take a slot
+                self._pool.abandon()
             raise EpisodeError(
                 f"env call {fn.__name__} exceeded step_timeout_s={self.config.step_timeout_s}"
             ) from exc
@@ -198,15 +278,15 @@ class RolloutRunner:
             )
         finally:
             if env is not None:
-                try:
-                    env.close()
+                try:  # under a timeout too: the env may still be stuck in a step
+                    await self._call_env(env.close, blocking=_blocking(env))
                 except Exception as exc:
                     logger.warning("closing %s failed: %s", task.env_id, exc)
         return traj
 
     async def _play(self, env: gym.Env, task: Task, traj: Trajectory) -> None:
         cfg = self.config
-        blocking = bool(getattr(env.unwrapped, "metadata", {}).get("blocking_step", False))
+        blocking = _blocking(env)
         observation, info = await self._call_env(
             env.reset, seed=task.seed, options=task.options, blocking=blocking
         )

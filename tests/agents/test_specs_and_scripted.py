@@ -49,7 +49,7 @@ def test_spec_errors():
         make_policy("scripted:genius")
     with pytest.raises(ValueError, match="does not take"):
         make_policy("scripted:oracle", temperature=1)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         make_policy("hf:/no/such/model")
 
 

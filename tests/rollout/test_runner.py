@@ -144,6 +144,39 @@ def test_step_timeout_ends_the_hung_episode():
     assert threading.active_count() < 50
 
 
+class StuckOnceEnv(CountdownEnv):
+    """CountdownEnv whose very first step waits until the test releases it (a hung env)."""
+
+    release = threading.Event()
+    steps = 0
+
+    def _step(self, action: str) -> StepOutcome:
+        StuckOnceEnv.steps += 1
+        if StuckOnceEnv.steps == 1:
+            self.release.wait()
+        return super()._step(action)
+
+
+def test_a_stuck_step_gives_up_its_worker_and_does_not_hold_the_process():
+    palaestra.register_env("test/StuckOnce-v0", StuckOnceEnv, max_turns=10, override=True)
+    config = RolloutConfig(env_executor="thread", step_timeout_s=0.3, max_concurrency=1)
+    tasks = [Task("test/StuckOnce-v0", seed=s) for s in range(3)]
+    try:
+        trajs = rollout(ExpertTextPolicy(), tasks, config)
+        stuck = [t for t in threading.enumerate() if t.name.startswith("palaestra-env") and t.is_alive()]
+    finally:
+        StuckOnceEnv.release.set()
+    assert "step_timeout_s=0.3" in trajs[0].error
+    # one worker, stuck: the later episodes got a fresh one instead of timing out behind it
+    assert trajs[1].success and trajs[2].success and not trajs[1].error
+    assert stuck and all(t.daemon for t in stuck), "a stuck worker must not be joined at exit"
+
+
+def test_step_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="step_timeout_s=-1; it must be > 0"):
+        RolloutConfig(env_executor="thread", step_timeout_s=-1)
+
+
 def test_max_turns_truncates():
     trajs = rollout(ExpertTextPolicy(), [Task("test/Countdown-v0", seed=0)], RolloutConfig(max_turns=2))
     (t,) = trajs

@@ -93,7 +93,9 @@ def read_rows(path: str | Path, *, dataset_split: str | None = None) -> list[dic
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(f"records file not found: {p}")
+        raise FileNotFoundError(
+            f"records file not found: path={p}; pass a .jsonl, .json or .parquet file or a save_to_disk folder"
+        )
     if p.is_dir():
         rows = _load_from_disk(p, dataset_split)
     else:
