@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +21,7 @@ from palaestra.agents.base import Generation, GenerationRequest
 from palaestra.cli import app
 from palaestra.envs.adapters import textarena as ta_adapter
 from palaestra.envs.adapters.textarena import MissingNLTKDataError, TextArenaGame, TextArenaUnavailableError
+from palaestra.envs.adapters.textarena_checks import translated_errors
 from palaestra.rollout.matches import Match, game_of, play_matches
 
 TTT = "textarena/TicTacToe-v0"
@@ -131,7 +132,7 @@ def test_versus_view_against_the_random_opponent():
     assert total == {"win": 1.0, "draw": 0.5, "loss": 0.0}[info["outcome"]]
 
 
-def test_missing_nltk_data_names_the_resource_and_the_command(monkeypatch, tmp_path):
+def test_missing_nltk_data_found_only_when_built_names_the_resource_and_the_command(monkeypatch, tmp_path):
     nltk = pytest.importorskip("nltk")
 
     def offline_game(**_):  # NLTK's own LookupError, as raised offline
@@ -140,12 +141,12 @@ def test_missing_nltk_data_names_the_resource_and_the_command(monkeypatch, tmp_p
     monkeypatch.setattr(ta_adapter, "_entry_point", lambda game_id: (offline_game, {}))
     monkeypatch.setattr(ta_adapter, "_players_of", lambda game_id: 1)
     with pytest.raises(MissingNLTKDataError, match=r"python -m nltk\.downloader words") as err:
-        palaestra.make("textarena/Wordle-v0")
-    assert err.value.resource == "words" and "Wordle-v0" in str(err.value)
-    assert isinstance(err.value, RuntimeError)
+        palaestra.make("textarena/GuessTheNumber-v0")
+    assert err.value.resource == "words" and "GuessTheNumber-v0" in str(err.value)
+    assert isinstance(err.value, palaestra.EnvUnavailableError)
 
 
-def test_wordle_offline_for_real(monkeypatch):
+def test_wordle_offline_for_real_is_unavailable_with_the_download_command(monkeypatch):
     nltk = pytest.importorskip("nltk")
     try:
         nltk.data.find("corpora/words")
@@ -153,23 +154,33 @@ def test_wordle_offline_for_real(monkeypatch):
     except LookupError:
         pass
     monkeypatch.setattr(nltk, "download", lambda *args, **kwargs: False)  # offline, even in CI
-    with pytest.raises(MissingNLTKDataError, match="'words'"):
+    with pytest.raises(palaestra.EnvUnavailableError, match=r"python -m nltk\.downloader words") as err:
         palaestra.make("textarena/Wordle-v0")
+    assert "\n" not in str(err.value)
+    with pytest.raises(TextArenaUnavailableError, match="'words'"):  # the adapter's entry point too
+        ta_adapter.TextArenaEnv(game_id="Wordle-v0")
+    assert "textarena/Wordle-v0" not in {card.id for card in palaestra.list_envs("TextArena")}
+    assert "textarena/Wordle-v0" in {
+        card.id for card in palaestra.list_envs("TextArena", include_unavailable=True)
+    }
 
 
-def test_syntax_errors_in_textarena_name_the_bug_and_python(monkeypatch, tmp_path):
+def test_syntax_errors_when_a_game_is_imported_name_the_bug_and_python(monkeypatch, tmp_path):
     (tmp_path / "broken_ta_game.py").write_text("def reset(:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = SimpleNamespace(entry_point="broken_ta_game:Env", kwargs={})
-    monkeypatch.setattr(ta_adapter, "_spec_of", lambda game_id: spec)
-    with pytest.raises(TextArenaUnavailableError, match="bug in TextArena") as err:
-        palaestra.make(TTT)
+    with (
+        pytest.raises(TextArenaUnavailableError, match="bug in TextArena") as err,
+        translated_errors("Broken-v0"),
+    ):
+        importlib.import_module("broken_ta_game")
     assert f"Python {sys.version_info.major}.{sys.version_info.minor}" in str(err.value)
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="TextArena's Chess compiles on Python >= 3.12")
 def test_chess_on_python_311_is_a_clear_error():
-    with pytest.raises(TextArenaUnavailableError, match=r"Chess-v0.*Python 3\.1\d.*>= 3\.12"):
+    with pytest.raises(
+        palaestra.EnvUnavailableError, match=r"Chess-v0 cannot run here: .*Python 3\.1\d.*>= 3\.12"
+    ):
         palaestra.make("textarena/Chess-v0")
 
 
