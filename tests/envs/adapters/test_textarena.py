@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,8 @@ import palaestra.envs.adapters  # registers the adapter ids
 from palaestra.agents.base import Generation, GenerationRequest
 from palaestra.cli import app
 from palaestra.envs.adapters import textarena as ta_adapter
+from palaestra.envs.adapters import textarena_checks as ta_checks
+from palaestra.envs.adapters import textarena_opponent as ta_opponent
 from palaestra.envs.adapters.textarena import MissingNLTKDataError, TextArenaGame, TextArenaUnavailableError
 from palaestra.envs.adapters.textarena_checks import translated_errors
 from palaestra.rollout.matches import Match, game_of, play_matches
@@ -208,3 +211,67 @@ def test_nothing_is_registered_without_the_packages(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     assert ta_adapter.scan_registry() == [] and rg_adapter.scan_datasets() == []
     assert ta_adapter.register_envs() == 0 and rg_adapter.register_envs() == 0
+
+
+def test_move_candidates_fill_placeholders_and_split_totals():
+    rng = np.random.default_rng(0)
+    assert ta_opponent.example_lines(
+        "Use:\n    [Propose] CCAACCCC\n- Accept: '[Accept]'.\n  ╲ [9 ] ╲ art"
+    ) == [
+        "[Propose] CCAACCCC",
+        "[Accept]",
+    ]
+    listed = list(ta_opponent.candidate_moves(["[0]", "[4]"], ["[play X]"], "", rng))
+    assert set(listed[:2]) == {"[0]", "[4]"} and listed[2] == "[play X]"  # listed moves first
+    filled = list(ta_opponent.candidate_moves(None, ["[swap X Y]", "[<number>]"], "", rng, limit=30))
+    assert any(re.fullmatch(r"\[swap \d+ \d+\]", m) for m in filled)
+    assert any(re.fullmatch(r"\[\d+\]", m) for m in filled)
+    blotto = ta_opponent.candidate_moves(None, ["[A4 B2 C2]"], "Units to allocate: 20", rng, limit=30)
+    assert any(sum(map(int, re.findall(r"\d+", m))) == 20 for m in blotto)
+
+
+@pytest.mark.parametrize("game_id", ["Chopsticks-v0", "ColonelBlotto-v0", "GermanWhist-v0", "TwoDollar-v0"])
+def test_random_opponent_finds_moves_textarena_accepts_where_no_moves_are_listed(game_id):
+    game = TextArenaGame(game_id)
+    game.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # both seats, twice
+        seat = game.agent_selection
+        assert game.legal_actions(seat) is None
+        game.step(ta_adapter.random_opponent(game, seat, rng))
+        assert game.infos[seat]["format_error"] is None and not game.game_over
+
+
+def test_learner_second_against_the_random_opponent_gets_its_turn():
+    env = palaestra.make("textarena/Chopsticks-v0", seat="second")
+    for seed in range(3):
+        observation, info = env.reset(seed=seed)
+        assert info["seat"] == "player_1" and "Player 0" in observation
+
+
+def test_character_conclave_replies_reach_the_other_players():
+    game = TextArenaGame("CharacterConclave-v0", num_players=3)
+    game.reset(seed=0)
+    game.step("Hello, I am the most impressive.")  # TextArena 0.7.4's game calls an older API here
+    assert game.infos["player_0"]["format_error"] is None
+    assert "[Player 0] Hello, I am the most impressive." in game.observe("player_1")
+
+
+def test_secret_mafia_gets_the_players_its_code_demands():
+    card = palaestra.env_card("textarena/SecretMafia-v0")
+    assert card.kwargs["num_players"] == 6 and "6 players" in card.description  # its comment says 5-15
+    env = palaestra.make(card.id)
+    _, info = env.reset(seed=0)
+    assert info["seat"].startswith("player_")
+
+
+def test_unavailable_games_are_hidden_from_envs_list_and_shown_with_all(monkeypatch):
+    runner, columns = CliRunner(), {"COLUMNS": "400"}
+    monkeypatch.setenv(ta_checks.API_KEY_VARIABLE, "")
+    listed = runner.invoke(app, ["envs", "list", "--family", "TextArena"], env=columns)
+    assert listed.exit_code == 0 and "textarena/Debate-v0 " not in listed.output
+    assert "cannot run here; `palaestra envs list --all` shows them" in listed.output
+    shown = runner.invoke(app, ["envs", "list", "--all", "--family", "TextArena"], env=columns)
+    assert "unavailable here: it calls LLMs through OpenRouter (a judge or game master) and " in shown.output
+    show = runner.invoke(app, ["envs", "show", "textarena/Debate-v0"], env=columns)
+    assert show.exit_code == 0 and f"export {ta_checks.API_KEY_VARIABLE}=" in show.output
