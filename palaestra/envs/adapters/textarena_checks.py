@@ -12,8 +12,9 @@ user can fix, outside Python. `unavailable_reason` finds them from the game's en
       installed: TextArena downloads it on first use, which fails offline;
     * the game calls LLMs through OpenRouter (a judge, a game master) and OPENROUTER_API_KEY is unset.
 
-The reason is one line that ends with the fix. The checks read only what the game's code says; a
-failure they miss still gets a clear error when the game is built (see `textarena._translated_errors`).
+The reason is one line that ends with the fix. The checks read only what the game's code says; the
+failures they miss that TextArena raises when a game is built (NLTK's LookupError, a missing data
+file, a SyntaxError) still become clear errors (`translated_errors`).
 """
 
 from __future__ import annotations
@@ -279,6 +280,8 @@ def unavailable_reason(game_id: str, module: str) -> str | None:
     root = textarena_root()
     if root is None:
         return "it needs the textarena package: pip install 'palaestra[textarena]'"
+    if not module:  # a registration without a "module:Class" entry point: nothing to read
+        return None
     version = textarena_version()
     modules = _game_facts(root, module)
     if modules is None:
