@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from palaestra.envs import (
     EnvCard,
+    EnvUnavailableError,
     StepOutcome,
     TextEnv,
     TextSpace,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EnvCard",
+    "EnvUnavailableError",
     "StepOutcome",
     "TextEnv",
     "TextSpace",

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from palaestra.envs.registration import UnknownEnvError, env_card, list_envs, make
+from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, env_card, list_envs, make
 
 if TYPE_CHECKING:
     from palaestra.agents.base import Policy
@@ -46,15 +47,30 @@ def _parse_kwargs(pairs: list[str] | None) -> dict[str, Any]:
 @envs_app.command("list")
 def envs_list(
     family: Annotated[str | None, typer.Option(help="Only this family (Math, Code, ...).")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also the envs that cannot run here, with the reason and the fix.")
+    ] = False,
 ) -> None:
-    """List every registered env: id, family, turns, description."""
+    """List the registered envs that can run here: id, family, turns, description."""
     table = Table(title="palaestra environments")
     for column in ("id", "family", "turns", "reward", "description"):
         table.add_column(column, overflow="fold")
-    for card in list_envs(family):
+    cards = list_envs(family, include_unavailable=True)
+    hidden = 0
+    for card in cards:
         low, high = card.reward_range
-        table.add_row(card.id, card.family, str(card.max_turns), f"[{low:g}, {high:g}]", card.description)
+        reason = card.unavailable
+        if reason is not None and not all_:
+            hidden += 1
+            continue
+        description = card.description if reason is None else f"[red]unavailable here:[/] {escape(reason)}"
+        table.add_row(card.id, card.family, str(card.max_turns), f"[{low:g}, {high:g}]", description)
     console.print(table)
+    if hidden:
+        console.print(
+            f"{hidden} more registered env(s) cannot run here; `palaestra envs list --all` shows them "
+            "with the reason and the fix."
+        )
 
 
 @envs_app.command("show")
@@ -71,10 +87,16 @@ def envs_show(
     console.print(card.description)
     console.print(f"max turns: {card.max_turns}   reward range: {card.reward_range}")
     console.print(f"entry point: {card.entry_point}   kwargs: {card.kwargs}")
+    if (reason := card.unavailable) is not None:
+        console.print(f"[red]unavailable here:[/] {escape(reason)}")
+        return
     if card.required_kwargs:
         console.print(f"required kwargs: {', '.join(card.required_kwargs)} (no sample shown)")
         return
-    env = make(card.id)
+    try:
+        env = make(card.id)
+    except EnvUnavailableError as exc:
+        raise _fail(str(exc)) from None
     observation, _ = env.reset(seed=seed)
     console.rule("system prompt")
     console.print(getattr(env.unwrapped, "system_prompt", ""), markup=False)

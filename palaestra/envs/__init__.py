@@ -15,6 +15,7 @@ from palaestra.envs.core import StepOutcome, TextEnv, TextSpace
 from palaestra.envs.registration import (
     ENTRY_POINT_GROUP,
     EnvCard,
+    EnvUnavailableError,
     UnknownEnvError,
     env_card,
     list_envs,
@@ -27,6 +28,7 @@ from palaestra.envs.registration import (
 __all__ = [
     "ENTRY_POINT_GROUP",
     "EnvCard",
+    "EnvUnavailableError",
     "StepOutcome",
     "TextEnv",
     "TextSpace",

@@ -9,6 +9,10 @@ Three ways an env gets registered:
     * a user's class, with one call: `palaestra.register_env("me/Echo-v0", EchoEnv, description=...)`;
     * a third-party package, through the entry-point group `palaestra.envs`: each entry point names a
       module (imported for its side effect) or a zero-argument callable that calls `register_env`.
+
+An env may be registered but unable to run here (a suite's game that needs data not installed, an API
+key, a newer Python): its card's `availability` check says why and how to fix it. `list_envs` leaves
+such ids out unless asked, and `make` raises `EnvUnavailableError` with that reason.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import gymnasium as gym
 __all__ = [
     "ENTRY_POINT_GROUP",
     "EnvCard",
+    "EnvUnavailableError",
     "UnknownEnvError",
     "env_card",
     "list_envs",
@@ -50,6 +55,8 @@ class EnvCard:
         required_kwargs: kwargs `make` needs (e.g. a dataset path).
         entry_point: "module:Class" or the class itself.
         kwargs: the registered default kwargs.
+        availability: a cheap check, `() -> None` when the env can run here, else why it cannot and
+            the fix (one line); None: always available.
     """
 
     id: str
@@ -60,6 +67,16 @@ class EnvCard:
     required_kwargs: tuple[str, ...]
     entry_point: str | Callable[..., gym.Env]
     kwargs: dict[str, Any]
+    availability: Callable[[], str | None] | None = None
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why the env cannot run here, and the fix; None when it can."""
+        return None if self.availability is None else self.availability()
+
+
+class EnvUnavailableError(RuntimeError):
+    """Raised by `make` for a registered env that cannot run here; the message says why and the fix."""
 
 
 class UnknownEnvError(KeyError):
@@ -88,6 +105,7 @@ def register_env(
     reward_range: tuple[float, float] = (0.0, 1.0),
     required_kwargs: tuple[str, ...] = (),
     kwargs: dict[str, Any] | None = None,
+    availability: Callable[[], str | None] | None = None,
     override: bool = False,
 ) -> EnvCard:
     """Register an env in gymnasium's registry and palaestra's catalogue.
@@ -102,6 +120,7 @@ def register_env(
         reward_range: (low, high) of the episode return.
         required_kwargs: kwargs that `make` must receive.
         kwargs: default kwargs passed to the entry point.
+        availability: a cheap check (see `EnvCard.availability`), called by `list_envs` and `make`.
         override: replace an existing registration instead of raising.
 
     Returns:
@@ -124,6 +143,7 @@ def register_env(
         required_kwargs=tuple(required_kwargs),
         entry_point=entry_point,
         kwargs=dict(kwargs or {}),
+        availability=availability,
     )
     _cards[env_id] = card
     return card
@@ -147,12 +167,20 @@ def load_plugins(*, reload: bool = False) -> None:
             warnings.warn(f"env plugin {ep.name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
 
 
-def list_envs(family: str | None = None) -> list[EnvCard]:
-    """All catalogued envs, sorted by id, optionally of one family."""
+def list_envs(family: str | None = None, *, include_unavailable: bool = False) -> list[EnvCard]:
+    """The catalogued envs that can run here, sorted by id, optionally of one family.
+
+    Args:
+        family: only this family (case-insensitive).
+        include_unavailable: also the envs whose `availability` check fails here (their card's
+            `unavailable` says why and the fix).
+    """
     load_plugins()
     cards = sorted(_cards.values(), key=lambda c: c.id)
     if family is not None:
         cards = [c for c in cards if c.family.lower() == family.lower()]
+    if not include_unavailable:
+        cards = [c for c in cards if c.unavailable is None]
     return cards
 
 
@@ -195,9 +223,12 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
 
     Raises:
         UnknownEnvError: unknown id (the message names close matches).
+        EnvUnavailableError: the env cannot run here (the message says why and the fix).
         TypeError: a required kwarg is missing, or the env rejected a kwarg.
     """
     card = env_card(env_id)
+    if (reason := card.unavailable) is not None:
+        raise EnvUnavailableError(f"{card.id} cannot run here: {reason}")
     missing = [k for k in card.required_kwargs if k not in kwargs and k not in card.kwargs]
     if missing:
         raise TypeError(

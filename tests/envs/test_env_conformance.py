@@ -3,11 +3,16 @@
 The ids come from `palaestra.list_envs()` when the tests are collected, so new families (and installed
 plugins) are covered automatically. An env with `required_kwargs` needs an entry in `REQUIRED_KWARGS`
 below; the test fails loudly if one is missing.
+
+"Listed means working": every listed id, adapters' included, plays random replies without raising, and
+every registered id that is not listed raises `EnvUnavailableError` with its reason when made.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -20,6 +25,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import palaestra
+from palaestra.envs.web.browser import DEBIAN_CHROMIUM
 
 
 def _gsm8k_file(tmp: Path) -> dict[str, Any]:
@@ -100,6 +106,7 @@ REQUIRED_KWARGS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "palaestra/Code-MBPP-v0": _mbpp_file,
     "palaestra/Code-HumanEval-v0": _humaneval_file,
     "palaestra/Code-APPS-v0": _apps_file,
+    "reasoning_gym/composite": lambda tmp: {"config": {"datasets": [{"name": "chain_sum", "weight": 1.0}]}},
 }
 """Env id -> function(tmp_path) -> the kwargs its `required_kwargs` need."""
 
@@ -133,6 +140,8 @@ def _kwargs(env_id: str, tmp_path: Path) -> dict[str, Any]:
         pytest.skip(
             "code envs run programs in the sandbox, which needs bubblewrap (apt-get install bubblewrap)"
         )
+    if card.family == "Web" and not (os.path.exists(DEBIAN_CHROMIUM) or shutil.which("chromium")):
+        pytest.skip("web envs need a Chromium (apt-get install chromium)")
     needed = [k for k in card.required_kwargs if k not in card.kwargs]
     if not needed:
         return {}
@@ -259,3 +268,72 @@ def test_unknown_id_names_close_matches(env_id):
     with pytest.raises(palaestra.UnknownEnvError) as err:
         palaestra.make(typo)
     assert env_id in str(err.value) and "Did you mean" in str(err.value)
+
+
+# -- listed means working ------------------------------------------------------------------------------
+RANDOM_REPLIES = [
+    "",
+    "x" * 70_000,  # longer than any env reads (TextEnv.max_action_length)
+    "y" * 3_000,
+    "@@##!! ~~ \x00 \u00e9\u221a garbage ]][[",
+    "[0]",
+    "[1]",
+    "e2e4",
+    "[e2e4]",
+    "A",
+    "42",
+    "<answer>3</answer>",
+    "click [1]",
+]
+"""The random player's replies: empty, too long, garbage, and plausible moves of many envs."""
+RANDOM_STEPS = 20
+SLOW_TO_PLAY = {
+    "textarena/Sokoban-v0-medium",
+    "textarena/Sudoku-v0-hard",
+    "textarena/RushHour-v0",
+    "textarena/SettlersOfCatan-v0",
+}
+"""Played by the slow test only: puzzle generators whose reset takes seconds on some seeds, and
+SettlersOfCatan, whose three scripted players try their moves on copies of a large board."""
+LISTED = [card.id for card in palaestra.list_envs()]
+UNAVAILABLE = [card.id for card in palaestra.list_envs(include_unavailable=True) if card.unavailable]
+
+
+def _play_random(env_id: str, tmp_path: Path) -> None:
+    """An episode of random replies, cut at RANDOM_STEPS: nothing raises, the observations keep their
+    type and stay in the observation space, rewards are finite floats."""
+    env = palaestra.make(env_id, **_kwargs(env_id, tmp_path))
+    rng = np.random.default_rng(0)
+    try:
+        first, _ = env.reset(seed=0)
+        assert env.observation_space.contains(first), type(first)
+        for _ in range(RANDOM_STEPS):
+            reply = RANDOM_REPLIES[int(rng.integers(len(RANDOM_REPLIES)))]
+            observation, reward, terminated, truncated, _ = env.step(reply)
+            assert type(observation) is type(first), (reply[:20], type(observation), type(first))
+            assert env.observation_space.contains(observation), reply[:20]
+            assert type(reward) is float and math.isfinite(reward), (reply[:20], reward)
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", [i for i in LISTED if i not in SLOW_TO_PLAY])
+def test_every_listed_env_plays_random_replies(env_id, tmp_path):
+    _play_random(env_id, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", sorted(SLOW_TO_PLAY & set(LISTED)))
+def test_every_slow_listed_env_plays_random_replies(env_id, tmp_path):
+    _play_random(env_id, tmp_path)
+
+
+@pytest.mark.parametrize("env_id", UNAVAILABLE or [pytest.param("", marks=pytest.mark.skip("none here"))])
+def test_unlisted_envs_raise_one_line_with_the_reason(env_id):
+    card = palaestra.env_card(env_id)
+    with pytest.raises(palaestra.EnvUnavailableError) as err:
+        palaestra.make(env_id, **{k: None for k in card.required_kwargs})
+    assert str(err.value) == f"{env_id} cannot run here: {card.unavailable}"
+    assert "\n" not in str(err.value)

@@ -7,8 +7,10 @@ import textwrap
 
 import gymnasium as gym
 import pytest
+from typer.testing import CliRunner
 
 import palaestra
+from palaestra.cli import app
 from palaestra.envs.registration import load_plugins
 
 
@@ -119,3 +121,29 @@ def test_ansi_render_is_the_transcript():
     plain.reset(seed=0)
     plain.step("[50]")
     assert plain.render() is None
+
+
+class _Echo(palaestra.TextEnv):
+    def _reset(self, options):
+        return "say hi", {"task_id": "echo"}
+
+    def _step(self, action):
+        return palaestra.StepOutcome("ok", reward=float(action == "hi"), terminated=True)
+
+
+def test_an_env_that_cannot_run_here_is_not_listed_and_make_says_why():
+    missing = {"reason": "it needs the file data.bin: run `fetch-data`"}
+    palaestra.register_env("test/Gated-v0", _Echo, availability=lambda: missing["reason"], override=True)
+    try:
+        assert "test/Gated-v0" not in {card.id for card in palaestra.list_envs()}
+        card = next(c for c in palaestra.list_envs(include_unavailable=True) if c.id == "test/Gated-v0")
+        assert card.unavailable == missing["reason"]
+        with pytest.raises(palaestra.EnvUnavailableError) as err:
+            palaestra.make("test/Gated-v0")
+        assert str(err.value) == "test/Gated-v0 cannot run here: it needs the file data.bin: run `fetch-data`"
+        result = CliRunner().invoke(app, ["envs", "show", "test/Gated-v0"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0 and "unavailable here: it needs the file data.bin" in result.output
+    finally:
+        missing["reason"] = None  # available again, for the tests that list every env
+    assert "test/Gated-v0" in {card.id for card in palaestra.list_envs()}
+    assert palaestra.make("test/Gated-v0").reset(seed=0)[0] == "say hi"

@@ -10,6 +10,9 @@ e.g. `palaestra.make("reasoning_gym/basic_arithmetic", size=1000, seed=0)`. The 
     judge:   the dataset's own `score_answer(answer, entry)`, a score in [0, 1] (some datasets give
              partial credit); success = a score of 1.
 
+`reasoning_gym/composite` mixes datasets and needs them named: `config={"datasets": [{"name":
+"chain_sum", "weight": 1.0, "config": {...}}, ...]}` ("weight" defaults to 1, "config" to {}).
+
 Modes (as in `palaestra.envs.math.env.MathEnv`):
     single: one reply; reward = the score (`format_reward` if no answer could be read).
     retry:  after a reply that does not score 1, the env says so (never revealing the answer) and asks
@@ -46,6 +49,8 @@ _MAX_SOURCE_BYTES = 64_000  # dataset modules are small; the large files are gen
 _REGISTER_RE = re.compile(rb"^register_dataset\(\s*(?:[\"']([\w.-]+)[\"']|(DATASET_NAME)\b)", re.M)
 _NAME_RE = re.compile(rb"^DATASET_NAME\s*=\s*[\"']([\w.-]+)[\"']", re.M)
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
+COMPOSITE = "composite"
+_COMPOSITE_EXAMPLE = "config={'datasets': [{'name': 'chain_sum', 'weight': 1.0}]}"
 
 _PROMPT = (
     "Solve the task. Think step by step if it helps, then give your final answer inside answer tags, "
@@ -97,13 +102,19 @@ def register_envs() -> int:
         env_id = f"{NAMESPACE}/{name}"
         if env_id in gym.registry:
             continue
+        composite = name == COMPOSITE
         register_env(
             env_id,
             "palaestra.envs.adapters.reasoning_gym:ReasoningGymEnv",
-            description=f"reasoning-gym's {name} dataset, judged by its own scorer (<answer> tags)",
+            description=(
+                f"reasoning-gym's mix of datasets, named by {_COMPOSITE_EXAMPLE}"
+                if composite
+                else f"reasoning-gym's {name} dataset, judged by its own scorer (<answer> tags)"
+            ),
             family="ReasoningGym",
             max_turns=1,
             reward_range=(0.0, 1.0),
+            required_kwargs=("config",) if composite else (),
             kwargs={"dataset": name},
         )
         count += 1
@@ -126,10 +137,38 @@ def _create_dataset(name: str, size: int, seed: int, config: dict[str, Any]) -> 
         close = difflib.get_close_matches(name, list(DATASETS), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"reasoning-gym has no dataset {name!r}.{hint}")
+    given = config
+    if name == COMPOSITE:
+        config = {**config, "datasets": _dataset_specs(config.get("datasets"))}
     try:
         return reasoning_gym.create_dataset(name, size=size, seed=seed, **config)
     except TypeError as exc:
-        raise TypeError(f"reasoning-gym's {name} rejected config={config}: {exc}") from exc
+        raise TypeError(f"reasoning-gym's {name} rejected config={given}: {exc}") from exc
+    except AssertionError as exc:  # reasoning-gym validates configs with asserts
+        raise ValueError(f"reasoning-gym's {name} rejected config={given}: {exc}") from exc
+
+
+def _dataset_specs(datasets: Any) -> list[Any]:
+    """The composite's `datasets`, given as dicts (as in YAML), as reasoning-gym's `DatasetSpec`s."""
+    from reasoning_gym.composite import DatasetSpec
+
+    if not isinstance(datasets, list | tuple) or not datasets:
+        raise ValueError(f"reasoning_gym/{COMPOSITE} needs the datasets to mix, e.g. {_COMPOSITE_EXAMPLE}")
+    specs = []
+    for item in datasets:
+        if isinstance(item, DatasetSpec):
+            specs.append(item)
+            continue
+        extra = set(item) - {"name", "weight", "config"} if isinstance(item, dict) else None
+        if extra is None or extra or "name" not in item:
+            raise ValueError(
+                f"reasoning_gym/{COMPOSITE}: each dataset is a dict with 'name' and optionally 'weight' and "
+                f"'config', got {item!r}"
+            )
+        specs.append(
+            DatasetSpec(item["name"], float(item.get("weight", 1.0)), dict(item.get("config") or {}))
+        )
+    return specs
 
 
 class ReasoningGymEnv(TextEnv):

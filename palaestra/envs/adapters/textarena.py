@@ -26,26 +26,27 @@ Seeding: TextArena draws from Python's global `random`, which it seeds on reset;
 a seed drawn from the env's own generator, so same reset seed -> same game. Envs that step
 concurrently in one process share that global generator.
 
-Known failures (raised as `TextArenaUnavailableError` with the fix): games that need NLTK data
-(Wordle, Hangman, WordLadder, WordSearch, DontSayIt, SpellingBee, Codenames, ...) try to download it
-and fail offline (`MissingNLTKDataError`); TextArena 0.7.4's Chess, Checkers, ReverseTicTacToe,
-IteratedStagHunt and UltimateTexasHoldem use f-strings that only compile on Python >= 3.12, and its
-Klondike does not compile at all; a few games ship without their data files (ScorableGames,
-UsedCarNegotiation). Games that call an LLM judge need OPENROUTER_API_KEY (TextArena's own error).
+Games that cannot run here are registered but unavailable (`palaestra envs list --all` shows them
+with the reason and the fix; `make` raises `TextArenaUnavailableError`, an `EnvUnavailableError`):
+`textarena_checks` finds them from TextArena's sources. With TextArena 0.7.4 on Python 3.11: games
+that need NLTK data TextArena downloads on first use (Wordle, Hangman, WordLadder, SpellingBee,
+Codenames, ...), games that call LLMs through OpenRouter (Debate, TwentyQuestions, ...; they need
+OPENROUTER_API_KEY), modules that need Python >= 3.12 (Chess, Checkers, ...), and games whose module,
+package or data files are missing (UsedCar, BabyAiText, ScorableGames, UsedCarNegotiation).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
+import io
 import random
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from palaestra.envs.adapters.textarena_checks import (
+    MissingNLTKDataError,
+    TextArenaUnavailableError,
+    translated_errors,
+    unavailable_reason,
+)
+from palaestra.envs.adapters.textarena_opponent import candidate_moves, example_lines
 from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.games.multiplayer import MoveOutcome, MultiAgentTextEnv
 from palaestra.envs.games.versus import Opponent, VersusEnv
@@ -82,30 +90,12 @@ _PLAYERS_RE = re.compile(r"[\[(]\s*(\d+)(?:\s*-\s*\d+)?\s+players?\b|\bsingle-pl
 _WORD_PLAYERS = {"single-player": 1, "two-player": 2}
 _VARIANT_RE = re.compile(r"-(raw|train)(-|$)")
 _MAX_TURNS_RE = re.compile(r"\bmax_turns\s*=\s*(\d[\d_]*)")
+_ENTRY_RE = re.compile(r'\bentry_point\s*=\s*"([\w.]+):')
+_MIN_PLAYERS_RE = re.compile(r"\bassert\s*(\d+)\s*<=?\s*num_players\b|\bnum_players\s*(?:>=|==)\s*(\d+)")
 _INVALID_RE = re.compile(r"attempted an invalid move\. Reason: (.*?)\s*(?:Please resubmit|$)", re.S)
 _LEGAL_RE = re.compile(r"(?:available|valid|legal|possible)\s+(?:moves|actions)\s*:?(.*)", re.I)
 _UNSAFE_RE = re.compile(r"[^\w:.-]")  # characters gymnasium ids cannot hold
 _BRACKETED_RE = re.compile(r"\[[^\[\]\n]{1,40}\]")
-_NLTK_RESOURCE_RES = (
-    re.compile(r"nltk\.download\(\s*['\"]([^'\"]+)['\"]"),
-    re.compile(r"Resource\s+(?:\x1b\[\d+m)?'?([\w./-]+?)'?(?:\x1b\[0m)?\s+not found"),
-)
-
-
-class TextArenaUnavailableError(RuntimeError):
-    """A TextArena game cannot run in this environment; the message says why and how to fix it."""
-
-
-class MissingNLTKDataError(TextArenaUnavailableError):
-    """A TextArena game needs NLTK data that is not installed (TextArena downloads it on first use).
-
-    Attributes:
-        resource: the NLTK resource, e.g. "words".
-    """
-
-    def __init__(self, message: str, resource: str):
-        super().__init__(message)
-        self.resource = resource
 
 
 # -- registration (reads TextArena's registry file; never imports textarena) ---------------------------
@@ -116,6 +106,18 @@ class _Listing:
     game_id: str
     players: int | None  # from the "# Game [N Players]" comment above it, when there is one
     max_turns: int | None  # TextArena's own `max_turns` kwarg, when registered
+    module: str = ""  # the entry point's module, e.g. "textarena.envs.Wordle.env"
+
+
+def _least_players(root: Path, module: str, players: int) -> int:
+    """`players`, raised to what the module's own checks demand (TextArena's comment says SecretMafia
+    takes 5-15 players; its reset asserts 6 <= num_players)."""
+    try:
+        source = root.parent.joinpath(*module.split(".")).with_suffix(".py").read_text(encoding="utf-8")
+    except OSError:
+        return players
+    found = [int(a or b) for a, b in _MIN_PLAYERS_RE.findall(source)]
+    return max([players, *found])
 
 
 def scan_registry(path: str | Path | None = None) -> list[_Listing]:
@@ -152,8 +154,10 @@ def scan_registry(path: str | Path | None = None) -> list[_Listing]:
             continue
         seen.add(call.group(1))
         turns = _MAX_TURNS_RE.search(call.group(2))
+        module = entry.group(1) if (entry := _ENTRY_RE.search(call.group(2))) else ""
+        n = _least_players(Path(path).parents[1], module, players) if players and players > 2 else players
         listings.append(
-            _Listing(call.group(1), players, int(turns.group(1).replace("_", "")) if turns else None)
+            _Listing(call.group(1), n, int(turns.group(1).replace("_", "")) if turns else None, module)
         )
     return listings
 
@@ -195,65 +199,13 @@ def register_envs() -> int:
             reward_range=(0.0, 1.0) if n is not None and n > 1 else (-1.0, 1.0),
             # games that need 3+ players say so in TextArena's comments only; 2 is the default
             kwargs={"game_id": listing.game_id, **({"num_players": n} if n is not None and n > 2 else {})},
+            availability=functools.partial(unavailable_reason, listing.game_id, listing.module),
         )
         count += 1
     return count
 
 
 # -- building TextArena envs ------------------------------------------------------------------------
-def _nltk_resource(message: str) -> str | None:
-    for pattern in _NLTK_RESOURCE_RES:
-        if found := pattern.search(message):
-            return found.group(1).rsplit("/", 1)[-1]
-    return None
-
-
-def _textarena_version() -> str:
-    try:
-        return importlib.metadata.version("textarena")
-    except importlib.metadata.PackageNotFoundError:
-        return "(unknown version)"
-
-
-@contextlib.contextmanager
-def _translated_errors(game_id: str) -> Iterator[None]:
-    """Turn TextArena's known offline and Python-version failures into clear errors."""
-    try:
-        yield
-    except LookupError as exc:
-        resource = _nltk_resource(str(exc))
-        if resource is None or "nltk" not in str(exc).lower():
-            raise
-        raise MissingNLTKDataError(
-            f"TextArena's {game_id} needs the NLTK data {resource!r}, which is not installed (TextArena "
-            f"tries to download it on first use, which fails offline). Install it with "
-            f"`python -m nltk.downloader {resource}` on a machine with internet access, or copy an "
-            "nltk_data folder that holds it and point NLTK_DATA at it.",
-            resource,
-        ) from exc
-    except FileNotFoundError as exc:
-        if "textarena" not in str(exc.filename or exc):
-            raise
-        raise TextArenaUnavailableError(
-            f"TextArena {_textarena_version()}'s {game_id} cannot find its data ({exc.filename or exc}): "
-            "TextArena's package does not ship it (a packaging bug in TextArena); install TextArena "
-            "from source or pick another game."
-        ) from exc
-    except SyntaxError as exc:
-        version = ".".join(map(str, sys.version_info[:3]))
-        fstring = "f-string" in str(exc.msg)
-        raise TextArenaUnavailableError(
-            f"TextArena {_textarena_version()}'s {game_id} cannot be imported on Python {version}: {exc.filename}, line "
-            f"{exc.lineno}: SyntaxError: {exc.msg}. This is a bug in TextArena, not in your code"
-            + (
-                "; it uses f-string syntax that needs Python >= 3.12 (PEP 701). Use Python 3.12+ "
-                "or a TextArena release that fixes it."
-                if fstring
-                else "; use a TextArena release that fixes it."
-            )
-        ) from exc
-
-
 def _spec_of(game_id: str) -> Any:
     try:
         from textarena.envs.registration import ENV_REGISTRY
@@ -270,7 +222,9 @@ def _entry_point(game_id: str) -> tuple[Any, dict[str, Any]]:
     entry = spec.entry_point
     if isinstance(entry, str):
         module, _, name = entry.partition(":")
-        with _translated_errors(game_id):
+        if (reason := unavailable_reason(game_id, module)) is not None:
+            raise TextArenaUnavailableError(f"{env_id_of(game_id)} cannot run here: {reason}")
+        with translated_errors(game_id):
             entry = getattr(importlib.import_module(module), name)
     return entry, dict(spec.kwargs)
 
@@ -291,7 +245,7 @@ def _build(game_id: str, game_kwargs: dict[str, Any] | None) -> tuple[Any, int |
     """(the unwrapped TextArena env, TextArena's `max_turns` kwarg of the game if it has one)."""
     entry, registered = _entry_point(game_id)
     kwargs = {**registered, **(game_kwargs or {})}
-    with _translated_errors(game_id):
+    with translated_errors(game_id):
         try:
             env = entry(**kwargs)
         except TypeError as exc:
@@ -307,7 +261,7 @@ class _Session:
         self.game_id, self.env, self.num_players = game_id, env, num_players
         self._pristine = env  # some games keep state across resets (KuhnPoker's deck): copy a fresh one
         self.unread: dict[int, list[tuple[int, str, Any]]] = {}
-        self.examples: dict[int, dict[str, None]] = {}  # bracketed tokens each player was shown
+        self.examples: dict[int, dict[str, None]] = {}  # bracketed tokens and move lines each player saw
 
     @property
     def state(self) -> Any:
@@ -323,8 +277,9 @@ class _Session:
         except Exception:  # an env that cannot be copied is reused as it is
             self.env = self._pristine
         random.seed(seed)  # games that draw before creating TextArena's state (which seeds it too)
-        with _translated_errors(self.game_id):
+        with translated_errors(self.game_id):
             self.env.reset(num_players=self.num_players, seed=seed)
+        _accept_old_add_observation(self.env.state)
         self.unread = {pid: [] for pid in range(self.num_players)}
         self.examples = {pid: {} for pid in range(self.num_players)}
         self._collect(mover=None)
@@ -347,6 +302,22 @@ class _Session:
             reason = str(info.get("reason") or "invalid move")
         return bool(done), reason
 
+    def accepts(self, action: str) -> bool:
+        """Whether TextArena accepts `action` as the current player's move, tried on a copy of the game
+        (Python's global `random`, which TextArena draws from, is left as it was)."""
+        mover, saved = self.current, random.getstate()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # a few games print what they parse
+                trial = copy.deepcopy(self.env)
+                trial.step(action)
+        except Exception:
+            return False
+        finally:
+            random.setstate(saved)
+        if any(_INVALID_RE.search(str(text)) for _, text, _ in trial.state.observations.get(mover, [])):
+            return False
+        return not (getattr(trial.state, "game_info", None) or {}).get(mover, {}).get("invalid_move")
+
     def _collect(self, mover: int | None) -> list[tuple[int, str, Any]]:
         """Move TextArena's pending messages into `unread`; the mover's new messages are returned."""
         new: list[tuple[int, str, Any]] = []
@@ -358,7 +329,8 @@ class _Session:
                 if not echo:
                     self.unread.setdefault(pid, []).append((sender, text, kind))
                     if not action:
-                        self.examples.setdefault(pid, {}).update(dict.fromkeys(_BRACKETED_RE.findall(text)))
+                        shown = _BRACKETED_RE.findall(text) + example_lines(text)
+                        self.examples.setdefault(pid, {}).update(dict.fromkeys(shown))
                     if pid == mover:
                         new.append((sender, text, kind))
             self.state.observations[pid] = []
@@ -394,6 +366,33 @@ class _Session:
     def reason(self, pid: int) -> str:
         info = (getattr(self.state, "game_info", None) or {}).get(pid, {})
         return str(info.get("reason") or "")
+
+
+@functools.cache
+def _lenient_state_class(cls: type) -> type:
+    """`cls` whose `add_observation` defaults `observation_type`, which older TextArena releases did not
+    have and a few of TextArena 0.7.4's games (CharacterConclave) still leave out."""
+    from textarena.core import ObservationType
+
+    def add_observation(
+        self: Any, message: str, observation_type: Any = None, from_id: int = _GAME_ID, to_id: int = -1
+    ) -> None:
+        if observation_type is None:
+            player = from_id != _GAME_ID
+            observation_type = ObservationType.PLAYER_ACTION if player else ObservationType.GAME_MESSAGE
+        cls.add_observation(self, message, observation_type, from_id=from_id, to_id=to_id)
+
+    return type(cls.__name__, (cls,), {"add_observation": add_observation, "__module__": cls.__module__})
+
+
+def _accept_old_add_observation(state: Any) -> None:
+    """Make `state.add_observation` accept TextArena's older signature (see `_lenient_state_class`)."""
+    try:
+        parameter = inspect.signature(type(state).add_observation).parameters.get("observation_type")
+    except (AttributeError, TypeError, ValueError):
+        return
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        state.__class__ = _lenient_state_class(type(state))
 
 
 def _system_prompt(game_id: str, role: str) -> str:
@@ -533,8 +532,8 @@ class TextArenaGame(MultiAgentTextEnv):
         return self.session.legal_actions(self._pid(agent))
 
     def example_moves(self, agent: str) -> list[str]:
-        """The bracketed tokens the game has shown `agent` (rules' examples, listed moves), less the
-        ones it just rejected from `agent`."""
+        """The bracketed tokens and move lines the game has shown `agent` (rules' examples, listed
+        moves), less the ones it just rejected from `agent`."""
         rejected = self._rejected.get(agent, set())
         return [m for m in self.session.examples.get(self._pid(agent), {}) if m not in rejected]
 
@@ -565,11 +564,19 @@ class TextArenaGame(MultiAgentTextEnv):
 
 
 def random_opponent(game: MultiAgentTextEnv, seat: str, rng: np.random.Generator) -> str:
-    """A random listed move ("Available moves: ..."), else a random bracketed token the game showed the
-    seat (the rules' examples, e.g. "[col 4]"), which may be rejected."""
-    examples = game.example_moves(seat) if isinstance(game, TextArenaGame) else []
-    moves = game.legal_actions(seat) or examples or ["[0]"]
-    return str(moves[int(rng.integers(len(moves)))])
+    """A random move TextArena accepts: a listed legal move ("Available moves: ..."), else a move the
+    game showed the seat or one made from its format ("[play X]" -> "[play 2]"; see
+    `textarena_opponent.candidate_moves`), each tried on a copy of the game first. When none of
+    them is accepted, the first is played (and rejected)."""
+    if not isinstance(game, TextArenaGame):
+        moves = game.legal_actions(seat) or ["[0]"]
+        return str(moves[int(rng.integers(len(moves)))])
+    tried = []
+    for move in candidate_moves(game.legal_actions(seat), game.example_moves(seat), game.observe(seat), rng):
+        if game.session.accepts(move):
+            return move
+        tried.append(move)
+    return tried[0] if tried else "[0]"
 
 
 OPPONENTS: dict[str, Opponent] = {"random": random_opponent}

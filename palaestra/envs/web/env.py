@@ -214,6 +214,17 @@ class WebEnv(TextEnv):
             info=self._state_info(state, state["action_error"]),
         )
 
+    def _unreadable(self, action: Any) -> StepOutcome:
+        """A reply that is not text or is too long: the format-error observation of `_step`, so GUI
+        observations stay dicts with a screenshot."""
+        outcome = super()._unreadable(action)
+        state = self._state  # the page did not change
+        outcome.observation = self._observation(
+            state, step=self._turn + 2, action_error=None, format_error=outcome.format_error
+        )
+        outcome.info = self._state_info(state, None)
+        return outcome
+
     def close(self) -> None:
         self._drop_context()
         super().close()

@@ -82,3 +82,18 @@ def test_envs_list_shows_reasoning_gym_ids():
     result = CliRunner().invoke(app, ["envs", "list", "--family", "ReasoningGym"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert ARITH in result.output and "reasoning_gym/chain_sum" in result.output
+
+
+def test_composite_needs_its_datasets_named():
+    card = palaestra.env_card("reasoning_gym/composite")
+    assert card.required_kwargs == ("config",) and "'datasets'" in card.description
+    with pytest.raises(TypeError, match="config="):
+        palaestra.make(card.id)
+    env = palaestra.make(card.id, config={"datasets": [{"name": "chain_sum"}, {"name": ARITH.split("/")[1]}]})
+    question, info = env.reset(seed=0)
+    _, reward, terminated, _, _ = env.step(info["expert_action"])
+    assert question and reward == 1.0 and terminated
+    with pytest.raises(ValueError, match="datasets to mix"):
+        palaestra.make(card.id, config={"datasets": []})
+    with pytest.raises(ValueError, match="'name'"):
+        palaestra.make(card.id, config={"datasets": [{"dataset": "chain_sum"}]})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +21,10 @@ import palaestra.envs.adapters  # registers the adapter ids
 from palaestra.agents.base import Generation, GenerationRequest
 from palaestra.cli import app
 from palaestra.envs.adapters import textarena as ta_adapter
+from palaestra.envs.adapters import textarena_checks as ta_checks
+from palaestra.envs.adapters import textarena_opponent as ta_opponent
 from palaestra.envs.adapters.textarena import MissingNLTKDataError, TextArenaGame, TextArenaUnavailableError
+from palaestra.envs.adapters.textarena_checks import translated_errors
 from palaestra.rollout.matches import Match, game_of, play_matches
 
 TTT = "textarena/TicTacToe-v0"
@@ -131,7 +135,7 @@ def test_versus_view_against_the_random_opponent():
     assert total == {"win": 1.0, "draw": 0.5, "loss": 0.0}[info["outcome"]]
 
 
-def test_missing_nltk_data_names_the_resource_and_the_command(monkeypatch, tmp_path):
+def test_missing_nltk_data_found_only_when_built_names_the_resource_and_the_command(monkeypatch, tmp_path):
     nltk = pytest.importorskip("nltk")
 
     def offline_game(**_):  # NLTK's own LookupError, as raised offline
@@ -140,12 +144,12 @@ def test_missing_nltk_data_names_the_resource_and_the_command(monkeypatch, tmp_p
     monkeypatch.setattr(ta_adapter, "_entry_point", lambda game_id: (offline_game, {}))
     monkeypatch.setattr(ta_adapter, "_players_of", lambda game_id: 1)
     with pytest.raises(MissingNLTKDataError, match=r"python -m nltk\.downloader words") as err:
-        palaestra.make("textarena/Wordle-v0")
-    assert err.value.resource == "words" and "Wordle-v0" in str(err.value)
-    assert isinstance(err.value, RuntimeError)
+        palaestra.make("textarena/GuessTheNumber-v0")
+    assert err.value.resource == "words" and "GuessTheNumber-v0" in str(err.value)
+    assert isinstance(err.value, palaestra.EnvUnavailableError)
 
 
-def test_wordle_offline_for_real(monkeypatch):
+def test_wordle_offline_for_real_is_unavailable_with_the_download_command(monkeypatch):
     nltk = pytest.importorskip("nltk")
     try:
         nltk.data.find("corpora/words")
@@ -153,23 +157,33 @@ def test_wordle_offline_for_real(monkeypatch):
     except LookupError:
         pass
     monkeypatch.setattr(nltk, "download", lambda *args, **kwargs: False)  # offline, even in CI
-    with pytest.raises(MissingNLTKDataError, match="'words'"):
+    with pytest.raises(palaestra.EnvUnavailableError, match=r"python -m nltk\.downloader words") as err:
         palaestra.make("textarena/Wordle-v0")
+    assert "\n" not in str(err.value)
+    with pytest.raises(TextArenaUnavailableError, match="'words'"):  # the adapter's entry point too
+        ta_adapter.TextArenaEnv(game_id="Wordle-v0")
+    assert "textarena/Wordle-v0" not in {card.id for card in palaestra.list_envs("TextArena")}
+    assert "textarena/Wordle-v0" in {
+        card.id for card in palaestra.list_envs("TextArena", include_unavailable=True)
+    }
 
 
-def test_syntax_errors_in_textarena_name_the_bug_and_python(monkeypatch, tmp_path):
+def test_syntax_errors_when_a_game_is_imported_name_the_bug_and_python(monkeypatch, tmp_path):
     (tmp_path / "broken_ta_game.py").write_text("def reset(:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = SimpleNamespace(entry_point="broken_ta_game:Env", kwargs={})
-    monkeypatch.setattr(ta_adapter, "_spec_of", lambda game_id: spec)
-    with pytest.raises(TextArenaUnavailableError, match="bug in TextArena") as err:
-        palaestra.make(TTT)
+    with (
+        pytest.raises(TextArenaUnavailableError, match="bug in TextArena") as err,
+        translated_errors("Broken-v0"),
+    ):
+        importlib.import_module("broken_ta_game")
     assert f"Python {sys.version_info.major}.{sys.version_info.minor}" in str(err.value)
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="TextArena's Chess compiles on Python >= 3.12")
 def test_chess_on_python_311_is_a_clear_error():
-    with pytest.raises(TextArenaUnavailableError, match=r"Chess-v0.*Python 3\.1\d.*>= 3\.12"):
+    with pytest.raises(
+        palaestra.EnvUnavailableError, match=r"Chess-v0 cannot run here: .*Python 3\.1\d.*>= 3\.12"
+    ):
         palaestra.make("textarena/Chess-v0")
 
 
@@ -197,3 +211,67 @@ def test_nothing_is_registered_without_the_packages(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     assert ta_adapter.scan_registry() == [] and rg_adapter.scan_datasets() == []
     assert ta_adapter.register_envs() == 0 and rg_adapter.register_envs() == 0
+
+
+def test_move_candidates_fill_placeholders_and_split_totals():
+    rng = np.random.default_rng(0)
+    assert ta_opponent.example_lines(
+        "Use:\n    [Propose] CCAACCCC\n- Accept: '[Accept]'.\n  ╲ [9 ] ╲ art"
+    ) == [
+        "[Propose] CCAACCCC",
+        "[Accept]",
+    ]
+    listed = list(ta_opponent.candidate_moves(["[0]", "[4]"], ["[play X]"], "", rng))
+    assert set(listed[:2]) == {"[0]", "[4]"} and listed[2] == "[play X]"  # listed moves first
+    filled = list(ta_opponent.candidate_moves(None, ["[swap X Y]", "[<number>]"], "", rng, limit=30))
+    assert any(re.fullmatch(r"\[swap \d+ \d+\]", m) for m in filled)
+    assert any(re.fullmatch(r"\[\d+\]", m) for m in filled)
+    blotto = ta_opponent.candidate_moves(None, ["[A4 B2 C2]"], "Units to allocate: 20", rng, limit=30)
+    assert any(sum(map(int, re.findall(r"\d+", m))) == 20 for m in blotto)
+
+
+@pytest.mark.parametrize("game_id", ["Chopsticks-v0", "ColonelBlotto-v0", "GermanWhist-v0", "TwoDollar-v0"])
+def test_random_opponent_finds_moves_textarena_accepts_where_no_moves_are_listed(game_id):
+    game = TextArenaGame(game_id)
+    game.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # both seats, twice
+        seat = game.agent_selection
+        assert game.legal_actions(seat) is None
+        game.step(ta_adapter.random_opponent(game, seat, rng))
+        assert game.infos[seat]["format_error"] is None and not game.game_over
+
+
+def test_learner_second_against_the_random_opponent_gets_its_turn():
+    env = palaestra.make("textarena/Chopsticks-v0", seat="second")
+    for seed in range(3):
+        observation, info = env.reset(seed=seed)
+        assert info["seat"] == "player_1" and "Player 0" in observation
+
+
+def test_character_conclave_replies_reach_the_other_players():
+    game = TextArenaGame("CharacterConclave-v0", num_players=3)
+    game.reset(seed=0)
+    game.step("Hello, I am the most impressive.")  # TextArena 0.7.4's game calls an older API here
+    assert game.infos["player_0"]["format_error"] is None
+    assert "[Player 0] Hello, I am the most impressive." in game.observe("player_1")
+
+
+def test_secret_mafia_gets_the_players_its_code_demands():
+    card = palaestra.env_card("textarena/SecretMafia-v0")
+    assert card.kwargs["num_players"] == 6 and "6 players" in card.description  # its comment says 5-15
+    env = palaestra.make(card.id)
+    _, info = env.reset(seed=0)
+    assert info["seat"].startswith("player_")
+
+
+def test_unavailable_games_are_hidden_from_envs_list_and_shown_with_all(monkeypatch):
+    runner, columns = CliRunner(), {"COLUMNS": "400"}
+    monkeypatch.setenv(ta_checks.API_KEY_VARIABLE, "")
+    listed = runner.invoke(app, ["envs", "list", "--family", "TextArena"], env=columns)
+    assert listed.exit_code == 0 and "textarena/Debate-v0 " not in listed.output
+    assert "cannot run here; `palaestra envs list --all` shows them" in listed.output
+    shown = runner.invoke(app, ["envs", "list", "--all", "--family", "TextArena"], env=columns)
+    assert "unavailable here: it calls LLMs through OpenRouter (a judge or game master) and " in shown.output
+    show = runner.invoke(app, ["envs", "show", "textarena/Debate-v0"], env=columns)
+    assert show.exit_code == 0 and f"export {ta_checks.API_KEY_VARIABLE}=" in show.output

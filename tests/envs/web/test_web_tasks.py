@@ -107,12 +107,14 @@ BAD_REPLIES = [
 
 @pytest.mark.parametrize(("task", "mode"), CASES)
 def test_bad_replies_never_raise_and_keep_the_page(task, mode):
+    """Unreadable, failing and too-long replies: format or action errors, the observation's type kept."""
     env = _env(task, mode)
     try:
         env.reset(seed=3)
         for reply in BAD_REPLIES:
-            _, reward, terminated, truncated, info = env.step(reply)
+            observation, reward, terminated, truncated, info = env.step(reply)
             assert info["format_error"] is not None or info["action_error"] is not None, (reply[:40], info)
+            assert env.observation_space.contains(observation), (reply[:40], type(observation))
             assert reward == 0.0
             if terminated or truncated:
                 env.reset(seed=3)
