@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from palaestra.envs.registration import UnknownEnvError, make, resolve_id
+from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, make, resolve_id
 
 __all__ = ["check_env", "check_opponents", "check_out_dir"]
 
@@ -23,7 +23,8 @@ def check_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
 
     Raises:
         ValueError: an unknown id (naming close matches), or kwargs the env rejects: an unknown or
-            missing kwarg, a bad value, a data file that is not there, a missing optional dependency.
+            missing kwarg, a bad value, a data file that is not there, a missing optional dependency,
+            an env that cannot run here.
     """
     try:
         full_id = resolve_id(env_id)
@@ -32,7 +33,7 @@ def check_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
     kwargs = dict(env_kwargs or {})
     try:
         make(full_id, **kwargs).close()
-    except (TypeError, ValueError, FileNotFoundError, ImportError) as exc:
+    except (TypeError, ValueError, FileNotFoundError, ImportError, EnvUnavailableError) as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
         given = f" with kwargs {kwargs}" if kwargs else ""
         prefix = "" if text.startswith(full_id) else f"{full_id}{given}: "
