@@ -15,10 +15,11 @@ Launched by torchrun with N processes, the same loop runs data-parallel (DDP or 
 and each rank trains on its share of the micro-batches; one optimizer step equals the single-process
 step on the same batch. Rank 0 writes metrics, evaluates and finishes checkpoints.
 
-A run never loses work: its envs are built once before the model loads (`core/preflight.py`), it starts
-only in a folder holding no other run, it stops with `RunStopped` (after saving a checkpoint) when a
-step's episodes fail with env errors or steps keep having nothing to train on, and it saves its last
-checkpoint and `final/` before the final evaluation, which may then fail without taking them along.
+A run never loses work: its envs are built once before it starts (`core/preflight.py`; `palaestra
+train` does it before loading the model), it starts only in a folder holding no other run, it stops
+with `RunStopped` (after saving a checkpoint) when a step's episodes fail with env errors or steps keep
+having nothing to train on, and it saves its last checkpoint and `final/` before the final evaluation,
+which may then fail without taking them along.
 """
 
 from __future__ import annotations
@@ -118,9 +119,6 @@ class Trainer:
         config: the whole run's configuration.
         model: a model to train instead of loading `config.model.name` (tests pass tiny models).
         tokenizer: its tokenizer (required with `model`).
-
-    Raises:
-        RunSetupError: an env of `config.envs` cannot be built (checked before any model loads).
     """
 
     def __init__(
@@ -132,7 +130,6 @@ class Trainer:
     ):
         from palaestra.agents.models import load_model_and_tokenizer
 
-        check_envs(config)
         self.config = config
         self.run_dir: Path = config.run.run_dir
         self.dist, self.device = init_distributed(config.distributed, config.model.device)
@@ -674,12 +671,13 @@ class Trainer:
             {"before": eval metrics or None, "after": eval metrics, "history": per-step metrics}.
 
         Raises:
-            RunSetupError: the folder holds another run (and neither flag is set), has nothing to resume,
-                or cannot be written (see `core/preflight.py`).
+            RunSetupError: an env of `envs` cannot be built, or the folder holds another run (and neither
+                flag is set), has nothing to resume, or cannot be written (see `core/preflight.py`).
             RunStopped: env errors or steps without an update stopped the run, or an evaluation failed;
                 the work so far is saved (the message says where).
         """
         cfg = self.config
+        check_envs(cfg)  # `palaestra train` checked them before loading the model already
         start = prepare_run_dir(self.run_dir, resume=resume, overwrite=overwrite, main=self.dist.is_main)
         self.dist.barrier()  # rank 0 has moved a previous run aside before any rank writes
         self._write_config()
