@@ -238,10 +238,8 @@ def check_env(env_id: str, kwargs: dict[str, Any] | None = None) -> None:
     unknown = [k for k in kwargs if accepted is not None and k not in accepted]
     if unknown:
         close = difflib.get_close_matches(unknown[0], accepted or [], n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise TypeError(
-            f"{card.id} takes no kwarg {unknown[0]!r}{hint} It takes: {', '.join(accepted or []) or 'none'}"
-        )
+        hint = f"did you mean {close[0]!r}?" if close else f"it takes: {', '.join(accepted or []) or 'none'}"
+        raise TypeError(f"{card.id} takes no kwarg {unknown[0]!r}; {hint}")
     try:
         env = make(card.id, **kwargs)
     except ValueError as exc:
