@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace, name: str, arm: str, seed: int) -> dict[str, 
             "tokenizer": AutoTokenizer.from_pretrained(path),
         }
     start = time.perf_counter()
-    out = make_trainer(cfg, **kwargs).train()
+    out = make_trainer(cfg, **kwargs).train(overwrite=True)  # an arm killed midway starts over (moved aside)
     key = cfg.envs.eval[0].id.split("/")[-1]
     curve = [(0, out["before"][f"eval/{key}/success"])]
     curve += [

@@ -7,12 +7,14 @@ Run `palaestra --help` or `palaestra COMMAND --help` for the options.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.markup import escape
 from rich.table import Table
 
@@ -29,7 +31,8 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Print `error: MESSAGE` as one line (never wrapped at the terminal width) and exit with `code`."""
+    err_console.print("[bold red]error:[/]", escape(message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -337,18 +340,58 @@ def train_command(
     overrides: Annotated[
         list[str] | None, typer.Argument(help="Overrides like optimizer.lr=1e-5 run.steps=10.")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the run's newest checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the run in run.output_dir/run.name from its newest checkpoint. A missing or empty "
+            "folder starts from step 0 (with a notice); a run without a complete checkpoint is an error."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Start over in a folder that holds a previous run: it is moved aside to NAME.old-<time> "
+            "next to it (never deleted)."
+        ),
+    ] = False,
 ) -> None:
-    """Train with the algorithm in CONFIG; evaluates on the held-out envs before and after."""
+    """Train with the algorithm in CONFIG; evaluates on the held-out envs before and after.
+
+    A run folder holds one run: starting again where a run left metrics, checkpoints or a final model is
+    refused unless --resume or --overwrite says what to do with it. Envs and the folder are checked
+    before the model loads. A run stopped early (failing env episodes, steps with nothing to train on,
+    a failed evaluation) saves a checkpoint first and exits with code 1.
+    """
+    from palaestra.agents.models import check_model_name
     from palaestra.config import ConfigError, load_config
     from palaestra.trainers import make_trainer
+    from palaestra.trainers.core.checkpoint import checkpoint_step
+    from palaestra.trainers.core.preflight import RunSetupError, check_envs, prepare_run_dir
+    from palaestra.trainers.core.trainer import RunStopped
 
     try:
         cfg = load_config(config, overrides or [])
-    except ConfigError as exc:
+        check_model_name(cfg.model.name)
+        check_envs(cfg)
+        # under torchrun every rank runs this; rank 0 alone moves a previous run aside
+        start = prepare_run_dir(
+            cfg.run.run_dir, resume=resume, overwrite=overwrite, main=os.environ.get("RANK", "0") == "0"
+        )
+    except (ConfigError, RunSetupError) as exc:
         raise _fail(str(exc)) from None
-    trainer = make_trainer(cfg)
-    out = trainer.train(resume=resume)
+    except ValueError as exc:  # the model name
+        raise _fail(f"model.name: {exc}") from None
+    if start.message:
+        console.print(start.message, markup=False, highlight=False)
+    if start.resume_from is not None and checkpoint_step(start.resume_from) >= cfg.run.steps:
+        console.print(f"the run already reached run.steps={cfg.run.steps}; raise run.steps to train further")
+    try:
+        trainer = make_trainer(cfg)
+        out = trainer.train(resume=resume)
+    except RunSetupError as exc:  # the checks above, repeated by the trainer, found something new
+        raise _fail(str(exc)) from None
+    except RunStopped as exc:
+        raise _fail(str(exc), code=1) from None
     if trainer.dist.is_main:  # under torchrun: one report, from rank 0
         console.print(_before_after_table(out["before"], out["after"]))
         console.print(f"run directory: {cfg.run.run_dir}   final model: {cfg.run.run_dir / 'final'}")

@@ -71,6 +71,12 @@ class RunConfig(Section):
     output_dir: Path = Field(Path("runs"), description="Parent folder of run directories.")
     seed: int = Field(0, description="Seed for task sampling, sampling and initialisation.")
     steps: int = Field(100, ge=1, description="Number of RL steps (rollout + update).")
+    max_skipped_steps: int | None = Field(
+        5,
+        ge=1,
+        description="Stop the run (after saving a checkpoint) once this many consecutive steps had no "
+        "trainable trajectory, so no update (every group filtered out, or no episodes); None: never stop.",
+    )
 
     @property
     def run_dir(self) -> Path:
@@ -178,6 +184,13 @@ class RolloutSection(Section):
     )
     step_timeout_s: float | None = Field(
         None, gt=0, description="Per-step env timeout (runs envs in threads)."
+    )
+    max_env_error_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Stop the run (after saving a checkpoint) when at least this fraction of a step's "
+        "episodes failed with an env error (crash, timeout); 1.0: only when every episode failed.",
     )
     ray: RayConfig | None = Field(
         None,
@@ -342,6 +355,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def _folder_instead_of_file(path: Path) -> str:
+    if (path / "config.yaml").is_file():
+        return (
+            f"config {path} is a folder, not a YAML file; to continue the run in it, pass "
+            f"{path / 'config.yaml'} with --resume"
+        )
+    return f"config {path} is a folder, not a YAML file; pass a config file such as configs/quickstart.yaml"
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, **data: Any
 ) -> TrainConfig:
@@ -363,6 +385,11 @@ def load_config(
             loaded = yaml.safe_load(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(_folder_instead_of_file(Path(path))) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigError(f"cannot read config file {path}: {reason}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):

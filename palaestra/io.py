@@ -1,14 +1,18 @@
-"""Atomic file writes: readers see either the old file or the whole new one, never half of it."""
+"""Atomic file writes: readers see either the old file or the whole new one, never half of it.
+
+Also `read_jsonl`, the reader of append-only JSON-lines files, which tolerates a line cut short.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_jsonl"]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -34,3 +38,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
+    """The records of a JSON-lines file, in order.
+
+    A line that is not complete JSON (an append cut short by a kill or a full disk) is skipped with a
+    warning naming it, so the records before it stay readable.
+    """
+    records = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.warn(
+                f"{path}: line {number} is not complete JSON (a write cut short?); skipped it", stacklevel=2
+            )
+    return records

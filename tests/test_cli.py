@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -84,6 +85,132 @@ logging: {{tensorboard: false, progress: false}}
     assert (tmp_path / "cli" / "final" / "config.json").exists()
     result = runner.invoke(app, ["train", str(config), "optimizer.lr=-1"])
     assert result.exit_code == 2 and "optimizer.lr" in result.output
+
+
+def _tiny_train_config(tmp_path, *, train="{id: palaestra/Math-ArithEasy-v0}", output_dir=None):
+    """A one-step run of the tiny random model without evaluation or report: the cheapest real run."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"""
+run: {{name: k1, output_dir: {output_dir or tmp_path / "runs"}, steps: 1}}
+model: {{name: tiny-random}}
+envs:
+  train: [{train}]
+rollout: {{tasks_per_step: 1, group_size: 2, max_new_tokens: 4}}
+eval: {{before_training: false}}
+logging: {{tensorboard: false, progress: false, report: false}}
+"""
+    )
+    return config
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail loudly if a command loads a model: the checks under test must come first."""
+    import palaestra.agents.models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the check")
+
+    monkeypatch.setattr(palaestra.agents.models, "load_model_and_tokenizer", refuse)
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines at the terminal width
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        (
+            "envs.train=[{id: palaestra/Math-ArithEasyy-v0}]",
+            [
+                "envs.train[0]: unknown env id 'palaestra/Math-ArithEasyy-v0'",
+                "Did you mean: palaestra/Math-ArithEasy-v0",
+            ],
+        ),
+        (
+            "envs.train=[{id: palaestra/Math-ArithEasy-v0, kwargs: {splitt: train}}]",
+            ["envs.train[0]: palaestra/Math-ArithEasy-v0 takes no kwarg 'splitt'; did you mean 'split'?"],
+        ),
+        (
+            "envs.eval=[{id: palaestra/Nope-v0}]",
+            ["envs.eval[0]: unknown env id 'palaestra/Nope-v0'"],
+        ),
+    ],
+)
+def test_train_checks_its_envs_before_loading_the_model(tmp_path, no_model_load, override, fragments):
+    result = runner.invoke(app, ["train", str(_tiny_train_config(tmp_path)), override])
+    _one_line_error(result, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_config_and_output_paths_are_one_line_errors(tmp_path, no_model_load):
+    _one_line_error(runner.invoke(app, ["train", str(tmp_path / "nope.yaml")]), "nope.yaml does not exist")
+    _one_line_error(runner.invoke(app, ["train", str(tmp_path)]), "is a folder, not a YAML file")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("run: {}\n")
+    _one_line_error(
+        runner.invoke(app, ["train", str(tmp_path / "run")]),
+        f"pass {tmp_path / 'run' / 'config.yaml'} with --resume",
+    )
+    (tmp_path / "a-file").write_text("")
+    config = _tiny_train_config(tmp_path, output_dir=tmp_path / "a-file")
+    _one_line_error(
+        runner.invoke(app, ["train", str(config)]), "a-file is a file, not a folder; set run.output_dir"
+    )
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root writes into read-only folders: run the tests as a non-root user"
+)
+def test_train_in_a_read_only_folder_is_a_one_line_error(tmp_path, no_model_load):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    config = _tiny_train_config(tmp_path, output_dir=tmp_path / "ro")
+    _one_line_error(
+        runner.invoke(app, ["train", str(config)]), "cannot write the run folder", "run.output_dir"
+    )
+
+
+def test_train_never_mixes_runs_in_one_folder(tmp_path, no_model_load):
+    run = tmp_path / "runs" / "k1"
+    (run / "checkpoints" / "step-000006").mkdir(parents=True)
+    (run / "checkpoints" / "step-000006" / "state.json").write_text('{"step": 6}')
+    (run / "metrics.jsonl").write_text('{"step": 6}\n')
+    config = str(_tiny_train_config(tmp_path))
+    _one_line_error(
+        runner.invoke(app, ["train", config, "optimizer.lr=1e-3"]),
+        f"run folder {run} already holds a run (metrics.jsonl, checkpoints/step-000006)",
+        "--resume",
+        "--overwrite",
+        "run.name",
+    )
+    _one_line_error(runner.invoke(app, ["train", config, "--resume", "--overwrite"]), "not both")
+    assert (run / "metrics.jsonl").read_text() == '{"step": 6}\n'
+    (run / "checkpoints" / "step-000006" / "state.json").unlink()  # killed before any complete checkpoint
+    _one_line_error(runner.invoke(app, ["train", config, "--resume"]), "nothing to resume", "--overwrite")
+
+
+@pytest.mark.slow
+def test_train_resume_and_overwrite(tmp_path):
+    """The flags end to end (three runs of the tiny model); tests/trainers/test_run_safety.py has the details."""
+    config = str(_tiny_train_config(tmp_path))
+    run = tmp_path / "runs" / "k1"
+    assert runner.invoke(app, ["train", config]).exit_code == 0
+    resumed = runner.invoke(app, ["train", config, "--resume", "run.steps=2"], env={"COLUMNS": "300"})
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {run} from step-000001 (step 1)" in resumed.output
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    fresh = runner.invoke(app, ["train", config, "--overwrite"], env={"COLUMNS": "300"})
+    assert fresh.exit_code == 0, fresh.output
+    (old,) = (tmp_path / "runs").glob("k1.old-*")
+    assert f"moved the previous run in {run} to {old}" in fresh.output
+    assert sorted(p.name for p in (old / "checkpoints").iterdir()) == ["step-000001", "step-000002"]
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
 
 
 @pytest.mark.slow

@@ -58,6 +58,23 @@ def test_file_errors(tmp_path):
         load_config(None, run={"steps": 1})
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(QUICKSTART, ["no-equals-sign"])
+    with pytest.raises(ConfigError, match=r"is a folder, not a YAML file; pass a config file such as"):
+        load_config(tmp_path)
+    (tmp_path / "config.yaml").write_text("run: {}\n")  # a run folder
+    with pytest.raises(ConfigError, match=r"to continue the run in it, pass .*config\.yaml with --resume"):
+        load_config(tmp_path)
+    (tmp_path / "latin1.yaml").write_bytes(b"run: {name: \xe9}\n")
+    with pytest.raises(ConfigError, match=r"cannot read config file .*latin1\.yaml"):
+        load_config(tmp_path / "latin1.yaml")
+
+
+def test_stopping_rules_are_validated():
+    cfg = load_config(QUICKSTART, ["run.max_skipped_steps=null", "rollout.max_env_error_fraction=0.25"])
+    assert cfg.run.max_skipped_steps is None and cfg.rollout.max_env_error_fraction == 0.25
+    with pytest.raises(ConfigError, match=r"rollout.max_env_error_fraction: .*greater than 0"):
+        load_config(QUICKSTART, ["rollout.max_env_error_fraction=0"])
+    with pytest.raises(ConfigError, match=r"run.max_skipped_steps: .*greater than or equal to 1"):
+        load_config(QUICKSTART, ["run.max_skipped_steps=0"])
 
 
 @pytest.mark.parametrize(

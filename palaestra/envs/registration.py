@@ -18,6 +18,7 @@ such ids out unless asked, and `make` raises `EnvUnavailableError` with that rea
 from __future__ import annotations
 
 import difflib
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "EnvCard",
     "EnvUnavailableError",
     "UnknownEnvError",
+    "check_env",
     "env_card",
     "list_envs",
     "load_plugins",
@@ -237,3 +239,40 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
             + ")"
         )
     return gym.make(card.id, **kwargs)
+
+
+def _accepted_kwargs(entry_point: str | Callable[..., gym.Env]) -> list[str] | None:
+    """Keyword names the env's constructor takes, or None when it takes any (`**kwargs`) or is opaque."""
+    from gymnasium.envs.registration import load_env_creator
+
+    try:
+        creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+        params = inspect.signature(creator).parameters.values()
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None  # constructing it below reports an import error in the env's own words
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def check_env(env_id: str, kwargs: dict[str, Any] | None = None) -> None:
+    """Build the env `env_id` with `kwargs` once and close it: a check before a run relies on it.
+
+    Raises:
+        UnknownEnvError: unknown id (the message names close matches).
+        TypeError: a kwarg the env does not take (named, with close matches), or a required one missing.
+        ValueError: the env rejected a kwarg's value (its own message, prefixed with the env id).
+    """
+    kwargs = dict(kwargs or {})
+    card = env_card(env_id)
+    accepted = _accepted_kwargs(card.entry_point)
+    unknown = [k for k in kwargs if accepted is not None and k not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted or [], n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"it takes: {', '.join(accepted or []) or 'none'}"
+        raise TypeError(f"{card.id} takes no kwarg {unknown[0]!r}; {hint}")
+    try:
+        env = make(card.id, **kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{card.id} with kwargs {kwargs}: {exc}") from exc
+    env.close()

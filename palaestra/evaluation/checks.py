@@ -10,13 +10,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, make, resolve_id
+from palaestra.envs import registration
+from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, resolve_id
 
 __all__ = ["check_env", "check_opponents", "check_out_dir"]
 
 
 def check_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
-    """Resolve `env_id` and build the env once with `env_kwargs` (then close it).
+    """`registration.check_env` (build the env once with `env_kwargs`, close it), as one `ValueError` line.
 
     Returns:
         The env's full id.
@@ -28,14 +29,12 @@ def check_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
     """
     try:
         full_id = resolve_id(env_id)
+        registration.check_env(full_id, env_kwargs)
     except UnknownEnvError as exc:
-        raise ValueError(str(exc)) from None
-    kwargs = dict(env_kwargs or {})
-    try:
-        make(full_id, **kwargs).close()
+        raise ValueError(exc.args[0] if exc.args else str(exc)) from None
     except (TypeError, ValueError, FileNotFoundError, ImportError, EnvUnavailableError) as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
-        given = f" with kwargs {kwargs}" if kwargs else ""
+        given = f" with kwargs {env_kwargs}" if env_kwargs else ""
         prefix = "" if text.startswith(full_id) else f"{full_id}{given}: "
         raise ValueError(prefix + text) from None
     return full_id

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from palaestra.evaluation.stats import macro_mean_ci
+from palaestra.io import read_jsonl
 from palaestra.rollout.storage import load_trajectories
 from palaestra.rollout.trajectory import Trajectory
 
@@ -140,7 +141,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         config = yaml.safe_load((root / "config.yaml").read_text())
     metrics = []
     if (root / "metrics.jsonl").exists():
-        metrics = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines() if line]
+        metrics = read_jsonl(root / "metrics.jsonl")  # a line cut short by a kill is skipped, with a warning
     top = root / "results.json"
     data = _read_json(top) if top.exists() else {}
     if isinstance(data, dict) and data.get("kind") == "suite":

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import palaestra
 from palaestra.cli import app
-from palaestra.envs.registration import load_plugins
+from palaestra.envs.registration import UnknownEnvError, check_env, load_plugins
 
 
 def _readme_blocks(marker: str) -> str:
@@ -90,7 +90,7 @@ def test_broken_plugin_warns_and_is_skipped(tmp_path, monkeypatch):
 
 
 def test_unknown_id_names_close_matches():
-    with pytest.raises(palaestra.UnknownEnvError) as err:
+    with pytest.raises(UnknownEnvError) as err:
         palaestra.make("palaestra/Math-Arithm-v0")
     assert "palaestra/Math-Arith-v0" in str(err.value)
     assert "palaestra envs list" in str(err.value)
@@ -104,6 +104,18 @@ def test_missing_required_kwarg_is_a_clear_error():
     card = next(c for c in palaestra.list_envs() if c.required_kwargs)
     with pytest.raises(TypeError, match=card.required_kwargs[0]):
         palaestra.make(card.id)
+
+
+def test_check_env_builds_the_env_once_and_names_what_is_wrong():
+    check_env("palaestra/Math-ArithEasy-v0", {"split": "test"})
+    with pytest.raises(UnknownEnvError, match="Did you mean: palaestra/Math-ArithEasy-v0"):
+        check_env("palaestra/Math-ArithEasyy-v0", {})
+    with pytest.raises(TypeError, match="Math-ArithEasy-v0 takes no kwarg 'splitt'; did you mean 'split'"):
+        check_env("palaestra/Math-ArithEasy-v0", {"splitt": "train"})
+    with pytest.raises(ValueError, match=r"Math-ArithEasy-v0 with kwargs \{'split': 'nope'\}: split='nope'"):
+        check_env("palaestra/Math-ArithEasy-v0", {"split": "nope"})
+    with pytest.raises(TypeError, match="needs path="):
+        check_env("palaestra/Math-GSM8K-v0")
 
 
 def test_ansi_render_is_the_transcript():

@@ -6,6 +6,8 @@ import base64
 import json
 import re
 
+import pytest
+
 from palaestra.reports import load_run, write_report
 from palaestra.reports.viewer import episode_payload
 from palaestra.rollout import Trajectory, Turn
@@ -37,6 +39,13 @@ def test_run_data_reads_metrics_and_both_evaluations(tiny_run):
     after = run.evaluations[1].envs["VowelChat-v0"]
     assert after.summary["episodes"] == 6 and len(after.trajectories()) == 6
     assert 0.0 <= run.evaluations[1].score()["score"] <= 1.0
+
+
+def test_run_data_skips_a_metrics_line_cut_short(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "reward/mean": 0.5}\n{"step": 2, "rew')
+    with pytest.warns(UserWarning, match="line 2 is not complete JSON"):
+        run = load_run(tmp_path)
+    assert [r["step"] for r in run.metrics] == [1]
 
 
 def test_viewer_data_has_every_episode_with_chat_and_token_view(tiny_run):

@@ -135,3 +135,48 @@ def test_metrics_writer_drops_steps_after_resume_point(tmp_path):
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records] == [1, 2, 3]
     assert records[0]["x"] == 1.5 and records[0]["bad"] is None and records[2]["reward/mean"] == 0.33
+
+
+def _tiny_optimised_model():
+    model = torch.nn.Linear(3, 2)
+    opt = build_optimizer(model.parameters(), lr=0.1, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8)
+    return model, opt, build_scheduler(opt, schedule="constant", warmup_steps=0, total_steps=10)
+
+
+def test_rotation_never_deletes_the_newest_for_a_later_step_left_by_something_else(tmp_path):
+    model, opt, sched = _tiny_optimised_model()
+    for foreign in (5, 6):  # another run's checkpoints, with later steps than this run's
+        (tmp_path / f"step-{foreign:06d}").mkdir()
+        (tmp_path / f"step-{foreign:06d}" / "state.json").write_text(f'{{"step": {foreign}}}')
+    for step in (1, 2, 3):
+        path = save_checkpoint(tmp_path, step, model=model, optimizer=opt, scheduler=sched, state={}, keep=2)
+        assert path.exists(), f"the checkpoint of step {step} was deleted right after it was written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-000002",
+        "step-000003",
+        "step-000005",
+        "step-000006",
+    ]
+
+
+def test_latest_checkpoint_orders_steps_numerically(tmp_path):
+    for step in (999_999, 1_000_000):
+        (tmp_path / f"step-{step:06d}").mkdir()
+        (tmp_path / f"step-{step:06d}" / "state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path).name == "step-1000000"
+
+
+def test_metrics_with_a_line_cut_short_are_read_and_repaired(tmp_path):
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    for step in (1, 2):
+        writer.log(step, {"reward/mean": step / 10})
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "rew')  # a kill mid-write
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl: line 3 is not complete JSON"):
+        assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2]
+    with pytest.warns(UserWarning, match="line 3"):
+        writer.truncate_after(2)
+    writer.log(3, {"reward/mean": 0.3})
+    writer.close()
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 3

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
+from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.forward import PrefixPlan, plan, prompt_length
 
-__all__ = ["MicroBatch", "Row", "bucket_by_length", "collate"]
+__all__ = ["MicroBatch", "Normalizers", "Row", "StepBatch", "bucket_by_length", "collate"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,36 @@ class Row:
 
     def __len__(self) -> int:
         return len(self.token_ids)
+
+
+class Normalizers(dict):
+    """Counts over a whole mini-batch that micro-batch losses divide by: `tokens` and `sequences`."""
+
+
+class StepBatch:
+    """The trajectories one step trains on, with their advantages."""
+
+    def __init__(
+        self,
+        trajectories: list[Trajectory],
+        advantages: list[float | list[float]],
+        trainable: list[bool] | None = None,
+    ):
+        if len(trajectories) != len(advantages):
+            raise ValueError(f"{len(trajectories)} trajectories but {len(advantages)} advantages")
+        self.trajectories = trajectories
+        self.advantages = advantages
+        self.trainable = trainable if trainable is not None else [True] * len(trajectories)
+
+    def rows(self) -> list[Row]:
+        """Training rows of the trainable trajectories that have sampled tokens."""
+        return [
+            Row(t.token_ids, t.loss_mask, t.logprobs, adv, i)
+            for i, (t, adv, keep) in enumerate(
+                zip(self.trajectories, self.advantages, self.trainable, strict=True)
+            )
+            if keep and t.num_generated_tokens > 0
+        ]
 
 
 @dataclass

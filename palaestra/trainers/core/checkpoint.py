@@ -10,7 +10,9 @@ A checkpoint is a folder `checkpoints/step-000010/`:
 Tensors are keyed by their canonical names (no DDP / FSDP wrapper prefixes) and DCP reshards on load,
 so a checkpoint written by N processes resumes with M processes, including M = 1 without any process
 group. The folder is written under a temporary name and renamed when complete, so a run killed while
-saving leaves the previous checkpoint intact and no half folder that looks valid.
+saving leaves the previous checkpoint intact and no half folder that looks valid. Rotation deletes only
+checkpoints of earlier steps than the one just written, so a later-step folder left by something else
+never pushes out the newest one.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-__all__ = ["Checkpoint", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["Checkpoint", "checkpoint_step", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 _PREFIX = "step-"
 _TRAINABLE = StateDictOptions(ignore_frozen_params=True)
@@ -113,7 +115,10 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int = 2,
 ) -> Path:
-    """Write a checkpoint for `step` atomically and delete all but the newest `keep`.
+    """Write a checkpoint for `step` atomically; of the earlier ones keep the newest `keep - 1`.
+
+    Only checkpoints of steps before `step` are deleted: one with a later step (left by another run or
+    an earlier attempt) is never the reason the one just written goes.
 
     In a distributed run every rank calls this with its (DDP- or FSDP-wrapped) model; each writes its
     own shards and rank 0 finishes the folder.
@@ -126,7 +131,7 @@ def save_checkpoint(
         optimizer: its state is saved.
         scheduler: its state is saved.
         state: JSON-serializable trainer state (data cursor, counters, ...).
-        keep: checkpoints to keep.
+        keep: checkpoints to keep: this one and the newest `keep - 1` of the earlier ones.
 
     Returns:
         The checkpoint folder.
@@ -150,16 +155,33 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        for old in sorted(directory.glob(f"{_PREFIX}*"))[:-keep]:
+        earlier = [p for p in _step_folders(directory) if _step_of(p) < step]
+        for old in earlier[: max(len(earlier) - (keep - 1), 0)]:
             shutil.rmtree(old, ignore_errors=True)
     _barrier()
     return final
 
 
+def _step_of(folder: Path) -> int:
+    """The step in a folder name `step-000010`, or -1 for a name that is not one."""
+    digits = folder.name[len(_PREFIX) :]
+    return int(digits) if digits.isdigit() else -1
+
+
+def _step_folders(directory: Path) -> list[Path]:
+    """The `step-N` folders of `directory` by step (numerically: step-1000000 comes after step-999999)."""
+    return sorted((p for p in directory.glob(f"{_PREFIX}*") if _step_of(p) >= 0), key=_step_of)
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
-    found = sorted(p for p in directory.glob(f"{_PREFIX}*") if (p / "state.json").exists())
+    """The complete checkpoint folder with the highest step, or None."""
+    found = [p for p in _step_folders(directory) if (p / "state.json").exists()]
     return found[-1] if found else None
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a complete checkpoint folder was written at (from its state.json)."""
+    return int(json.loads((path / "state.json").read_text())["step"])
 
 
 def _check_matches(path: Path, expected: dict[str, Any]) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any
+
+from palaestra.io import atomic_write_text, read_jsonl
 
 __all__ = ["MetricsWriter", "read_metrics"]
 
@@ -18,7 +21,9 @@ class MetricsWriter:
     """Appends one JSON line per step to `run_dir/metrics.jsonl` and mirrors scalars to the enabled sinks.
 
     On resume, lines from steps after the checkpoint are dropped first, so the file never holds a
-    step twice. With `enabled=False` (every rank but 0 of a distributed run) it writes nothing.
+    step twice. Each line is appended with one write and synced, so a kill leaves at most the last line
+    cut short; readers skip such a line. With `enabled=False` (every rank but 0 of a distributed run) it
+    writes nothing.
     """
 
     def __init__(
@@ -56,20 +61,20 @@ class MetricsWriter:
                 )
 
     def truncate_after(self, step: int) -> None:
-        """Drop lines of steps > `step` (used when resuming from a checkpoint at `step`)."""
+        """Drop lines of steps > `step` (used when resuming from a checkpoint at `step`) and cut lines.
+
+        The file is replaced atomically: a kill while it is rewritten leaves the old one.
+        """
         if not self.enabled or not self.path.exists():
             return
-        kept = [
-            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = [r for r in read_jsonl(self.path) if isinstance(r, dict) and r.get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
         record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        _append_line(self.path, json.dumps(record) + "\n")
         scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
         if self._tb is not None:
             for key, value in scalars.items():
@@ -93,7 +98,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _append_line(path: Path, line: str) -> None:
+    """Append `line` with one `write` on an O_APPEND descriptor, then sync it to disk."""
+    data = line.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        while data:  # one call writes it all on local filesystems; loop for the rest if not
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of `run_dir/metrics.jsonl`, in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    """The records of `run_dir/metrics.jsonl`, in order (a line cut short is skipped with a warning)."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")

@@ -14,6 +14,12 @@ Launched by torchrun with N processes, the same loop runs data-parallel (DDP or 
 `core/distributed.py`): each rank rolls out its shard of the tasks, the trajectories are all-gathered,
 and each rank trains on its share of the micro-batches; one optimizer step equals the single-process
 step on the same batch. Rank 0 writes metrics, evaluates and finishes checkpoints.
+
+A run never loses work: its envs are built once before it starts (`core/preflight.py`; `palaestra
+train` does it before loading the model), it starts only in a folder holding no other run, it stops
+with `RunStopped` (after saving a checkpoint) when a step's episodes fail with env errors or steps keep
+having nothing to train on, and it saves its last checkpoint and `final/` before the final evaluation,
+which may then fail without taking them along.
 """
 
 from __future__ import annotations
@@ -36,11 +42,11 @@ import torch
 import yaml
 
 from palaestra.agents.base import SamplingParams
-from palaestra.evaluation.evaluate import EvalResult, evaluate_async
+from palaestra.evaluation.evaluate import EvalResult
 from palaestra.io import atomic_write_text
 from palaestra.rollout.runner import RolloutConfig, Task
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.core.batching import MicroBatch, Row, bucket_by_length, collate
+from palaestra.trainers.core.batching import MicroBatch, Normalizers, StepBatch, bucket_by_length, collate
 from palaestra.trainers.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.trainers.core.distributed import (
     all_gather_objects,
@@ -52,8 +58,10 @@ from palaestra.trainers.core.distributed import (
     wrap_model,
 )
 from palaestra.trainers.core.forward import model_allows_shared_prefix, target_logits
+from palaestra.trainers.core.held_out import evaluate_held_out, save_held_out
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
+from palaestra.trainers.core.preflight import check_envs, prepare_run_dir
 from palaestra.trainers.core.rollout_source import make_rollout_source, merged_model
 from palaestra.trainers.core.sampler import WeightedEnv, make_task_sampler
 from palaestra.trainers.core.tracking import MetricsWriter
@@ -63,39 +71,13 @@ if TYPE_CHECKING:
 
     from palaestra.config import TrainConfig
 
-__all__ = ["Normalizers", "StepBatch", "Trainer"]
+__all__ = ["Normalizers", "RunStopped", "StepBatch", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
 
-class Normalizers(dict):
-    """Counts over a whole mini-batch that micro-batch losses divide by: `tokens` and `sequences`."""
-
-
-class StepBatch:
-    """The trajectories one step trains on, with their advantages."""
-
-    def __init__(
-        self,
-        trajectories: list[Trajectory],
-        advantages: list[float | list[float]],
-        trainable: list[bool] | None = None,
-    ):
-        if len(trajectories) != len(advantages):
-            raise ValueError(f"{len(trajectories)} trajectories but {len(advantages)} advantages")
-        self.trajectories = trajectories
-        self.advantages = advantages
-        self.trainable = trainable if trainable is not None else [True] * len(trajectories)
-
-    def rows(self) -> list[Row]:
-        """Training rows of the trainable trajectories that have sampled tokens."""
-        return [
-            Row(t.token_ids, t.loss_mask, t.logprobs, adv, i)
-            for i, (t, adv, keep) in enumerate(
-                zip(self.trajectories, self.advantages, self.trainable, strict=True)
-            )
-            if keep and t.num_generated_tokens > 0
-        ]
+class RunStopped(RuntimeError):
+    """The run stopped early; the message says why and where its work was saved."""
 
 
 class _Mismatch:
@@ -118,6 +100,12 @@ def _cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return True
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message` of an exception, first line only."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -202,6 +190,8 @@ class Trainer:
         )
         self.step = 0
         self.writer: MetricsWriter | None = None
+        # (step, folder) of the newest checkpoint this run wrote or resumed from
+        self._saved: tuple[int, Path] | None = None
 
     # -- set-up ------------------------------------------------------------------------------------
     @property
@@ -548,6 +538,7 @@ class Trainer:
         t0 = time.perf_counter()
         tasks = self.sampler.sample(r.tasks_per_step)
         trajectories, collect_metrics = asyncio.run(self.collect(tasks))
+        self._check_env_errors(trajectories)
         t1 = time.perf_counter()
         self.rollouts.release_memory()  # vllm sleep mode: free the engine's GPU memory for the update
         batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
@@ -567,6 +558,17 @@ class Trainer:
             }
         )
         return metrics
+
+    def _check_env_errors(self, trajectories: Sequence[Trajectory]) -> None:
+        """Raise `RunStopped` when at least `rollout.max_env_error_fraction` of the episodes failed."""
+        failed = [t.error for t in trajectories if t.error is not None]
+        limit = self.config.rollout.max_env_error_fraction
+        if failed and len(failed) / len(trajectories) >= limit:
+            first = failed[0].partition("\n")[0]
+            raise RunStopped(
+                f"step {self.step + 1}: {len(failed)} of {len(trajectories)} episodes failed with an env "
+                f"error (rollout.max_env_error_fraction={limit:g}); first: {first}"
+            )
 
     @staticmethod
     def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
@@ -604,43 +606,12 @@ class Trainer:
         return broadcast_object(metrics, self.dist), results
 
     def _evaluate_here(self) -> tuple[dict[str, float], list[EvalResult]]:
-        cfg = self.config
-        sampling = SamplingParams(
-            max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
-            temperature=cfg.eval.temperature,
-            seed=cfg.run.seed,
-        )
-        config = RolloutConfig(
-            max_turns=cfg.rollout.max_turns,
-            max_context_tokens=cfg.rollout.max_context_tokens,
-            max_concurrency=cfg.agent.max_batch_size,
-            sampling=sampling,
-        )
-
-        async def run_all() -> list[EvalResult]:
-            return [
-                await evaluate_async(
-                    self.policy,
-                    e.id,
-                    episodes=e.episodes,
-                    seed=e.seed,
-                    env_kwargs=e.kwargs,
-                    config=replace(config, group_size=e.samples),
-                )
-                for e in cfg.envs.eval
-            ]
-
         was_training = self.rollout_model.training
         self.rollout_model.eval()
-        results = asyncio.run(run_all())
-        self.rollout_model.train(was_training)
-        metrics: dict[str, float] = {}
-        for e, res in zip(cfg.envs.eval, results, strict=True):
-            key = e.id.split("/")[-1]
-            metrics[f"eval/{key}/success"] = res.summary.success_rate
-            metrics[f"eval/{key}/reward"] = res.summary.reward_mean
-            metrics[f"eval/{key}/format_error_rate"] = res.summary.format_error_rate
-        return metrics, results
+        try:
+            return evaluate_held_out(self.policy, self.config)
+        finally:
+            self.rollout_model.train(was_training)
 
     # -- run ---------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -651,7 +622,8 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
 
     def save(self) -> Path:
-        return save_checkpoint(
+        """Checkpoint the current step into RUN/checkpoints (every rank calls it)."""
+        path = save_checkpoint(
             self.run_dir / "checkpoints",
             self.step,
             model=self.model,
@@ -660,6 +632,14 @@ class Trainer:
             state=self._state(),
             keep=self.config.checkpoint.keep,
         )
+        self._saved = (self.step, path)
+        return path
+
+    def _checkpoint_now(self) -> Path:
+        """The checkpoint of the current step: the one already written or resumed, else a new one."""
+        if self._saved is not None and self._saved[0] == self.step:
+            return self._saved[1]
+        return self.save()
 
     def resume(self, path: Path | None = None) -> bool:
         """Load checkpoint `path` (default: the run's newest, if any); returns whether one was loaded."""
@@ -669,6 +649,7 @@ class Trainer:
         ckpt = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self._load_state(ckpt.state)
         self.step = ckpt.step
+        self._saved = (ckpt.step, path)
         self._sync_rollout_weights()  # vllm: the engine started from the initial weights
         logger.info("resumed from %s (step %d)", path, self.step)
         return True
@@ -679,18 +660,31 @@ class Trainer:
         data = self.config.model_dump(mode="json")
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
-    def train(self, *, resume: bool = False) -> dict[str, Any]:
-        """Run the configured number of steps (continuing from the newest checkpoint if `resume`).
+    def train(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Run the configured number of steps in the run folder, then save, export and evaluate.
+
+        The last checkpoint and RUN/final are written before the final evaluation.
+
+        Args:
+            resume: continue from the run folder's newest checkpoint (a missing or empty folder starts
+                from step 0; a run without a complete checkpoint is an error).
+            overwrite: move a previous run in the folder aside to `NAME.old-<time>` and start over.
 
         Returns:
             {"before": eval metrics or None, "after": eval metrics, "history": per-step metrics}.
-        """
-        from palaestra.trainers.core.progress import training_progress
 
+        Raises:
+            RunSetupError: an env of `envs` cannot be built, or the folder holds another run (and neither
+                flag is set), has nothing to resume, or cannot be written (see `core/preflight.py`).
+            RunStopped: env errors or steps without an update stopped the run, or an evaluation failed;
+                the work so far is saved (the message says where).
+        """
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_envs(cfg)  # `palaestra train` checked them before loading the model already
+        start = prepare_run_dir(self.run_dir, resume=resume, overwrite=overwrite, main=self.dist.is_main)
+        self.dist.barrier()  # rank 0 has moved a previous run aside before any rank writes
         self._write_config()
-        resumed = self.resume() if resume else False
+        resumed = start.resume_from is not None and self.resume(start.resume_from)
         self.writer = MetricsWriter(
             self.run_dir,
             tensorboard=cfg.logging.tensorboard,
@@ -699,34 +693,19 @@ class Trainer:
             config=cfg.model_dump(mode="json"),
             enabled=self.dist.is_main,
         )
-        self.writer.truncate_after(self.step)
-        before = None
-        if cfg.envs.eval and cfg.eval.before_training and not resumed:
-            before, results = self.evaluate()
-            self._save_eval(results, "before")
-            self.writer.log(0, before)
+        self.writer.truncate_after(self.step)  # also drops a line cut short by a kill
+        before = after = None
         history: list[dict[str, float]] = []
         try:
-            progress = cfg.logging.progress and self.dist.is_main
-            with training_progress(cfg.run.steps, start=self.step, enabled=progress) as advance:
-                while self.step < cfg.run.steps:
-                    metrics = self.train_step()
-                    self.step += 1
-                    if cfg.envs.eval and cfg.eval.every and self.step % cfg.eval.every == 0:
-                        metrics.update(self.evaluate()[0])
-                    self.writer.log(self.step, metrics)
-                    history.append(metrics)
-                    if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
-                        self.save()
-                    advance(metrics)
-            after = None
-            if cfg.envs.eval:
-                after, results = self.evaluate()
-                self._save_eval(results, "after")
-                self.writer.log(self.step, {f"final/{k}": v for k, v in after.items()})
-            if not cfg.checkpoint.every or self.step % cfg.checkpoint.every:
-                self.save()
+            if cfg.envs.eval and cfg.eval.before_training and not resumed:
+                before, results = self.evaluate()
+                self._save_eval(results, "before")
+                self.writer.log(0, before)
+            self._run_steps(history)
+            checkpoint = self._checkpoint_now()
             self.export(self.run_dir / "final")
+            if cfg.envs.eval:
+                after = self._final_evaluation(checkpoint)
         finally:
             self.writer.close()
         if cfg.logging.report and self.dist.is_main:
@@ -735,14 +714,64 @@ class Trainer:
             write_report(self.run_dir)
         return {"before": before, "after": after, "history": history}
 
-    def _save_eval(self, results: Sequence[EvalResult], stage: str) -> None:
-        """Keep held-out results and trajectories in RUN/eval/<stage>/<env>/ (for the report and viewer)."""
-        from palaestra.evaluation.evaluate import write_results
+    def _run_steps(self, history: list[dict[str, float]]) -> None:
+        """Train until `run.steps`; when the run stops early, checkpoint the last finished step first."""
+        from palaestra.trainers.core.progress import training_progress
 
-        if not self.dist.is_main:  # only rank 0 evaluates
-            return
-        for e, result in zip(self.config.envs.eval, results, strict=True):
-            write_results(result, self.run_dir / "eval" / stage / e.id.split("/")[-1])
+        cfg = self.config
+        skipped = 0  # consecutive steps without an update
+        try:
+            progress = cfg.logging.progress and self.dist.is_main
+            with training_progress(cfg.run.steps, start=self.step, enabled=progress) as advance:
+                while self.step < cfg.run.steps:
+                    metrics = self.train_step()  # RunStopped when too many episodes failed
+                    self.step += 1
+                    if cfg.envs.eval and cfg.eval.every and self.step % cfg.eval.every == 0:
+                        metrics.update(self._evaluate_during_training(metrics))
+                    self.writer.log(self.step, metrics)
+                    history.append(metrics)
+                    if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
+                        self.save()
+                    skipped = skipped + 1 if metrics.get("update/skipped") else 0
+                    if cfg.run.max_skipped_steps is not None and skipped >= cfg.run.max_skipped_steps:
+                        raise RunStopped(
+                            f"{skipped} steps in a row (up to step {self.step}) had no trainable trajectory, "
+                            f"so no update (run.max_skipped_steps={cfg.run.max_skipped_steps}); check the "
+                            "rewards, the algorithm's filters and rollout.max_new_tokens"
+                        )
+                    advance(metrics)
+        except RunStopped as exc:
+            path = self._checkpoint_now()
+            raise RunStopped(
+                f"{exc}; the run so far (step {self.step}) is saved in {path}: fix the cause, then "
+                "continue with --resume"
+            ) from exc
+
+    def _evaluate_during_training(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Held-out metrics every `eval.every` steps; a failure logs the step's metrics and stops the run."""
+        try:
+            return self.evaluate()[0]
+        except Exception as exc:
+            self.writer.log(self.step, metrics)
+            raise RunStopped(f"the evaluation at step {self.step} failed: {_one_line(exc)}") from exc
+
+    def _final_evaluation(self, checkpoint: Path) -> dict[str, float]:
+        """Evaluate the trained model; a failure says where the (already saved) model is."""
+        try:
+            after, results = self.evaluate()
+        except Exception as exc:
+            final = self.run_dir / "final"
+            raise RunStopped(
+                f"the final evaluation failed: {_one_line(exc)}; the trained model is saved in {final} "
+                f"(checkpoint {checkpoint}); evaluate it with: palaestra eval --agent hf:{final} --env ..."
+            ) from exc
+        self._save_eval(results, "after")
+        self.writer.log(self.step, {f"final/{k}": v for k, v in after.items()})
+        return after
+
+    def _save_eval(self, results: Sequence[EvalResult], stage: str) -> None:
+        if self.dist.is_main:  # only rank 0 evaluates
+            save_held_out(results, self.config, self.run_dir / "eval" / stage)
 
     def export(self, path: Path) -> Path:
         """Save the trained policy as a plain HF model folder (LoRA merged) usable as `hf:PATH`.
