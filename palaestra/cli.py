@@ -15,7 +15,6 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.markup import escape
 from rich.table import Table
 
 from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, env_card, list_envs, make
