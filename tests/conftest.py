@@ -1,10 +1,23 @@
-"""Shared fixtures: the real SmolLM2 tokenizer and a tiny random model over it."""
+"""Shared fixtures: the real SmolLM2 tokenizer and a tiny random model over it, the embedded model loaded once,
+and the README's main job run once per test session (once across pytest-xdist workers too)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 
 import pytest
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, give each worker its share of the cores, so N workers x T torch threads is not
+    more threads than cores (oversubscribed OpenMP teams spin and slow every worker down)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +47,27 @@ def tiny_policy(tiny_model, smollm2_tokenizer):
 def quickstart_run(tmp_path_factory):
     """The README's main job, shortened and run once per session through the CLI: configs/quickstart.yaml,
     2 GRPO steps of SmolLM2, evaluated before and after on 2 held-out envs. Returns (run folder, CLI output).
+
+    Under pytest-xdist the first worker to ask runs it and the others wait for it (a file lock in the
+    base temp folder all workers share), so the embedded model trains once however the tests are spread.
     """
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by every worker of this session
+    out, record = root / "quickstart-runs", root / "quickstart-run.json"
+    with FileLock(str(root / "quickstart-run.lock")):
+        if not record.exists():
+            record.write_text(json.dumps({"output": _train_quickstart(out)}))
+    return out / "quickstart", json.loads(record.read_text())["output"]
+
+
+def _train_quickstart(out) -> str:
     from typer.testing import CliRunner
 
     from palaestra.cli import app
 
-    out = tmp_path_factory.mktemp("runs")
     overrides = [
         f"run.output_dir={out}",
         "run.steps=2",
@@ -53,7 +81,17 @@ def quickstart_run(tmp_path_factory):
     ]
     result = CliRunner().invoke(app, ["train", "configs/quickstart.yaml", *overrides], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    return out / "quickstart", result.output
+    return result.output
+
+
+@pytest.fixture(scope="session")
+def smollm2_policy():
+    """The embedded SmolLM2-135M-Instruct as an `hf` policy, loaded once (through `make_policy`)."""
+    from palaestra.agents.spec import make_policy
+
+    policy = make_policy("hf:smollm2-135m")
+    yield policy
+    asyncio.run(policy.close())
 
 
 @pytest.fixture(scope="session")

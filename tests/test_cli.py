@@ -227,15 +227,21 @@ def test_quickstart_config_trains_the_embedded_model(quickstart_run):
 
 @pytest.mark.slow
 def test_code_repair_config_trains_with_the_sandbox(tmp_path):
-    """configs/code-repair.yaml, shortened: multi-turn code episodes judged in the sandbox feed one GRPO step."""
+    """configs/code-repair.yaml, shortened: multi-turn code episodes judged in the sandbox feed one GRPO step.
+
+    The tiny random model stands in for SmolLM2 (whose training the quickstart run covers): what this
+    checks is the config, the sandboxed multi-turn episodes and their way into an update.
+    """
     if shutil.which("bwrap") is None:
         pytest.skip("needs bubblewrap: apt-get install bubblewrap (make sysdeps)")
     overrides = [
         f"run.output_dir={tmp_path}",
+        "model.name=tiny-random",
         "run.steps=1",
         "rollout.tasks_per_step=2",
         "rollout.group_size=2",
         "rollout.max_new_tokens=48",
+        "eval.max_new_tokens=48",
         "envs.eval=[{id: palaestra/Code-Bundled-v0-easy, kwargs: {split: null}, episodes: 2}]",
         "logging.progress=false",
     ]

@@ -287,16 +287,15 @@ def test_oracle_solves_record_envs(tmp_path, env_id, style):
 
 
 @pytest.mark.slow
-def test_embedded_model_is_judged_without_errors():
+def test_embedded_model_is_judged_without_errors(smollm2_policy):
     from palaestra.agents.base import SamplingParams
-    from palaestra.agents.spec import make_policy
     from palaestra.evaluation import evaluate
 
     config = RolloutConfig(sampling=SamplingParams(temperature=0.0, max_new_tokens=128))
     result = evaluate(
-        make_policy("hf:smollm2-135m"),
+        smollm2_policy,
         "palaestra/Code-Bundled-v0-easy",
-        episodes=6,
+        episodes=4,
         env_kwargs={"split": None},
         config=config,
     )
