@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, env_card, list_envs, make
+from palaestra.terminal import error_line, make_console
 
 if TYPE_CHECKING:
     from palaestra.agents.base import Policy
@@ -25,13 +25,13 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Train and evaluate LLM agents with multi-turn RL.", no_args_is_help=True)
 envs_app = typer.Typer(help="Browse the registered environments.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: MESSAGE` as one line (never wrapped at the terminal width) and exit with `code`."""
-    err_console.print("[bold red]error:[/]", escape(message), soft_wrap=True)
+    error_line(err_console, message)
     return typer.Exit(code)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from palaestra.evaluation.checks import check_env, check_out_dir
@@ -16,11 +15,12 @@ from palaestra.evaluation.compare import leaderboard, leaderboard_table, load_en
 from palaestra.evaluation.evaluate import EvalResult
 from palaestra.evaluation.suite_run import run_suite
 from palaestra.evaluation.suites import SuiteError, load_suite
+from palaestra.terminal import error_line, make_console
 
 __all__ = ["eval_suite", "suite_table"]
 
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def suite_table(results: dict[str, EvalResult], title: str) -> Table:
@@ -85,7 +85,7 @@ def eval_suite(
         out = check_out_dir(out or Path("runs") / "eval" / suite.name)
         policies = [make_policy(spec, **agent_options) for spec in specs]
     except (SuiteError, ValueError, TypeError, FileNotFoundError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        error_line(err_console, str(exc))
         raise typer.Exit(2) from None
     done: dict[str, dict[str, EvalResult]] = {}
 
@@ -101,7 +101,7 @@ def eval_suite(
     try:
         run_suite(suite, policies, out, specs=specs, chunk_size=chunk_size, on_env_done=show)
     except (SuiteError, ValueError, TypeError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        error_line(err_console, str(exc))
         raise typer.Exit(2) from None
     finally:
         for policy in policies:

@@ -324,10 +324,18 @@ class WebEnv(TextEnv):
 
     async def _screenshot(self) -> np.ndarray:
         from PIL import Image
+        from playwright.async_api import Error as PlaywrightError
 
-        png = await self._page.screenshot(
-            type="png", animations="disabled", caret="hide", timeout=self._read_ms
-        )
+        for attempt in range(3):
+            try:
+                png = await self._page.screenshot(
+                    type="png", animations="disabled", caret="hide", timeout=self._read_ms
+                )
+                break
+            except PlaywrightError as exc:
+                # a busy renderer can miss a frame ("Unable to capture screenshot"); the next one comes
+                if "Unable to capture screenshot" not in str(exc) or attempt == 2:
+                    raise
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.uint8)
 
     # -- observations and info ---------------------------------------------------------------------
