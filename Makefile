@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 VLLM_STAMP := $(VENV)/.vllm-installed
 
-.PHONY: install quickstart test test-fast lint clean sysdeps lint-containers vllm-cpu
+.PHONY: install quickstart test test-fast test-random lint clean sysdeps lint-containers vllm-cpu
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ test: $(STAMP) $(VLLM_STAMP) sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
+# The whole suite in a random order (pytest-randomly; SEED=N repeats an order): finds tests that depend
+# on what ran before them.
+SEED ?= $(shell date +%s)
+test-random: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -p randomly --randomly-seed=$(SEED)
 
 # The daily loop: lint and the fast tests (no embedded-model runs, engines or benchmarks), on every core.
 test-fast: $(STAMP)
