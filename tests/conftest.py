@@ -11,8 +11,15 @@ import pytest
 
 
 def pytest_configure(config) -> None:
-    """Under pytest-xdist, give each worker its share of the cores, so N workers x T torch threads is not
-    more threads than cores (oversubscribed OpenMP teams spin and slow every worker down)."""
+    """Process-wide settings, made before any test runs so that no test depends on what ran before it.
+
+    - Ray's local test clusters run without token authentication. Ray fixes its auth mode at the first
+      `ray.init` of a process: a cluster started later with another mode spawns workers that GCS
+      refuses, and the test hangs (seen when the placement test ran before the Ray rollout tests).
+    - Under pytest-xdist each worker gets its share of the cores, so N workers x T torch threads is not
+      more threads than cores (oversubscribed OpenMP teams spin and slow every worker down).
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch
