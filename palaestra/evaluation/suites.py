@@ -21,6 +21,7 @@ A suite is a YAML file in `configs/suites/` (or any path):
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,11 @@ def _path_of(name_or_path: str | os.PathLike[str], directory: Path) -> Path:
         return path
     candidate = directory / f"{name_or_path}.yaml"
     if not candidate.is_file():
-        known = ", ".join(list_suites(directory)) or "none"
+        suites = list_suites(directory)
+        close = difflib.get_close_matches(str(name_or_path), suites, n=1, cutoff=0.6)
+        known = (f"did you mean {close[0]!r}? " if close else "") + "known suites in "
         raise SuiteError(
-            f"unknown suite {str(name_or_path)!r}; known suites in {directory}: {known} "
+            f"unknown suite {str(name_or_path)!r}; {known}{directory}: {', '.join(suites) or 'none'} "
             "(or pass a path to a suite .yaml)"
         )
     return candidate

@@ -579,9 +579,11 @@ class LocalSandbox(Sandbox):
         if not started and stopped_by is None:
             raise SandboxError(f"the sandbox failed to start: {err.text().strip()}")
         usage = slot.cgroup.usage() if slot.cgroup is not None else None
-        cpu_s = usage.cpu_time_s if usage is not None and usage.cpu_time_s is not None else None
-        if cpu_s is None:
-            cpu_s = rusage.ru_utime + rusage.ru_stime
+        # the larger of the two counts: the launcher's rusage includes every process it reaped, the
+        # cgroup's counter also what escaped it, and either alone has read low on a loaded machine
+        cpu_s = rusage.ru_utime + rusage.ru_stime
+        if usage is not None and usage.cpu_time_s is not None:
+            cpu_s = max(cpu_s, usage.cpu_time_s)
         limit = stopped_by or _limit_from_status(exit_code, sig, err.text(), cpu_s, limits, usage)
         return ExecutionResult(
             stdout=out.text(),

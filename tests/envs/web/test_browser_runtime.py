@@ -83,20 +83,32 @@ def test_a_hung_page_times_out_and_the_next_episode_runs(host, monkeypatch, tmp_
     ok.close()
 
 
+def _drivers() -> set[int]:
+    """Playwright drivers (node) this test process started: each browser host has its own."""
+    return {p.pid for p in psutil.Process().children() if "node" in p.name() or "Main" in p.name()}
+
+
 def test_closing_leaves_no_process_or_profile_behind():
     before_profiles = _profiles()
+    # other hosts (the process-wide one of earlier web tests) keep their browsers and start renderers
+    # meanwhile: only this host's driver's descendants are this test's
+    before_drivers = _drivers()
     host = BrowserHost()
     envs = [WebEnv("Login", browser=host, mode=mode) for mode in ("text", "gui", "text")]
     for seed, env in enumerate(envs):
         env.reset(seed=seed)
-    assert _browsers() and host.episode_contexts == 3
+    assert host.episode_contexts == 3
+    drivers = [psutil.Process(pid) for pid in _drivers() - before_drivers]
+    assert len(drivers) == 1, "one Playwright driver per browser host"
+    mine = [p for p in drivers[0].children(recursive=True) if "chrom" in p.name()]
+    assert mine
     for env in envs:
         env.close()
     assert host.episode_contexts == 0
     host.wait_idle()
     assert host.open_contexts == host.config.warm_pages  # closed, but for the pages kept warm
     host.close()
-    assert not _browsers()
+    assert not [p for p in mine if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert _profiles() <= before_profiles
 
 
