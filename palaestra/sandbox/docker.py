@@ -323,7 +323,13 @@ class ContainerSandbox(Sandbox):
             raise SandboxError(f"could not create a sandbox container: {exc}") from exc
         try:
             raw = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-            sock = getattr(raw, "_sock", raw)
+            inner = getattr(raw, "_sock", raw)
+            # a descriptor of our own: the SDK's response object closes its socket when the garbage
+            # collector gets to it, at no fixed moment (an execution then failed with EBADF)
+            sock = socket.socket(fileno=os.dup(inner.fileno()))
+            for owned in (raw, inner):
+                with contextlib.suppress(OSError):
+                    owned.close()
             sock.settimeout(None)
             container.start()
             slot.container, slot.sock, slot.frames = container, sock, _Frames()
