@@ -386,9 +386,7 @@ def train_command(
         console.print(f"the run already reached run.steps={cfg.run.steps}; raise run.steps to train further")
     try:
         trainer = make_trainer(cfg)
-        out = trainer.train(resume=resume)
-    except RunSetupError as exc:  # the checks above, repeated by the trainer, found something new
-        raise _fail(str(exc)) from None
+        out = trainer.train(start=start)  # envs and folder are checked: the trainer does not repeat it
     except RunStopped as exc:
         raise _fail(str(exc), code=1) from None
     if trainer.dist.is_main:  # under torchrun: one report, from rank 0

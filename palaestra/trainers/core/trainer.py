@@ -61,7 +61,7 @@ from palaestra.trainers.core.forward import model_allows_shared_prefix, target_l
 from palaestra.trainers.core.held_out import evaluate_held_out, save_held_out
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
-from palaestra.trainers.core.preflight import check_envs, prepare_run_dir
+from palaestra.trainers.core.preflight import RunStart, check_envs, prepare_run_dir
 from palaestra.trainers.core.rollout_source import make_rollout_source, merged_model
 from palaestra.trainers.core.sampler import WeightedEnv, make_task_sampler
 from palaestra.trainers.core.tracking import MetricsWriter
@@ -660,7 +660,9 @@ class Trainer:
         data = self.config.model_dump(mode="json")
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
-    def train(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    def train(
+        self, *, resume: bool = False, overwrite: bool = False, start: RunStart | None = None
+    ) -> dict[str, Any]:
         """Run the configured number of steps in the run folder, then save, export and evaluate.
 
         The last checkpoint and RUN/final are written before the final evaluation.
@@ -669,6 +671,8 @@ class Trainer:
             resume: continue from the run folder's newest checkpoint (a missing or empty folder starts
                 from step 0; a run without a complete checkpoint is an error).
             overwrite: move a previous run in the folder aside to `NAME.old-<time>` and start over.
+            start: the run folder as `prepare_run_dir` left it, from a caller that checked the envs and
+                the folder before loading the model (`palaestra train`); then neither is done again.
 
         Returns:
             {"before": eval metrics or None, "after": eval metrics, "history": per-step metrics}.
@@ -680,8 +684,9 @@ class Trainer:
                 the work so far is saved (the message says where).
         """
         cfg = self.config
-        check_envs(cfg)  # `palaestra train` checked them before loading the model already
-        start = prepare_run_dir(self.run_dir, resume=resume, overwrite=overwrite, main=self.dist.is_main)
+        if start is None:
+            check_envs(cfg)
+            start = prepare_run_dir(self.run_dir, resume=resume, overwrite=overwrite, main=self.dist.is_main)
         self.dist.barrier()  # rank 0 has moved a previous run aside before any rank writes
         self._write_config()
         resumed = start.resume_from is not None and self.resume(start.resume_from)
