@@ -1,6 +1,6 @@
 """Does each agentic algorithm's mechanism help? Plain GRPO against the algorithm, same everything else.
 
-Comparisons (ALGORITHMS.md; issue 8), each on an env where the mechanism should matter:
+Comparisons (docs/algorithms.md; issue 8), each on an env where the mechanism should matter:
     arpo          ARPO vs GRPO on a sparse-reward web task (most GRPO groups all-fail), fixed task pool
                   for both (replay needs tasks to recur)
     semi_online   semi-online RL (UI-S1) vs GRPO on a multi-step web task with a scripted expert

@@ -1,4 +1,4 @@
-"""Critiques and critique-guided refinements (Critique-GRPO §5.1-§5.2, CGI §6 of ALGORITHMS.md).
+"""Critiques and critique-guided refinements (Critique-GRPO §5.1-§5.2, CGI §6 of docs/algorithms.md).
 
 A critic reads a task, a reply and what the env said about it, and writes a natural-language
 critique; the policy then re-answers given (question, previous reply, critique). Critics:

@@ -1,4 +1,4 @@
-"""UI-S1 Patch Module strategies: what enters the history at a patched step (ALGORITHMS.md §4.3, Table 1).
+"""UI-S1 Patch Module strategies: what enters the history at a patched step (docs/algorithms.md §4.3, Table 1).
 
 When the policy's action a_t misses the expert's a*_t and a patch is left, the history gets the expert's
 action instead, with a thought F(a_t, T_t) chosen by the strategy:

@@ -1,4 +1,4 @@
-"""Semi-online rollouts (UI-S1, ALGORITHMS.md §4.2-§4.3, §4.8): the policy acts along an expert's path.
+"""Semi-online rollouts (UI-S1, docs/algorithms.md §4.2-§4.3, §4.8): the policy acts along an expert's path.
 
 At each step the policy answers the history it built itself; its action is compared with the env's
 `info["expert_action"]`. On a match the env takes the policy's action. On a mismatch the Patch Module

@@ -1,4 +1,4 @@
-"""Trainers: RL algorithms over token-exact trajectories (see ../shared/ALGORITHMS.md).
+"""Trainers: RL algorithms over token-exact trajectories (see docs/algorithms.md).
 
 `make_trainer(config)` picks the trainer named by `config.algorithm.name`.
 """

@@ -1,4 +1,4 @@
-"""ARPO: GRPO with a per-task replay buffer of successful trajectories (ALGORITHMS.md §3).
+"""ARPO: GRPO with a per-task replay buffer of successful trajectories (docs/algorithms.md §3).
 
 Paper: Lu, Zhong, Liu, Fu, Jia, "ARPO: End-to-End Policy Optimization for GUI Agents with Experience
 Replay" (arXiv 2505.16282); reference code dvlab-research/ARPO (`apply_replay`, `replay_buffer.py`).
@@ -82,7 +82,7 @@ class ARPOConfig(GRPOConfig):
 
 
 class ReplayBuffer:
-    """Per-task FIFO buffers of successful trajectories (ALGORITHMS.md §3.4, Appendix A).
+    """Per-task FIFO buffers of successful trajectories (docs/algorithms.md §3.4, Appendix A).
 
     Args:
         capacity: trajectories kept per task.

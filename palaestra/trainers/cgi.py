@@ -1,4 +1,4 @@
-"""CGI: critique-guided improvement, as supervised training of the actor (ALGORITHMS.md §6).
+"""CGI: critique-guided improvement, as supervised training of the actor (docs/algorithms.md §6).
 
 Paper: Yang et al., "The Lighthouse of Language: Enhancing LLM Agents via Critique-Guided Improvement"
 (arXiv 2503.16024, NeurIPS 2025). CGI is not a policy-gradient method: an actor acts with a critic in the

@@ -1,4 +1,4 @@
-"""CGI Stage 1: supervised fine-tuning of a separate critic model on teacher critiques (ALGORITHMS.md §6.2).
+"""CGI Stage 1: supervised fine-tuning of a separate critic model on teacher critiques (docs/algorithms.md §6.2).
 
 Paper: Yang et al., "The Lighthouse of Language: Enhancing LLM Agents via Critique-Guided Improvement"
 (arXiv 2503.16024). The critic π_C is trained before the actor (Stage 1):

@@ -1,4 +1,4 @@
-"""Critique-GRPO: critique-guided refinements join the group, with policy shaping (ALGORITHMS.md §5).
+"""Critique-GRPO: critique-guided refinements join the group, with policy shaping (docs/algorithms.md §5).
 
 Paper: Zhang, Sun, Zhang, Feng, Lu, Yang, Meng, "Critique-GRPO: Advancing LLM Reasoning with Natural
 Language and Numerical Feedback" (arXiv 2506.03106); reference code zhangxy-2019/critique-GRPO.

@@ -1,4 +1,4 @@
-"""GiGPO: group-in-group policy optimisation, step-level credit from anchor states (ALGORITHMS.md §7).
+"""GiGPO: group-in-group policy optimisation, step-level credit from anchor states (docs/algorithms.md §7).
 
 Paper: Feng, Xue, Liu, An, "Group-in-Group Policy Optimization for LLM Agent Training" (arXiv
 2505.10978 v3, NeurIPS 2025); reference code verl-agent `gigpo/core_gigpo.py`.

@@ -1,4 +1,4 @@
-"""GRPO for multi-turn agents, with the DAPO and Dr. GRPO options (ALGORITHMS.md §1-2, §9).
+"""GRPO for multi-turn agents, with the DAPO and Dr. GRPO options (docs/algorithms.md §1-2, §9).
 
 Paper: Shao et al. 2024 (DeepSeekMath, arXiv 2402.03300); DAPO (Yu et al. 2025, arXiv 2503.14476);
 Dr. GRPO (Liu et al. 2025, arXiv 2503.20783); StarPO-S filtering (RAGEN, arXiv 2504.20073).
@@ -13,7 +13,7 @@ loss on assistant tokens only):
 
 R_i is the episode return (sum of step rewards), broadcast to every assistant token of the episode.
 
-Defaults follow ALGORITHMS.md Appendix B (DAPO-style): clip 0.2/0.28, token-mean aggregation, no KL,
+Defaults follow docs/algorithms.md Appendix B (DAPO-style): clip 0.2/0.28, token-mean aggregation, no KL,
 std scaling, group size 8. §15 choices, each a config field:
     1. std scaling: `scale_by_std` (True; Dr. GRPO: False).
     2. sample std (n-1), as every verl-derived code; singleton groups get their raw score (`singleton`).

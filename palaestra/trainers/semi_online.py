@@ -1,4 +1,4 @@
-"""Semi-online RL (UI-S1): expert-conditioned rollouts with a Patch Module (ALGORITHMS.md §4).
+"""Semi-online RL (UI-S1): expert-conditioned rollouts with a Patch Module (docs/algorithms.md §4).
 
 Paper: Lu et al., "UI-S1: Advancing GUI Automation via Semi-online Reinforcement Learning" (arXiv
 2509.11543); reference code X-PLUG/MobileAgent UI-S1 (`core_uis1.py`, `dapo_ray_trainer.py`).

@@ -1,4 +1,4 @@
-"""SPA-RL stepwise progress attribution: per-step rewards from a learned progress estimator (ALGORITHMS.md §8).
+"""SPA-RL stepwise progress attribution: per-step rewards from a learned progress estimator (docs/algorithms.md §8).
 
 Paper: Wang, Leong, Wang, Wang, Li, "SPA-RL: Reinforcing LLM Agents via Stepwise Progress Attribution"
 (arXiv 2505.20732); reference code WangHanLinHenry/SPA-RL-Agent (`prm/train_our_progress_model.py`).

@@ -1,4 +1,4 @@
-"""Hand-computed checks of group-relative advantages (ALGORITHMS.md §1.3, §2.4, Appendix A)."""
+"""Hand-computed checks of group-relative advantages (docs/algorithms.md §1.3, §2.4, Appendix A)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand-computed checks of group filters and overlong shaping (ALGORITHMS.md §2.2, §2.4, §9.2)."""
+"""Hand-computed checks of group filters and overlong shaping (docs/algorithms.md §2.2, §2.4, §9.2)."""
 
 from __future__ import annotations
 

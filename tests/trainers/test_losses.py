@@ -1,4 +1,4 @@
-"""Hand-computed checks of the policy-loss maths (ALGORITHMS.md §1.4-§1.8)."""
+"""Hand-computed checks of the policy-loss maths (docs/algorithms.md §1.4-§1.8)."""
 
 from __future__ import annotations
 

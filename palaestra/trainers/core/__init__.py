@@ -1,4 +1,4 @@
-"""Trainer core: the pure maths every algorithm shares (ALGORITHMS.md §1), plus the loop's parts.
+"""Trainer core: the pure maths every algorithm shares (docs/algorithms.md §1), plus the loop's parts.
 
 Public maths, importable from here:
     losses      clipped surrogate, loss aggregations, KL estimators, logprobs / entropy from logits

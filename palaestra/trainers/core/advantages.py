@@ -1,4 +1,4 @@
-"""Advantage estimation shared by the critic-free trainers (ALGORITHMS.md §1.3, §2.4, Appendix A).
+"""Advantage estimation shared by the critic-free trainers (docs/algorithms.md §1.3, §2.4, Appendix A).
 
 The primitive is the group-relative advantage of §1.3: each score is compared with the other samples of
 the same task (its *group*),
@@ -55,7 +55,7 @@ def group_advantages(
     eps: float = 1e-6,
     singleton: Singleton = "raw",
 ) -> torch.Tensor:
-    """Group-relative advantages, one per score (ALGORITHMS.md §1.3, Appendix A `group_norm`).
+    """Group-relative advantages, one per score (docs/algorithms.md §1.3, Appendix A `group_norm`).
 
     Conventions (§1.3 edge cases, §15 item 2):
         * std is the unbiased sample std (divides by n − 1), as `torch.std` / verl.
@@ -116,7 +116,7 @@ def broadcast_to_tokens(adv_per_seq: torch.Tensor, loss_mask: torch.Tensor) -> t
 
 
 def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
-    """R_t = Σ_{k ≥ t} γ^{k−t} r_k for the steps of one trajectory (ALGORITHMS.md §1.1, Appendix A).
+    """R_t = Σ_{k ≥ t} γ^{k−t} r_k for the steps of one trajectory (docs/algorithms.md §1.1, Appendix A).
 
     The hook for step-level estimators (GiGPO γ = 0.95, UI-S1 γ = 0.5).
 
@@ -140,7 +140,7 @@ def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
 def truncated_discounted_returns(
     rewards: Sequence[float], matches: Sequence[bool], gamma: float, *, include_mismatch: bool = True
 ) -> list[float]:
-    """UI-S1 future returns that stop at the first divergence from the expert (ALGORITHMS.md §4.4, Eq. 9).
+    """UI-S1 future returns that stop at the first divergence from the expert (docs/algorithms.md §4.4, Eq. 9).
 
     R_t = Σ_{k=t}^{t_end} γ^{k−t} r_k, where t_end is the last step of the matching run that starts at t,
     plus (paper, `include_mismatch=True`) the first mismatching step after it. The reference code
@@ -176,7 +176,7 @@ def truncated_discounted_returns(
 def anchor_groups(
     anchors: Sequence[str], group_ids: Sequence[Hashable], *, similarity: float | None = None
 ) -> list[int]:
-    """GiGPO anchor-state groups: steps of one task group that saw the same state (ALGORITHMS.md §7.3).
+    """GiGPO anchor-state groups: steps of one task group that saw the same state (docs/algorithms.md §7.3).
 
     Within each task group, steps are clustered by their anchor (the raw environment observation before
     the action): exact equality, or with `similarity`, greedily by `difflib.SequenceMatcher` ratio ≥
@@ -252,7 +252,7 @@ class AdvantageEstimator(Protocol):
 
 @dataclass(frozen=True)
 class GroupRelativeEstimator:
-    """GRPO advantages of whole episodes (ALGORITHMS.md §1.3, §2.4, §2.5 Layout A).
+    """GRPO advantages of whole episodes (docs/algorithms.md §1.3, §2.4, §2.5 Layout A).
 
     Scores are episode returns `traj.reward` (sum of step rewards); groups are `traj.group_index` (the
     samples of one task). The collator must therefore see each group's trajectories under one

@@ -1,4 +1,4 @@
-"""Group-level sampling filters and length shaping (ALGORITHMS.md §2.2, §2.4, §9.2, Appendix A).
+"""Group-level sampling filters and length shaping (docs/algorithms.md §2.2, §2.4, §9.2, Appendix A).
 
 * DAPO dynamic sampling (§2.2 item 3, §2.4): drop groups whose rewards are all equal; their
   group-relative advantages are 0, so they only dilute the batch.
@@ -43,7 +43,7 @@ def group_returns(trajectories: Sequence[Trajectory]) -> dict[int, list[float]]:
 
 # -- DAPO dynamic sampling -----------------------------------------------------------------------------
 def zero_variance_groups(rewards_by_group: GroupRewards) -> torch.Tensor:
-    """Which groups have all-equal rewards (ALGORITHMS.md §2.2 item 3; Appendix A `keep_group`).
+    """Which groups have all-equal rewards (docs/algorithms.md §2.2 item 3; Appendix A `keep_group`).
 
     For binary rewards these are the groups with #correct = 0 or N. A group of one sample counts as
     zero-variance (it has no group baseline to learn from).
@@ -113,7 +113,7 @@ def soft_overlong_penalty(length: int, max_len: int, cache_len: int) -> float: .
 @overload
 def soft_overlong_penalty(length: torch.Tensor, max_len: int, cache_len: int) -> torch.Tensor: ...
 def soft_overlong_penalty(length: int | torch.Tensor, max_len: int, cache_len: int) -> float | torch.Tensor:
-    """DAPO soft overlong punishment R_length, added to the task reward (ALGORITHMS.md §2.2 item 5).
+    """DAPO soft overlong punishment R_length, added to the task reward (docs/algorithms.md §2.2 item 5).
 
         R_length = 0                                     if |y| ≤ L_max − L_cache
                  = ((L_max − L_cache) − |y|) / L_cache   if L_max − L_cache < |y| ≤ L_max

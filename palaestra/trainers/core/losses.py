@@ -1,4 +1,4 @@
-"""Policy-loss maths shared by every critic-free trainer (ALGORITHMS.md §1.4-§1.8).
+"""Policy-loss maths shared by every critic-free trainer (docs/algorithms.md §1.4-§1.8).
 
 Pure functions of tensors aligned to target positions (see `batching.py`):
 
@@ -73,7 +73,7 @@ def clipped_pg_token_loss(
     clip_high: float,
     dual_clip: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-token PPO-clip loss with asymmetric bounds and optional dual-clip (ALGORITHMS.md §1.4).
+    """Per-token PPO-clip loss with asymmetric bounds and optional dual-clip (docs/algorithms.md §1.4).
 
     With ρ = exp(logp − old_logp):
 
@@ -115,7 +115,7 @@ def _num_sequences(mask: Tensor, num_sequences: int | None, like: Tensor) -> Ten
 
 
 def token_mean(loss_tok: Tensor, mask: Tensor, *, total_tokens: int | None = None) -> Tensor:
-    """DAPO token-level mean: Σ_{b,k} M·L / Σ_{b,k} M (ALGORITHMS.md §1.5, §2.2 item 4).
+    """DAPO token-level mean: Σ_{b,k} M·L / Σ_{b,k} M (docs/algorithms.md §1.5, §2.2 item 4).
 
     Every token weighs the same, so long replies weigh more than short ones. Gradient accumulation (§1.5
     note): verl takes the token-mean per micro-batch and divides by the number of micro-batches, which is
@@ -136,7 +136,7 @@ def token_mean(loss_tok: Tensor, mask: Tensor, *, total_tokens: int | None = Non
 
 
 def seq_mean_token_mean(loss_tok: Tensor, mask: Tensor, *, num_sequences: int | None = None) -> Tensor:
-    """Original GRPO: (1/B) Σ_b [Σ_k M·L / Σ_k M] (ALGORITHMS.md §1.5, §2.1).
+    """Original GRPO: (1/B) Σ_b [Σ_k M·L / Σ_k M] (docs/algorithms.md §1.5, §2.1).
 
     Every sequence weighs the same whatever its length. B counts rows with at least one masked token.
 
@@ -156,7 +156,7 @@ def seq_mean_token_mean(loss_tok: Tensor, mask: Tensor, *, num_sequences: int | 
 def seq_mean_token_sum_norm(
     loss_tok: Tensor, mask: Tensor, *, norm_len: int, num_sequences: int | None = None
 ) -> Tensor:
-    """Dr. GRPO constant normaliser, paper form: (1/B) Σ_b Σ_k M·L / L_const (ALGORITHMS.md §1.5, §2.3).
+    """Dr. GRPO constant normaliser, paper form: (1/B) Σ_b Σ_k M·L / L_const (docs/algorithms.md §1.5, §2.3).
 
     Neither the length bias (1/|o_i|) nor the padded length enters. verl's variant omits the 1/B (a
     constant factor for a fixed batch size); we keep it so the scale does not depend on B.
@@ -243,7 +243,7 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
 # -- the composed policy loss --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LossConfig:
-    """Options of `policy_loss`; defaults follow ALGORITHMS.md Appendix B (DAPO-style GRPO)."""
+    """Options of `policy_loss`; defaults follow docs/algorithms.md Appendix B (DAPO-style GRPO)."""
 
     clip_low: float = 0.2
     """ε_low: the ratio is clipped below at 1 − clip_low (§1.4)."""
