@@ -17,7 +17,11 @@ import time
 UID = int(sys.argv[1])
 HDR = struct.Struct(">cI")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-LAUNCH = 'ulimit -c 0 && ulimit -t %d && ulimit -f %d && ulimit -n %d && ulimit -p %d && exec "$@"'
+# RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard limit one second later (see local.py)
+LAUNCH = (
+    "ulimit -c 0 && ulimit -S -t %d && ulimit -H -t %d && ulimit -f %d && ulimit -n %d && ulimit -p %d "
+    '&& exec "$@"'
+)
 SCRATCH = ("/work", "/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")
 reaped = {}
 
@@ -172,7 +176,7 @@ def start(req):
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             cpu, fsize, nofile, nproc = (int(x) for x in req["rlimits"])
-            launch = LAUNCH % (cpu, fsize, min(nofile, HARD["nofile"]), min(nproc, HARD["nproc"]))
+            launch = LAUNCH % (cpu, cpu + 1, fsize, min(nofile, HARD["nofile"]), min(nproc, HARD["nproc"]))
             os.execve("/bin/sh", ["sh", "-c", launch, "sh", *req["argv"]], ENV)
         except BaseException as exc:
             try:

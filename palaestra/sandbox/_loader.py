@@ -10,9 +10,23 @@ Only built-in modules are used before the job runs, so the program starts from a
 interpreter.
 """
 
+import _signal
 import marshal
 import os
 import sys
+
+
+def _on_cpu_limit(signum, frame):
+    """RLIMIT_CPU's soft limit was reached: end as a shell reports death by SIGXCPU (128 + N).
+
+    The program is PID 1 of its pid namespace, where a signal's default action does not apply, so
+    without this handler SIGXCPU would be ignored and only the hard limit's SIGKILL would end it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 - contextlib is not a built-in module (see the module docstring)
+            stream.flush()
+        except BaseException:  # interrupted inside a write: what is buffered is lost
+            pass
+    os._exit(128 + signum)
 
 
 def _read_exact(size):
@@ -66,4 +80,5 @@ def _main():
         os.execvp(argv[0], argv)
 
 
+_signal.signal(_signal.SIGXCPU, _on_cpu_limit)
 _main()
