@@ -1,7 +1,8 @@
 """Saving and loading trajectories as parquet.
 
 One row per trajectory. Token fields are list columns; turns are a list of structs; `info` dicts are
-stored as JSON text (their values differ by env). Files are written atomically (temp file + rename),
+stored as JSON text (their values differ by env), and so is an algorithm's `Trajectory.algo` (with its
+kind). Files are written atomically (temp file + rename),
 and `datasets.load_dataset("parquet", data_files=path)` reads them, so TRL can SFT/DPO on them.
 """
 
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 
 from palaestra.agents.base import message_text
 from palaestra.io import atomic_write_bytes
-from palaestra.rollout.trajectory import Trajectory, Turn
+from palaestra.rollout.trajectory import Trajectory, Turn, algo_from_json, algo_to_json
 
 __all__ = ["SCHEMA", "load_trajectories", "save_trajectories"]
 
@@ -61,6 +62,7 @@ SCHEMA = pa.schema(
         ("loss_mask", pa.list_(pa.int8())),
         ("logprobs", pa.list_(pa.float32())),
         ("prompt_length", pa.int64()),
+        ("algo_json", pa.string()),
     ]
 )
 
@@ -106,6 +108,7 @@ def _to_row(t: Trajectory) -> dict[str, Any]:
         "loss_mask": t.loss_mask,
         "logprobs": t.logprobs,
         "prompt_length": t.prompt_length,
+        "algo_json": algo_to_json(t.algo),
     }
 
 
@@ -145,6 +148,7 @@ def _from_row(row: dict[str, Any]) -> Trajectory:
         truncated=row["truncated"],
         error=row["error"],
         env_kwargs=json.loads(row["env_kwargs_json"]),
+        algo=algo_from_json(row.get("algo_json")),  # files written before the column: None
     )
 
 

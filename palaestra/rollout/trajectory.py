@@ -5,16 +5,116 @@ A `Trajectory` keeps both views of an episode:
     * the flat token sequence the policy saw and produced (`token_ids`), with `loss_mask` = 1 exactly on
       sampled assistant tokens and `logprobs` aligned to it (0.0 where the mask is 0).
 Text-only policies (scripted, openai) leave the token fields empty.
+
+`Turn.info` is exactly what the env returned. What an algorithm records about a trajectory (a
+semi-online step's expert action and returns, a Critique-GRPO refinement's critique, a critique-guided
+step's candidate) goes into `Trajectory.algo`, one small frozen dataclass per kind, saved with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar, Union
 
 from palaestra.agents.base import Message
 
-__all__ = ["Trajectory", "Turn"]
+__all__ = ["AlgoData", "GuidedStep", "Refinement", "SemiOnlineStep", "Trajectory", "Turn", "algo_from_json"]
+
+D = TypeVar("D", "SemiOnlineStep", "Refinement", "GuidedStep")
+
+
+@dataclass(frozen=True)
+class SemiOnlineStep:
+    """A semi-online training row (`rollout/semi_online.py`): one step of a rollout on the expert's path.
+
+    Attributes:
+        step: the step index t.
+        expert_action: the expert's action a*_t.
+        match: the policy's action matched it exactly (r_acc).
+        type_match: same kind of action (r_type).
+        parsed: the action could be read (r_format).
+        patched: the expert's action replaced the policy's in the history.
+        env_reward: the env's reward for the action it took (0.0 where the rollout stopped here).
+        patch_thought: the thought written for a patched step (None: thought-free or not patched).
+        step_return: R_t, set by the trainer (`trainers/semi_online.annotate_returns`).
+        episode_return: R(τ) of the row's rollout, set by the trainer.
+    """
+
+    kind: ClassVar[str] = "semi_online_step"
+    step: int
+    expert_action: str
+    match: bool
+    type_match: bool
+    parsed: bool
+    patched: bool
+    env_reward: float
+    patch_thought: str | None = None
+    step_return: float | None = None
+    episode_return: float | None = None
+
+    def returns(self) -> tuple[float, float]:
+        """(R_t, R(τ)); raises if the trainer has not annotated them."""
+        if self.step_return is None or self.episode_return is None:
+            raise ValueError(
+                f"semi-online row of step {self.step} has no step_return/episode_return; "
+                "call trainers.semi_online.annotate_returns on its rollout first"
+            )
+        return self.step_return, self.episode_return
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """A Critique-GRPO refinement row (`rollout/critique.refine`): a reply written after a critique.
+
+    Attributes:
+        critique: the critique the refinement answered.
+    """
+
+    kind: ClassVar[str] = "refinement"
+    critique: str
+
+
+@dataclass(frozen=True)
+class GuidedStep:
+    """A critique-guided (CGI) row: the refined action of one step.
+
+    Attributes:
+        step: the step index t.
+        candidate: the actor's first action.
+        critique: the critic's critique of it.
+        with_critique: the row's prompt holds the candidate and critique (refined row), or only the
+            history (direct row).
+    """
+
+    kind: ClassVar[str] = "critique_guided"
+    step: int
+    candidate: str
+    critique: str
+    with_critique: bool
+
+
+AlgoData = Union[SemiOnlineStep, Refinement, GuidedStep]  # noqa: UP007 (a runtime alias on 3.10)
+_KINDS: dict[str, type[AlgoData]] = {c.kind: c for c in (SemiOnlineStep, Refinement, GuidedStep)}
+
+
+def algo_to_json(data: AlgoData | None) -> str | None:
+    """`Trajectory.algo` as JSON text with its `kind` (None stays None)."""
+    if data is None:
+        return None
+    return json.dumps({"kind": data.kind, **dataclasses.asdict(data)}, ensure_ascii=False, sort_keys=True)
+
+
+def algo_from_json(text: str | None) -> AlgoData | None:
+    """The inverse of `algo_to_json`."""
+    if text is None:
+        return None
+    fields = json.loads(text)
+    kind = fields.pop("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown algorithm data kind {kind!r}; known: {sorted(_KINDS)}")
+    return _KINDS[kind](**fields)
 
 
 @dataclass
@@ -68,6 +168,7 @@ class Trajectory:
         truncated: a limit ended the episode.
         error: why the episode failed (env crash, step timeout, generation error), else None.
         env_kwargs: the kwargs the env was made with.
+        algo: what an algorithm recorded about this trajectory (None: a plain episode).
     """
 
     env_id: str
@@ -87,6 +188,16 @@ class Trajectory:
     truncated: bool = False
     error: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    algo: AlgoData | None = None
+
+    def algo_data(self, kind: type[D]) -> D:
+        """`algo` as `kind`; raises if the trajectory carries none of that kind (never a default)."""
+        if not isinstance(self.algo, kind):
+            raise ValueError(
+                f"trajectory {self.env_id} seed={self.seed} has no {kind.__name__} data (algo={self.algo!r}); "
+                f"it was not produced by the rollout that records it"
+            )
+        return self.algo
 
     @property
     def reward(self) -> float:
