@@ -19,23 +19,30 @@ seat's last turn). The game comes from the registered env: `palaestra.make(env_i
 from __future__ import annotations
 
 import asyncio
-import logging
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from palaestra.agents.base import GenerationRequest, Message, Policy
+from palaestra.agents.base import Generation, GenerationRequest, Message, Policy, SamplingParams
 from palaestra.envs.games.multiplayer import MultiAgentTextEnv
 from palaestra.envs.registration import make
-from palaestra.rollout.runner import EpisodeError, RolloutConfig, RolloutRunner, _episode_seed, _jsonable
+from palaestra.rollout.chat import TokenChat
+from palaestra.rollout.driver import (
+    Episode,
+    EpisodeDriver,
+    EpisodeError,
+    Step,
+    TurnStrategy,
+    episode_seed,
+    jsonable,
+)
+from palaestra.rollout.runner import RolloutConfig, append_reply, append_tokens, policy_chat
 from palaestra.rollout.trajectory import Trajectory, Turn
 
-__all__ = ["Match", "MatchResult", "game_of", "play_matches", "play_matches_async"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["Match", "MatchResult", "SeatTurns", "game_of", "play_matches", "play_matches_async"]
 
 
 def game_of(env_id: str, **env_kwargs: Any) -> tuple[MultiAgentTextEnv, Mapping[str, Any]]:
@@ -81,12 +88,18 @@ class MatchResult:
 
 
 class _Seat:
-    """A policy seat's chat state and trajectory (mirrors `RolloutRunner._play` for one seat)."""
+    """A policy seat's chat state and trajectory (as `PolicyTurns` records one episode)."""
 
     def __init__(
-        self, runner: RolloutRunner, policy: Policy, match: Match, seat: str, game: MultiAgentTextEnv
+        self,
+        policy: Policy,
+        chat: TokenChat | None,
+        sampling: SamplingParams,
+        match: Match,
+        seat: str,
+        game: MultiAgentTextEnv,
     ):
-        self.runner, self.policy, self.seat = runner, policy, seat
+        self.policy, self.chat, self.sampling, self.seat = policy, chat, sampling, seat
         self.traj = Trajectory(
             env_id=match.env_id,
             seed=match.seed,
@@ -98,56 +111,40 @@ class _Seat:
         self.messages: list[Message] = [{"role": "system", "content": system}] if system else []
         self.traj.messages = self.messages  # the same list: the trajectory records the seat's chat
         self.turn = 0
-        self.last_generation = None
+        self.last_generation: Generation | None = None
 
     async def act(self, game: MultiAgentTextEnv, match: Match) -> str:
-        runner, traj = self.runner, self.traj
+        chat, traj = self.chat, self.traj
         observation = game.observe(self.seat)
         message: Message = {"role": "user", "content": observation}
-        if self.last_generation is None:
-            self.messages.append(message)
-            if runner.chat is not None:
-                runner._append(traj, runner.chat.prompt_ids(self.messages), trainable=False)
+        self.messages.append(message)
+        if chat is not None:
+            if self.last_generation is None:
+                append_tokens(traj, chat.prompt_ids(self.messages), trainable=False)
                 traj.prompt_length = len(traj.token_ids)
-        else:
-            self.messages.append(message)
-            if runner.chat is not None:
-                ids = runner.chat.continuation_ids(self.last_generation.token_ids, [message])
-                runner._append(traj, ids, trainable=False)
+            else:
+                ids = chat.continuation_ids(self.last_generation.token_ids, [message])
+                append_tokens(traj, ids, trainable=False)
         if traj.turns:  # the observation this seat got after its last move
             traj.turns[-1].observation = observation
+        seat_number = int(self.seat.rsplit("_", 1)[-1])
         sampling = replace(
-            runner.config.sampling,
-            seed=_episode_seed(
-                runner.config.sampling.seed, match.seed, int(self.seat.rsplit("_", 1)[-1]), self.turn
-            ),
+            self.sampling, seed=episode_seed(self.sampling.seed, match.seed, seat_number, self.turn)
         )
-        info = dict(game.infos.get(self.seat, {}))
         request = GenerationRequest(
             messages=tuple(self.messages),
             sampling=sampling,
-            prompt_token_ids=tuple(traj.token_ids) if runner.chat is not None else None,
-            info=info,
+            prompt_token_ids=tuple(traj.token_ids) if chat is not None else None,
+            info=dict(game.infos.get(self.seat, {})),
             request_id=f"{match.env_id}/{match.seed}/{self.seat}/{self.turn}",
         )
         (generation,) = await self.policy.generate([request])
         if generation.finish_reason == "error":
             raise EpisodeError(f"generation failed for {self.seat}: {generation.error}")
-        span = runner._append_reply(traj, generation)
+        span = append_reply(traj, generation, chat is not None, self.policy.name)
         self.messages.append({"role": "assistant", "content": generation.text})
         self.last_generation = generation
-        traj.turns.append(
-            Turn(
-                action=generation.text,
-                observation="",
-                reward=0.0,
-                terminated=False,
-                truncated=False,
-                info={},
-                finish_reason=generation.finish_reason,
-                token_span=span,
-            )
-        )
+        traj.turns.append(Turn(generation.text, "", 0.0, False, False, {}, generation.finish_reason, span))
         self.turn += 1
         return generation.text
 
@@ -158,10 +155,140 @@ class _Seat:
         last = self.traj.turns[-1]
         last.reward += reward
         if moved:
-            last.info = _jsonable(game.infos.get(self.seat, {}))
+            last.info = jsonable(game.infos.get(self.seat, {}))
 
 
-async def _play_match(runner_for: Callable[[Policy], RolloutRunner], match: Match) -> MatchResult:
+class _GameEnv:
+    """The game as the driver's env: `reset` deals, `step` plays the current seat's move."""
+
+    def __init__(self, game: MultiAgentTextEnv):
+        self.game = game
+        self.unwrapped = self
+        self.metadata: dict[str, Any] = {}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+        self.game.reset(seed=seed)
+        return "", {}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        self.game.step(action)
+        return "", 0.0, self.game.game_over, False, {}
+
+    def close(self) -> None:
+        pass
+
+
+class SeatTurns(TurnStrategy):
+    """The match strategy: the env receives the move of whichever seat is to play (a policy's reply or
+    a scripted player's move); rewards go to every policy seat's trajectory."""
+
+    def __init__(
+        self,
+        match: Match,
+        game: MultiAgentTextEnv,
+        scripted: Mapping[str, Any],
+        seat_for: Callable[[Policy, str], _Seat],
+    ):
+        self.match, self.game, self.scripted, self.seat_for = match, game, scripted, seat_for
+        self.seats: dict[str, _Seat] = {}
+        self.rng = np.random.default_rng([match.seed & 0xFFFFFFFF, 7])
+        self.returns = dict.fromkeys(game.possible_agents, 0.0)
+        self.result = MatchResult(match, None, {}, self.returns)
+        self.mover = ""
+
+    async def start(self, env: Any, observation: Any, info: dict[str, Any]) -> None:
+        self.seats = {
+            seat: self.seat_for(player, seat)
+            for seat, player in self.match.seats.items()
+            if not isinstance(player, str)
+        }
+        self.result.trajectories.update({s: self.seats[s].traj for s in self.seats})
+
+    async def act(self, turn: int) -> str | None:
+        game = self.game
+        seat = game.agent_selection
+        self.mover = seat
+        if seat in self.seats:
+            return await self.seats[seat].act(game, self.match)
+        return self.scripted[self.match.seats[seat]](game, seat, self.rng)
+
+    async def record(self, turn: int, action: str, step: Step) -> bool:
+        game, moves = self.game, turn + 1
+        for name, reward in game.rewards.items():
+            self.returns[name] += reward
+            if name in self.seats:
+                self.seats[name].record_step(game, reward, moved=name == self.mover)
+        if moves > 20 * max(1, game.max_turns):
+            raise EpisodeError(f"{self.match.env_id}: the game did not end after {moves} moves")
+        if game.game_over:
+            self._finish()
+            return False
+        return True
+
+    def _finish(self) -> None:
+        game, result = self.game, self.result
+        result.winner = game.winner
+        truncated = any(game.truncations.values())
+        for name, state in self.seats.items():
+            traj = state.traj
+            traj.success = game.winner == name
+            traj.terminated, traj.truncated = not truncated, truncated
+            if traj.turns:
+                traj.turns[-1].observation = game.observe(name)
+                traj.turns[-1].terminated, traj.turns[-1].truncated = not truncated, truncated
+                traj.turns[-1].info = {**jsonable(game.infos.get(name, {})), "outcome": result.outcome(name)}
+
+    def fail(self, error: str) -> None:
+        self.result.error = error
+        for state in self.seats.values():
+            state.traj.error, state.traj.success = error, False
+
+
+async def play_matches_async(
+    matches: Sequence[Match], config: RolloutConfig | None = None
+) -> list[MatchResult]:
+    """Play `matches` concurrently (see the module docstring); results in the order of `matches`.
+
+    A match whose game raises or times out (`step_timeout_s`) ends with `MatchResult.error` set (and on
+    its seats' trajectories); the others go on.
+
+    Raises:
+        ValueError: a match's env is not a multi-player game, or its seats do not fit the game.
+    """
+    config = config or RolloutConfig()
+    chats: dict[int, TokenChat | None] = {}
+
+    def seat_for(match: Match, game: MultiAgentTextEnv) -> Callable[[Policy, str], _Seat]:
+        def build(policy: Policy, seat: str) -> _Seat:
+            if id(policy) not in chats:  # one per policy: its own chat template
+                chats[id(policy)] = policy_chat(policy)
+            return _Seat(policy, chats[id(policy)], config.sampling, match, seat, game)
+
+        return build
+
+    strategies = []
+    for match in matches:
+        game, scripted = _checked_game(match)
+        strategies.append(SeatTurns(match, game, scripted, seat_for(match, game)))
+
+    def job(strategy: SeatTurns) -> Callable[[], Awaitable[MatchResult]]:
+        async def one() -> MatchResult:
+            match = strategy.match
+            label = f"{match.env_id} seed={match.seed} (match)"
+            await driver.run(Episode(partial(_GameEnv, strategy.game), match.seed, label=label), strategy)
+            return strategy.result
+
+        return one
+
+    driver = EpisodeDriver(config)
+    try:
+        return await driver.run_all([job(s) for s in strategies])
+    finally:
+        driver.close()
+
+
+def _checked_game(match: Match) -> tuple[MultiAgentTextEnv, Mapping[str, Any]]:
+    """The match's game and scripted players, once its seats are checked against the game."""
     game, scripted = game_of(match.env_id, **dict(match.env_kwargs))
     unknown = set(match.seats) - set(game.possible_agents)
     missing = set(game.possible_agents) - set(match.seats)
@@ -175,73 +302,7 @@ async def _play_match(runner_for: Callable[[Policy], RolloutRunner], match: Matc
                 f"seat {seat}: no scripted player {player!r}; this game offers {sorted(scripted)}"
             )
     game.expert_seats = {seat for seat, player in match.seats.items() if not isinstance(player, str)}
-    game.reset(seed=match.seed)
-    rng = np.random.default_rng([match.seed & 0xFFFFFFFF, 7])
-    seats = {
-        seat: _Seat(runner_for(player), player, match, seat, game)
-        for seat, player in match.seats.items()
-        if not isinstance(player, str)
-    }
-    returns = dict.fromkeys(game.possible_agents, 0.0)
-    result = MatchResult(match, None, {s: seats[s].traj for s in seats}, returns)
-    try:
-        moves = 0
-        while not game.game_over:
-            seat = game.agent_selection
-            player = match.seats[seat]
-            action = (
-                await seats[seat].act(game, match) if seat in seats else scripted[player](game, seat, rng)
-            )
-            game.step(action)
-            moves += 1
-            for name, reward in game.rewards.items():
-                returns[name] += reward
-                if name in seats:
-                    seats[name].record_step(game, reward, moved=name == seat)
-            if moves > 20 * max(1, game.max_turns):
-                raise EpisodeError(f"{match.env_id}: the game did not end after {moves} moves")
-        result.winner = game.winner
-        truncated = any(game.truncations.values())
-        for name, state in seats.items():
-            traj = state.traj
-            traj.success = game.winner == name
-            traj.terminated, traj.truncated = not truncated, truncated
-            if traj.turns:
-                traj.turns[-1].observation = game.observe(name)
-                traj.turns[-1].terminated, traj.turns[-1].truncated = not truncated, truncated
-                traj.turns[-1].info = {**_jsonable(game.infos.get(name, {})), "outcome": result.outcome(name)}
-    except Exception as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-        for state in seats.values():
-            state.traj.error, state.traj.success = result.error, False
-        logger.warning(
-            "match %s seed=%d failed: %s\n%s", match.env_id, match.seed, result.error, traceback.format_exc()
-        )
-    return result
-
-
-async def play_matches_async(
-    matches: Sequence[Match], config: RolloutConfig | None = None
-) -> list[MatchResult]:
-    """Play `matches` concurrently (see the module docstring); results in the order of `matches`."""
-    config = config or RolloutConfig()
-    runners: dict[int, RolloutRunner] = {}
-    limit = asyncio.Semaphore(config.max_concurrency)
-
-    def runner_for(policy: Policy) -> RolloutRunner:  # one per policy: its own chat template
-        if id(policy) not in runners:
-            runners[id(policy)] = RolloutRunner(policy, config)
-        return runners[id(policy)]
-
-    async def one(match: Match) -> MatchResult:
-        async with limit:
-            return await _play_match(runner_for, match)
-
-    try:
-        return list(await asyncio.gather(*(one(m) for m in matches)))
-    finally:
-        for runner in runners.values():
-            runner.close()
+    return game, scripted
 
 
 def play_matches(matches: Sequence[Match], config: RolloutConfig | None = None) -> list[MatchResult]:

@@ -111,8 +111,7 @@ class RolloutRunner:
         self.policy = policy
         self.config = config or RolloutConfig()
         self.env_factory = env_factory or (lambda env_id, **kw: make(env_id, **kw))
-        images = bool(getattr(policy, "accepts_images", False))
-        self.chat = TokenChat(policy.tokenizer, images=images) if policy.tokenizer is not None else None
+        self.chat = policy_chat(policy)
         self.driver = EpisodeDriver(self.config)
 
     async def run(
@@ -240,6 +239,13 @@ class PolicyTurns(TurnStrategy):
 
     def fail(self, error: str) -> None:
         self.traj.error, self.traj.success = error, False
+
+
+def policy_chat(policy: Policy) -> TokenChat | None:
+    """The token-exact chat of a policy with a tokenizer (images for a vision model), else None."""
+    if policy.tokenizer is None:
+        return None
+    return TokenChat(policy.tokenizer, images=bool(getattr(policy, "accepts_images", False)))
 
 
 def append_tokens(

@@ -20,10 +20,10 @@ score = (PG + TSR) / 2.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -35,13 +35,23 @@ from palaestra.envs.games.grid import parse_direction
 from palaestra.envs.games.parsing import last_bracketed
 from palaestra.envs.registration import make
 from palaestra.rollout.chat import TokenChat, env_message, observation_text
+from palaestra.rollout.driver import (
+    Episode,
+    EpisodeDriver,
+    EpisodeError,
+    Step,
+    TurnStrategy,
+    episode_seed,
+    jsonable,
+)
 from palaestra.rollout.patches import THOUGHT_TEMPLATE, PatchRequest, ThoughtWriter, patched_reply
-from palaestra.rollout.runner import EpisodeError, RolloutConfig, RolloutRunner, Task
-from palaestra.rollout.trajectory import Trajectory, Turn
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.trajectory import SemiOnlineStep, Trajectory, Turn
 
 __all__ = [
     "ActionMatch",
     "DemoReplayEnv",
+    "ExpertPatchedTurns",
     "SOPResult",
     "SemiOnlineRollout",
     "SemiOnlineRunner",
@@ -161,15 +171,17 @@ class SemiOnlineRollout:
     """One semi-online rollout.
 
     Attributes:
-        rows: one training row per step (the policy's own reply after the history at that step); its
-            single turn's info holds `expert_action`, `match`, `type_match`, `parsed`, `patched`,
-            `env_reward` and `step`.
+        rows: one training row per completed step (the policy's own reply after the history at that
+            step); its `algo` is a `SemiOnlineStep` (expert action, match flags, patch, env reward) and
+            its turn's info is the env's.
         history: the chat the policy conditioned on (expert actions at patched steps).
         patched: per step, whether the expert's action replaced the policy's in the history.
         matches: per step, whether the policy's action matched the expert's.
         rewards: per step, the UI-S1 step reward.
         success: the env's success at the end (with patches, not the policy's own success).
         stopped: the Patch Module ended the rollout (a mismatch with no patch left).
+        error: why the rollout failed (env crash, step timeout, generation error), else None; `rows`
+            then hold the steps completed before.
     """
 
     rows: list[Trajectory] = field(default_factory=list)
@@ -179,6 +191,7 @@ class SemiOnlineRollout:
     rewards: list[float] = field(default_factory=list)
     success: bool = False
     stopped: bool = False
+    error: str | None = None
 
 
 class SemiOnlineRunner:
@@ -196,6 +209,8 @@ class SemiOnlineRunner:
             offline demos: a `DemoReplayEnv`).
         thought_writer: writes the thought of patched steps (None: thought-free patch).
         thought_template: joins a thought and the expert action into the patched history entry.
+        config: how env calls run (`env_executor`, `step_timeout_s`) and how many rollouts at once
+            (`max_concurrency`); its sampling and turn settings are not used.
     """
 
     def __init__(
@@ -210,6 +225,7 @@ class SemiOnlineRunner:
         env_factory: Callable[[Task], gym.Env] | None = None,
         thought_writer: ThoughtWriter | None = None,
         thought_template: str = THOUGHT_TEMPLATE,
+        config: RolloutConfig | None = None,
     ):
         if patch_threshold is not None and patch_threshold < 0:
             raise ValueError(f"patch_threshold={patch_threshold}; use >= 0, or None for unlimited patches")
@@ -219,96 +235,62 @@ class SemiOnlineRunner:
         self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
         self.env_factory = env_factory or (lambda task: make(task.env_id, **task.env_kwargs))
         self.thought_writer, self.thought_template = thought_writer, thought_template
+        self.config = config or RolloutConfig()
 
     async def run(self, tasks: Sequence[Task], group_size: int) -> list[SemiOnlineRollout]:
-        """`group_size` rollouts of every task, ordered by (task, sample)."""
-        jobs = [self.rollout(task, g, s) for g, task in enumerate(tasks) for s in range(group_size)]
-        return list(await asyncio.gather(*jobs))
-
-    async def rollout(self, task: Task, group_index: int = 0, sample_index: int = 0) -> SemiOnlineRollout:
-        env = await asyncio.to_thread(self.env_factory, task)
-        blocking = bool(getattr(env.unwrapped, "metadata", {}).get("blocking_step", False))
-
-        async def call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-            return await asyncio.to_thread(fn, *args, **kwargs) if blocking else fn(*args, **kwargs)
-
+        """`group_size` rollouts of every task, ordered by (task, sample); a failed one has `error` set."""
+        driver = EpisodeDriver(self.config)
         try:
-            return await self._play(env, call, task, group_index, sample_index)
-        finally:
-            env.close()
-
-    async def _play(self, env, call, task: Task, group: int, sample: int) -> SemiOnlineRollout:  # type: ignore[no-untyped-def]
-        obs, info = await call(env.reset, seed=task.seed, options=task.options)
-        system = getattr(env.unwrapped, "system_prompt", "")
-        out = SemiOnlineRollout(history=[{"role": "system", "content": system}] if system else [])
-        out.history.append(env_message(obs, info.get("role", "user")))
-        task_id, patches, t = str(info.get("task_id", "")), 0, 0
-        while self.max_turns is None or t < self.max_turns:
-            expert = info.get("expert_action")
-            if expert is None:
-                raise ValueError(
-                    f"{task.env_id} gave no info['expert_action'] at step {t}; semi-online RL needs an env "
-                    "with a scripted expert (see `palaestra demos`)"
-                )
-            row = await self._generate(task, out.history, info, group, sample, t)
-            row.task_id = task_id
-            reply = row.messages[-1]["content"]
-            match = self.matcher(reply, str(expert))
-            patched = not match.exact and (self.patch_threshold is None or patches < self.patch_threshold)
-            reward = step_reward(match, self.reward_scheme)
-            facts = {"expert_action": str(expert), "match": match.exact, "type_match": match.type_match}
-            facts.update(parsed=match.parsed, patched=patched, step=t)
-            out.rows.append(row)
-            out.patched.append(patched)
-            out.matches.append(match.exact)
-            out.rewards.append(reward)
-            span = row.turns[0].token_span if row.turns else (0, 0)
-            if not match.exact and not patched:  # no patch left: the rollout ends here
-                facts["env_reward"] = 0.0
-                row.turns[:] = [Turn(reply, "", reward, False, True, facts, "stop", span)]
-                out.stopped = True
-                break
-            taken = str(expert) if patched else reply
-            entry = (
-                await self._patch_entry(out.history, taken, facts, (task, sample, t)) if patched else reply
+            return await driver.run_all(
+                [
+                    partial(self.rollout, task, g, s, driver=driver)
+                    for g, task in enumerate(tasks)
+                    for s in range(group_size)
+                ]
             )
-            patches += patched
-            obs, env_reward, terminated, truncated, info = await call(env.step, taken)
-            facts["env_reward"] = float(env_reward)
-            turn = Turn(reply, observation_text(obs), reward, terminated, truncated, facts, "stop", span)
-            row.turns[:] = [turn]
-            out.history += [
-                {"role": "assistant", "content": entry},
-                env_message(obs, info.get("role", "user")),
-            ]
-            out.success = bool(info.get("success", False))
-            t += 1
-            if terminated or truncated:
-                break
-        return out
+        finally:
+            driver.close()
+
+    async def rollout(
+        self, task: Task, group_index: int = 0, sample_index: int = 0, *, driver: EpisodeDriver | None = None
+    ) -> SemiOnlineRollout:
+        """One rollout; never raises for env or generation failures (see `SemiOnlineRollout.error`)."""
+        own = driver is None
+        driver = driver or EpisodeDriver(self.config)
+        strategy = ExpertPatchedTurns(self, task, group_index, sample_index)
+        episode = Episode(
+            lambda: self.env_factory(task),
+            task.seed,
+            task.options,
+            self.max_turns,
+            f"{task.env_id} seed={task.seed} (semi-online)",
+        )
+        try:
+            await driver.run(episode, strategy)
+        finally:
+            if own:
+                driver.close()
+        return strategy.out
 
     def _seed(self, task: Task, sample: int, t: int, salt: int = 0) -> int | None:
         """A sampling seed per (task, sample, step); `salt` separates the thought's from the reply's."""
-        if self.sampling.seed is None:
-            return None
-        key = [self.sampling.seed, task.seed & 0xFFFFFFFF, sample, t] + ([salt] if salt else [])
-        return int(np.random.SeedSequence(key).generate_state(1)[0])
+        return episode_seed(self.sampling.seed, task.seed, sample, t, salt)
 
     async def _patch_entry(
-        self, history: list[Message], expert: str, facts: dict, at: tuple[Task, int, int]
-    ) -> str:
-        """The patched history entry: the expert action, with a written thought if there is a writer."""
+        self, history: list[Message], expert: str, at: tuple[Task, int, int]
+    ) -> tuple[str, str | None]:
+        """The patched history entry (the expert action, with a written thought if there is a writer),
+        and the thought."""
         if self.thought_writer is None:
-            return expert
+            return expert, None
         seed = self._seed(*at, salt=1)
         (thought,) = await self.thought_writer.thoughts([PatchRequest(list(history), expert, seed)])
-        facts["patch_thought"] = thought
-        return patched_reply(expert, thought, self.thought_template)
+        return patched_reply(expert, thought, self.thought_template), thought
 
     async def _generate(
         self, task: Task, history: list[Message], info: dict, group: int, sample: int, t: int
-    ) -> Trajectory:
-        """One reply to `history`, as a one-step training row (turn holds only the token span for now)."""
+    ) -> tuple[Trajectory, str, tuple[int, int]]:
+        """One reply to `history`: the training row (no turn yet), the reply text and its token span."""
         seed = self._seed(task, sample, t)
         prompt = self.chat.prompt_ids(history) if self.chat is not None else []
         request = GenerationRequest(
@@ -335,13 +317,91 @@ class SemiOnlineRunner:
             prompt_length=len(prompt),
             env_kwargs=dict(task.env_kwargs),
         )
-        if ids:
-            row.turns = [
-                Turn(
-                    gen.text, "", 0.0, False, False, {}, gen.finish_reason, (len(prompt), len(row.token_ids))
-                )
-            ]
-        return row
+        return row, gen.text, ((len(prompt), len(row.token_ids)) if ids else (0, 0))
+
+
+class ExpertPatchedTurns(TurnStrategy):
+    """The semi-online strategy: the env receives the policy's action on a match, the expert's on a
+    patched mismatch; a mismatch with no patch left ends the rollout. Each step is recorded as a row."""
+
+    def __init__(self, runner: SemiOnlineRunner, task: Task, group: int, sample: int):
+        self.runner, self.task, self.group, self.sample = runner, task, group, sample
+        self.out = SemiOnlineRollout()
+        self.info: dict[str, Any] = {}
+        self.task_id, self.patches = "", 0
+        self.pending: tuple[Trajectory, str, float, SemiOnlineStep, str, tuple[int, int]] | None = None
+
+    async def start(self, env: gym.Env, observation: Any, info: dict[str, Any]) -> None:
+        system = getattr(env.unwrapped, "system_prompt", "")
+        self.out.history = [{"role": "system", "content": system}] if system else []
+        self.out.history.append(env_message(observation, info.get("role", "user")))
+        self.task_id, self.info = str(info.get("task_id", "")), info
+
+    async def act(self, turn: int) -> str | None:
+        runner, task, out = self.runner, self.task, self.out
+        expert = self.info.get("expert_action")
+        if expert is None:
+            raise ValueError(
+                f"{task.env_id} gave no info['expert_action'] at step {turn}; semi-online RL needs an env "
+                "with a scripted expert (see `palaestra demos`)"
+            )
+        row, reply, span = await runner._generate(task, out.history, self.info, self.group, self.sample, turn)
+        row.task_id = self.task_id
+        match = runner.matcher(reply, str(expert))
+        threshold = runner.patch_threshold
+        patched = not match.exact and (threshold is None or self.patches < threshold)
+        reward = step_reward(match, runner.reward_scheme)
+        data = SemiOnlineStep(
+            turn, str(expert), match.exact, match.type_match, match.parsed, patched, env_reward=0.0
+        )
+        if not match.exact and not patched:  # no patch left: the rollout ends here
+            row.turns, row.algo = [Turn(reply, "", reward, False, True, {}, "stop", span)], data
+            self._append(row, patched, match.exact, reward)
+            out.stopped = True
+            return None
+        taken = str(expert) if patched else reply
+        entry = reply
+        if patched:
+            entry, thought = await runner._patch_entry(out.history, taken, (task, self.sample, turn))
+            data = replace(data, patch_thought=thought)
+        self.patches += patched
+        self.pending = (row, reply, reward, data, entry, span)
+        return taken
+
+    async def record(self, turn: int, action: str, step: Step) -> bool:
+        assert self.pending is not None
+        row, reply, reward, data, entry, span = self.pending
+        obs = step.observation
+        row.turns = [
+            Turn(
+                reply,
+                observation_text(obs),
+                reward,
+                step.terminated,
+                step.truncated,
+                jsonable(step.info),
+                "stop",
+                span,
+            )
+        ]
+        row.algo = replace(data, env_reward=step.reward)
+        self._append(row, data.patched, data.match, reward)
+        self.out.history += [
+            {"role": "assistant", "content": entry},
+            env_message(obs, step.info.get("role", "user")),
+        ]
+        self.out.success = bool(step.info.get("success", False))
+        self.info = step.info
+        return True
+
+    def _append(self, row: Trajectory, patched: bool, match: bool, reward: float) -> None:
+        self.out.rows.append(row)
+        self.out.patched.append(patched)
+        self.out.matches.append(match)
+        self.out.rewards.append(reward)
+
+    def fail(self, error: str) -> None:
+        self.out.error, self.out.success = error, False
 
 
 @dataclass(frozen=True)

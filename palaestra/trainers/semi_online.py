@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -51,7 +52,7 @@ from pydantic import Field, model_validator
 from palaestra.agents.base import Policy, SamplingParams
 from palaestra.evaluation.evaluate import EvalResult
 from palaestra.rollout.patches import THOUGHT_TEMPLATE, ModelThought, ThoughtWriter
-from palaestra.rollout.runner import Task
+from palaestra.rollout.runner import RolloutConfig, Task
 from palaestra.rollout.semi_online import (
     DemoReplayEnv,
     SemiOnlineRollout,
@@ -60,7 +61,7 @@ from palaestra.rollout.semi_online import (
     semi_online_performance,
 )
 from palaestra.rollout.storage import load_trajectories
-from palaestra.rollout.trajectory import Trajectory
+from palaestra.rollout.trajectory import SemiOnlineStep, Trajectory
 from palaestra.trainers.core.advantages import group_advantages, truncated_discounted_returns
 from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
@@ -185,14 +186,13 @@ def semi_online_advantages(
 
 
 def annotate_returns(rollout: SemiOnlineRollout, gamma: float, include_mismatch: bool) -> None:
-    """Write each row's `step_return` and its rollout's `episode_return` into the row's turn info."""
+    """Set each row's `step_return` and its rollout's `episode_return` in the row's `SemiOnlineStep`."""
     returns = truncated_discounted_returns(
         rollout.rewards, rollout.matches, gamma, include_mismatch=include_mismatch
     )
     total = float(sum(rollout.rewards))
     for row, ret in zip(rollout.rows, returns, strict=True):
-        for turn in row.turns:
-            turn.info.update(step_return=ret, episode_return=total)
+        row.algo = replace(row.algo_data(SemiOnlineStep), step_return=float(ret), episode_return=total)
 
 
 class SemiOnlineTrainer(GRPOTrainer):
@@ -228,7 +228,7 @@ class SemiOnlineTrainer(GRPOTrainer):
             writer = make_policy(str(algo.thought_model), **algo.thought_model_options)
         return ModelThought(writer, sampling=sampling, with_history=algo.patch == "on_policy_thought")
 
-    def _runner(self, sampling: SamplingParams, env_id: str) -> SemiOnlineRunner:
+    def _runner(self, config: RolloutConfig, env_id: str) -> SemiOnlineRunner:
         algo: SemiOnlineConfig = self.config.algorithm
         factory = None
         if env_id == DEMO_TASK:  # offline: the task seed indexes the demo set
@@ -236,7 +236,7 @@ class SemiOnlineTrainer(GRPOTrainer):
             env_id = self.demos[0].env_id
         return SemiOnlineRunner(
             self.policy,
-            sampling=sampling,
+            sampling=config.sampling,
             patch_threshold=algo.patch_threshold,
             matcher=matcher_for(env_id, algo.matcher),
             reward_scheme=algo.reward_scheme,
@@ -244,6 +244,7 @@ class SemiOnlineTrainer(GRPOTrainer):
             env_factory=factory,
             thought_writer=self.thought_writer,
             thought_template=algo.thought_template,
+            config=config,
         )
 
     async def _semi_online(self, tasks: list[Task], offset: int) -> list[SemiOnlineRollout]:
@@ -251,7 +252,7 @@ class SemiOnlineTrainer(GRPOTrainer):
         config = self.rollout_config(self.step)
         out: list[SemiOnlineRollout] = []
         for g, task in enumerate(tasks):  # one runner per task: the matcher depends on the env
-            rollouts = await self._runner(config.sampling, task.env_id).run([task], config.group_size)
+            rollouts = await self._runner(config, task.env_id).run([task], config.group_size)
             for r in rollouts:
                 annotate_returns(r, algo.gamma, algo.include_mismatch)
                 for row in r.rows:
@@ -272,7 +273,7 @@ class SemiOnlineTrainer(GRPOTrainer):
                 if r.rows:
                     by_group.setdefault(r.rows[0].group_index, []).append(r)
             for members in by_group.values():
-                r0 = [m.rows[0].turns[0].info["step_return"] for m in members if m.rows[0].turns]
+                r0 = [m.rows[0].algo_data(SemiOnlineStep).returns()[0] for m in members]
                 if (
                     algo.min_return_std is None
                     or len(r0) < 2
@@ -288,6 +289,8 @@ class SemiOnlineTrainer(GRPOTrainer):
             tasks = self.sampler.sample(wanted - have)
         if not kept:  # nothing informative: train on the last round rather than skip the step
             kept = [r for r in rollouts if r.rows]
+        # a failed rollout counts as one failed episode, as in the plain path (its completed steps train)
+        self._check_env_errors(all_rollouts)  # type: ignore[arg-type]  (reads `.error` only)
         rows = [(i, row) for i, r in enumerate(kept) for row in r.rows]
         for i, row in rows:
             row.sample_index = i  # unique rollout id across the step (`semi_online_advantages`)
@@ -296,6 +299,7 @@ class SemiOnlineTrainer(GRPOTrainer):
             "semi_online/patches_mean": float(np.mean([sum(r.patched) for r in all_rollouts] or [0.0])),
             "semi_online/stopped_rate": float(np.mean([r.stopped for r in all_rollouts] or [0.0])),
             "semi_online/patched_success": float(np.mean([r.success for r in all_rollouts] or [0.0])),
+            "rollout/env_errors": float(sum(r.error is not None for r in all_rollouts)),
             "sampling/rounds": float(rounds),
             "sampling/low_std_dropped": float(dropped),
         }
@@ -303,17 +307,18 @@ class SemiOnlineTrainer(GRPOTrainer):
 
     def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
         algo: SemiOnlineConfig = self.config.algorithm
-        infos = [t.turns[0].info if t.turns else {} for t in trajectories]
+        data = [t.algo_data(SemiOnlineStep) for t in trajectories]
+        returns = [d.returns() for d in data]
         if algo.episode_advantage == "trajectory":
-            episode = [i.get("episode_return", 0.0) for i in infos]
+            episode = [r[1] for r in returns]
         else:
-            episode = [t.turns[0].reward if t.turns else 0.0 for t in trajectories]
+            episode = [t.turns[0].reward for t in trajectories]
         return semi_online_advantages(
-            [i.get("step_return", 0.0) for i in infos],
+            [r[0] for r in returns],
             episode,
             [t.group_index for t in trajectories],
             [(t.group_index, t.sample_index) for t in trajectories],
-            [i.get("step", 0) for i in infos],
+            [d.step for d in data],
             step_weight=algo.step_weight,
             episode_weight=algo.episode_weight,
             scale_by_std=algo.scale_by_std,

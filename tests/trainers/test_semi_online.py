@@ -19,6 +19,7 @@ from palaestra.rollout.semi_online import (
     semi_online_performance,
     step_reward,
 )
+from palaestra.rollout.trajectory import SemiOnlineStep
 from palaestra.trainers.core.advantages import truncated_discounted_returns
 from palaestra.trainers.semi_online import semi_online_advantages
 
@@ -73,7 +74,7 @@ def test_patched_history_holds_exactly_the_expert_actions_at_patched_steps():
     assistant = [m["content"] for m in out.history if m["role"] == "assistant"]
     assert assistant == ["[m0]", "go [m1]", "[m2]", "go [m3]"]  # own replies, expert's at patched steps
     assert [row.turns[0].action for row in out.rows] == ["[m0]", "[wrong]", "[m2]", "[oops]"]  # rows: own
-    assert [row.turns[0].info["expert_action"] for row in out.rows] == [f"go [m{k}]" for k in range(4)]
+    assert [row.algo_data(SemiOnlineStep).expert_action for row in out.rows] == [f"go [m{k}]" for k in range(4)]
     assert out.success and not out.stopped
     # each row's prompt is the history before that step
     assert out.rows[2].messages[:-1] == out.history[:5]
@@ -203,7 +204,7 @@ def test_thought_patches_put_the_expert_action_and_the_written_thought_in_the_hi
         "<think>go [m3] leads to the goal</think>\ngo [m3]",
     ]
     assert [row.turns[0].action for row in out.rows] == ["[m0]", "[wrong]", "[m2]", "[oops]"]  # rows: own
-    assert out.rows[3].turns[0].info["patch_thought"] == "go [m3] leads to the goal"
+    assert out.rows[3].algo_data(SemiOnlineStep).patch_thought == "go [m3] leads to the goal"
     assert all("Hint" not in str(m["content"]) for m in out.history)  # the hint stays out of the history
     first, second = thinker.prompts  # one thought per patched step
     assert "go [m1]" in first[-1]["content"] and "go [m3]" in second[-1]["content"]
