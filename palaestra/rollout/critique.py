@@ -15,22 +15,33 @@ reply are not in its context, which is what makes it off-policy.
 
 from __future__ import annotations
 
-import asyncio
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from functools import partial
+from typing import Any, Literal, Protocol
+
+import gymnasium as gym
 
 from palaestra.agents.base import GenerationRequest, Message, Policy, SamplingParams
 from palaestra.envs.registration import make
-from palaestra.rollout.chat import observation_text
-from palaestra.rollout.runner import EpisodeError, Task
-from palaestra.rollout.trajectory import Trajectory, Turn
+from palaestra.rollout.chat import TokenChat, observation_text
+from palaestra.rollout.driver import (
+    Episode,
+    EpisodeDriver,
+    EpisodeError,
+    Step,
+    TurnStrategy,
+    jsonable,
+    tagged_seed,
+)
+from palaestra.rollout.runner import RolloutConfig, Task
+from palaestra.rollout.trajectory import GuidedStep, Refinement, Trajectory, Turn
 
 __all__ = [
     "CRITIQUE_SYSTEM",
     "Critic",
     "CritiqueGuidedRunner",
+    "CritiqueGuidedTurns",
     "CritiqueRequest",
     "GuidedEpisode",
     "PolicyCritic",
@@ -151,15 +162,24 @@ def _prompt_messages(trajectory: Trajectory) -> list[Message]:
     return list(trajectory.messages[:end])
 
 
-def _score(trajectory: Trajectory, text: str) -> tuple[float, bool, str, dict]:
-    """Reward, success, observation and info of `text` as the first reply to the trajectory's task."""
-    env = make(trajectory.env_id, **trajectory.env_kwargs)
-    try:
-        env.reset(seed=trajectory.seed)
-        obs, reward, _, _, info = env.step(text)
-        return float(reward), bool(info.get("success", False)), observation_text(obs), dict(info)
-    finally:
-        env.close()
+class _ScoredReply(TurnStrategy):
+    """Scores a reply already written (a refinement) as the first action in a fresh env of its task."""
+
+    def __init__(self, row: Trajectory, text: str, finish_reason: str, span: tuple[int, int]):
+        self.row, self.text, self.finish_reason, self.span = row, text, finish_reason, span
+
+    async def act(self, turn: int) -> str | None:
+        return self.text
+
+    async def record(self, turn: int, action: str, step: Step) -> bool:
+        obs, info = observation_text(step.observation), jsonable(step.info)
+        self.row.turns = [Turn(action, obs, step.reward, True, False, info, self.finish_reason, self.span)]
+        self.row.success, self.row.terminated = bool(step.info.get("success", False)), True
+        return False
+
+    def fail(self, error: str) -> None:
+        self.row.error, self.row.success, self.row.terminated = error, False, False
+        self.row.turns = [Turn(self.text, "", 0.0, False, False, {}, self.finish_reason, self.span)]
 
 
 async def refine(
@@ -167,6 +187,8 @@ async def refine(
     trajectories: Sequence[Trajectory],
     critic: Critic,
     sampling: SamplingParams,
+    *,
+    config: RolloutConfig | None = None,
 ) -> list[Trajectory]:
     """Critique each (single-turn) trajectory, let `policy` refine it, and score the refinements.
 
@@ -175,11 +197,13 @@ async def refine(
         trajectories: first replies to critique (their first turn is used).
         critic: writes the critiques.
         sampling: sampling parameters of the refinements.
+        config: how the scoring envs run (`env_executor`, `step_timeout_s`, `max_concurrency`).
 
     Returns:
         One refinement per trajectory, as a one-turn trajectory of the *original* prompt (token ids:
-        the original prompt's ids + the refinement's sampled ids); its turn info has `critique`,
-        `refinement: True` and the env's info.
+        the original prompt's ids + the refinement's sampled ids); its `algo` is a `Refinement` with the
+        critique and its turn's info is the env's. A refinement whose generation or scoring env failed
+        has `error` set (and no reward).
     """
     requests = []
     for t in trajectories:
@@ -199,11 +223,9 @@ async def refine(
             GenerationRequest(messages=tuple(messages), sampling=replace(sampling, seed=seed))
         )
     generations = await policy.generate(gen_requests)
-    out = []
+    rows, jobs = [], []
+    driver = EpisodeDriver(config or RolloutConfig())
     for t, c, gen in zip(trajectories, critiques, generations, strict=True):
-        if gen.finish_reason == "error":
-            raise EpisodeError(f"refinement failed: {gen.error}")
-        reward, success, obs, info = await asyncio.to_thread(_score, t, gen.text)
         prompt = list(t.token_ids[: t.prompt_length])
         ids = list(gen.token_ids)
         row = Trajectory(
@@ -218,15 +240,24 @@ async def refine(
             loss_mask=[0] * len(prompt) + [1] * len(ids),
             logprobs=[0.0] * len(prompt) + [float(x) for x in (gen.logprobs or [0.0] * len(ids))],
             prompt_length=len(prompt),
-            success=success,
-            terminated=True,
             env_kwargs=dict(t.env_kwargs),
+            algo=Refinement(c),
         )
+        rows.append(row)
+        if gen.finish_reason == "error":
+            row.error = f"EpisodeError: refinement failed: {gen.error}"
+            continue
         span = (len(prompt), len(row.token_ids)) if ids else (0, 0)
-        info = {**info, "critique": c, "refinement": True}
-        row.turns = [Turn(gen.text, obs, reward, True, False, info, gen.finish_reason, span)]
-        out.append(row)
-    return out
+        strategy = _ScoredReply(row, gen.text, gen.finish_reason, span)
+        episode = Episode(
+            partial(make, t.env_id, **t.env_kwargs), t.seed, label=f"{t.env_id} seed={t.seed} (refinement)"
+        )
+        jobs.append(partial(driver.run, episode, strategy))
+    try:
+        await driver.run_all(jobs)
+    finally:
+        driver.close()
+    return rows
 
 
 REVISE_INSTRUCTION = "Revise your action using the critique. Reply with your final action only."
@@ -244,6 +275,8 @@ class GuidedEpisode:
         success: the env's success at the end.
         reward: the episode return (of the refined actions the env executed).
         requests: per step, what the critic was asked (critic training data, `trainers/critic.py`).
+        error: why the episode failed (env crash, step timeout, generation error), else None; the
+            lists then hold the steps completed before.
     """
 
     refined_rows: list[Trajectory]
@@ -253,6 +286,7 @@ class GuidedEpisode:
     success: bool = False
     reward: float = 0.0
     requests: list[CritiqueRequest] = field(default_factory=list)
+    error: str | None = None
 
 
 class CritiqueGuidedRunner:
@@ -268,6 +302,8 @@ class CritiqueGuidedRunner:
         sampling: the actor's sampling parameters.
         matcher: action comparison for rule critics' verdicts.
         max_turns: cap on steps (None: the env's own limit).
+        config: how env calls run (`env_executor`, `step_timeout_s`) and how many episodes at once
+            (`max_concurrency`); its sampling and turn settings are not used.
     """
 
     def __init__(
@@ -278,22 +314,52 @@ class CritiqueGuidedRunner:
         sampling: SamplingParams,
         matcher: Callable[[str, str], object] | None = None,
         max_turns: int | None = None,
+        config: RolloutConfig | None = None,
     ):
-        from palaestra.rollout.chat import TokenChat
-
         self.policy, self.critic, self.sampling = policy, critic, sampling
         self.matcher, self.max_turns = matcher, max_turns
         self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
+        self.config = config or RolloutConfig()
 
     async def run(self, tasks: Sequence[Task], group_size: int = 1) -> list[GuidedEpisode]:
-        jobs = [self.episode(task, g, s) for g, task in enumerate(tasks) for s in range(group_size)]
-        return list(await asyncio.gather(*jobs))
+        """`group_size` episodes of every task, ordered by (task, sample); a failed one has `error` set."""
+        driver = EpisodeDriver(self.config)
+        try:
+            return await driver.run_all(
+                [
+                    partial(self.episode, task, g, s, driver=driver)
+                    for g, task in enumerate(tasks)
+                    for s in range(group_size)
+                ]
+            )
+        finally:
+            driver.close()
+
+    async def episode(
+        self, task: Task, group: int = 0, sample: int = 0, *, driver: EpisodeDriver | None = None
+    ) -> GuidedEpisode:
+        """One episode; never raises for env or generation failures (see `GuidedEpisode.error`)."""
+        own = driver is None
+        driver = driver or EpisodeDriver(self.config)
+        strategy = CritiqueGuidedTurns(self, task, group, sample)
+        episode = Episode(
+            partial(make, task.env_id, **task.env_kwargs),
+            task.seed,
+            task.options,
+            self.max_turns,
+            f"{task.env_id} seed={task.seed} (critique-guided)",
+        )
+        try:
+            await driver.run(episode, strategy)
+        finally:
+            if own:
+                driver.close()
+        return strategy.out
 
     async def _reply(
         self, messages: list[Message], task: Task, tag: str
     ) -> tuple[str, list[int], list[float]]:
-        salt = zlib.crc32(f"{task.seed}/{tag}".encode())
-        seed = None if self.sampling.seed is None else (self.sampling.seed + salt) % (2**31)
+        seed = tagged_seed(self.sampling.seed, task.seed, tag)
         prompt = tuple(self.chat.prompt_ids(messages)) if self.chat is not None else None
         request = GenerationRequest(
             messages=tuple(messages), sampling=replace(self.sampling, seed=seed), prompt_token_ids=prompt
@@ -304,7 +370,14 @@ class CritiqueGuidedRunner:
         return gen.text, list(gen.token_ids), [float(x) for x in (gen.logprobs or [0.0] * len(gen.token_ids))]
 
     def _row(
-        self, task: Task, group: int, sample: int, messages: list[Message], text: str, ids: list[int]
+        self,
+        task: Task,
+        group: int,
+        sample: int,
+        messages: list[Message],
+        text: str,
+        ids: list[int],
+        data: GuidedStep,
     ) -> Trajectory:
         prompt = self.chat.prompt_ids(messages) if self.chat is not None and ids else []
         row = Trajectory(
@@ -319,52 +392,69 @@ class CritiqueGuidedRunner:
             logprobs=[0.0] * (len(prompt) + len(ids)),
             prompt_length=len(prompt),
             env_kwargs=dict(task.env_kwargs),
+            algo=data,
         )
-        row.turns = [
-            Turn(
-                text, "", 0.0, False, False, {}, "stop", (len(prompt), len(row.token_ids)) if ids else (0, 0)
-            )
-        ]
+        span = (len(prompt), len(row.token_ids)) if ids else (0, 0)
+        row.turns = [Turn(text, "", 0.0, False, False, {}, "stop", span)]
         return row
 
-    async def episode(self, task: Task, group: int = 0, sample: int = 0) -> GuidedEpisode:
-        env = await asyncio.to_thread(make, task.env_id, **task.env_kwargs)
-        try:
-            obs, info = await asyncio.to_thread(env.reset, seed=task.seed, options=task.options)
-            system = getattr(env.unwrapped, "system_prompt", "")
-            history: list[Message] = [{"role": "system", "content": system}] if system else []
-            history.append({"role": "user", "content": observation_text(obs)})
-            out = GuidedEpisode([], [], [], [])
-            t = 0
-            while self.max_turns is None or t < self.max_turns:
-                tag = f"{group}/{sample}/{t}"
-                candidate, _, _ = await self._reply(history, task, "a" + tag)
-                expert = info.get("expert_action")
-                correct = bool(
-                    expert is not None
-                    and self.matcher is not None
-                    and getattr(self.matcher(candidate, str(expert)), "exact", False)
-                )
-                request = CritiqueRequest(observation_text(obs), candidate, correct, "", expert)
-                (critique,) = await self.critic.critique([request])
-                out.requests.append(request)
-                guided = [*history, {"role": "assistant", "content": candidate}]
-                guided.append({"role": "user", "content": f"Critique:\n{critique}\n\n{REVISE_INSTRUCTION}"})
-                refined, ids, _ = await self._reply(guided, task, "r" + tag)
-                out.refined_rows.append(self._row(task, group, sample, guided, refined, ids))
-                out.direct_rows.append(self._row(task, group, sample, history, refined, ids))
-                out.candidates.append(candidate)
-                out.critiques.append(critique)
-                obs, reward, terminated, truncated, info = await asyncio.to_thread(env.step, refined)
-                out.reward += float(reward)
-                out.success = bool(info.get("success", False))
-                history += [
-                    {"role": "assistant", "content": refined},
-                    {"role": "user", "content": observation_text(obs)},
-                ]
-                t += 1
-                if terminated or truncated:
-                    break
-            return out
-        finally:
-            env.close()
+
+class CritiqueGuidedTurns(TurnStrategy):
+    """The CGI strategy: the env receives the refined action (candidate -> critique -> refinement)."""
+
+    def __init__(self, runner: CritiqueGuidedRunner, task: Task, group: int, sample: int):
+        self.runner, self.task, self.group, self.sample = runner, task, group, sample
+        self.out = GuidedEpisode([], [], [], [])
+        self.history: list[Message] = []
+        self.observation: Any = ""
+        self.info: dict[str, Any] = {}
+        self.pending: tuple[Trajectory, Trajectory, str, str, CritiqueRequest] | None = None
+
+    async def start(self, env: gym.Env, observation: Any, info: dict[str, Any]) -> None:
+        system = getattr(env.unwrapped, "system_prompt", "")
+        self.history = [{"role": "system", "content": system}] if system else []
+        self.history.append({"role": "user", "content": observation_text(observation)})
+        self.observation, self.info = observation, info
+
+    async def act(self, turn: int) -> str | None:
+        runner, task, history = self.runner, self.task, self.history
+        tag = f"{self.group}/{self.sample}/{turn}"
+        candidate, _, _ = await runner._reply(history, task, "a" + tag)
+        expert = self.info.get("expert_action")
+        correct = bool(
+            expert is not None
+            and runner.matcher is not None
+            and getattr(runner.matcher(candidate, str(expert)), "exact", False)
+        )
+        request = CritiqueRequest(observation_text(self.observation), candidate, correct, "", expert)
+        (critique,) = await runner.critic.critique([request])
+        guided = [*history, {"role": "assistant", "content": candidate}]
+        guided.append({"role": "user", "content": f"Critique:\n{critique}\n\n{REVISE_INSTRUCTION}"})
+        refined, ids, _ = await runner._reply(guided, task, "r" + tag)
+        data = GuidedStep(turn, candidate, critique, with_critique=True)
+        refined_row = runner._row(task, self.group, self.sample, guided, refined, ids, data)
+        direct = replace(data, with_critique=False)
+        direct_row = runner._row(task, self.group, self.sample, history, refined, ids, direct)
+        self.pending = (refined_row, direct_row, candidate, critique, request)
+        return refined
+
+    async def record(self, turn: int, action: str, step: Step) -> bool:
+        assert self.pending is not None
+        refined_row, direct_row, candidate, critique, request = self.pending
+        out = self.out
+        out.requests.append(request)
+        out.refined_rows.append(refined_row)
+        out.direct_rows.append(direct_row)
+        out.candidates.append(candidate)
+        out.critiques.append(critique)
+        out.reward += step.reward
+        out.success = bool(step.info.get("success", False))
+        self.history += [
+            {"role": "assistant", "content": action},
+            {"role": "user", "content": observation_text(step.observation)},
+        ]
+        self.observation, self.info = step.observation, step.info
+        return True
+
+    def fail(self, error: str) -> None:
+        self.out.error, self.out.success = error, False

@@ -132,6 +132,7 @@ class CGITrainer(SupervisedTrainer):
                 sampling=config.sampling,
                 matcher=matcher_for(task.env_id, algo.matcher),
                 max_turns=self.config.rollout.max_turns,
+                config=config,
             )
             episodes += await runner.run([task], config.group_size)
         return episodes
@@ -169,6 +170,8 @@ class CGITrainer(SupervisedTrainer):
         algo: CGIConfig = self.config.algorithm
         stage1 = {} if self.critic_ready else await self.train_critic()
         episodes = await self._guided(tasks, self.critic)
+        # a failed episode counts as one failed episode, as in the plain path (its completed steps train)
+        self._check_env_errors(episodes)  # type: ignore[arg-type]  (reads `.error` only)
         rows: list[Trajectory] = []
         for ep in episodes:
             if algo.keep == "success" and not ep.success:
@@ -181,6 +184,7 @@ class CGITrainer(SupervisedTrainer):
             "cgi/success": sum(e.success for e in episodes) / n,
             "cgi/reward": sum(e.reward for e in episodes) / n,
             "cgi/sft_rows": float(len(rows)),
+            "rollout/env_errors": float(sum(e.error is not None for e in episodes)),
             "cgi/changed_by_critique": sum(
                 sum(c != r.turns[0].action for c, r in zip(e.candidates, e.refined_rows, strict=True))
                 for e in episodes

@@ -38,7 +38,7 @@ from pydantic import Field, model_validator
 from palaestra.agents.base import SamplingParams
 from palaestra.rollout.critique import Critic, PolicyCritic, RuleCritic, refine
 from palaestra.rollout.runner import Task
-from palaestra.rollout.trajectory import Trajectory
+from palaestra.rollout.trajectory import Refinement, Trajectory
 from palaestra.trainers.core.batching import MicroBatch
 from palaestra.trainers.core.losses import LOG_RATIO_LIMIT, LossConfig, bind_aggregation, masked_mean
 from palaestra.trainers.core.trainer import Normalizers
@@ -175,7 +175,8 @@ class CritiqueGRPOTrainer(GRPOTrainer):
             top_p=config.sampling.top_p,
             seed=config.sampling.seed,
         )
-        refined = await refine(self.policy, [t for g in todo for t in groups[g]], self.critic, sampling)
+        initial = [t for g in todo for t in groups[g] if t.error is None]  # a failed episode has no reply
+        refined = await refine(self.policy, initial, self.critic, sampling, config=config)
         by_group: dict[int, list[Trajectory]] = {}
         for r in refined:
             by_group.setdefault(r.group_index, []).append(r)
@@ -196,7 +197,7 @@ class CritiqueGRPOTrainer(GRPOTrainer):
         return out, metrics
 
     def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
-        self._refinement_rows = [bool(t.turns and t.turns[0].info.get("refinement")) for t in trajectories]
+        self._refinement_rows = [isinstance(t.algo, Refinement) for t in trajectories]
         return super().advantages(trajectories)
 
     def loss(

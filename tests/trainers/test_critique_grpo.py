@@ -13,6 +13,7 @@ import torch
 from palaestra.agents.base import Generation, SamplingParams
 from palaestra.rollout.critique import RuleCritic, refine
 from palaestra.rollout.runner import RolloutConfig, Task, rollout
+from palaestra.rollout.trajectory import Refinement
 from palaestra.trainers.core.advantages import group_advantages
 from palaestra.trainers.core.losses import LossConfig
 from palaestra.trainers.critique_grpo import critique_grpo_loss, select_refinements
@@ -41,8 +42,8 @@ def test_scripted_critic_that_reveals_the_answer_gives_successful_refinements_wi
     initial = rollout(policy, tasks, RolloutConfig(group_size=4))
     assert not any(t.success for t in initial)  # all fail: the refinement condition of the paper
     refined = asyncio.run(refine(policy, initial, RuleCritic("ground_truth"), SamplingParams()))
-    assert all(r.success and r.turns[0].info["refinement"] for r in refined)
-    assert "ground truth is" in refined[0].turns[0].info["critique"]
+    assert all(r.success and isinstance(r.algo, Refinement) for r in refined)
+    assert "ground truth is" in refined[0].algo_data(Refinement).critique
     assert refined[0].messages[-2] == initial[0].messages[-2]  # trained as a reply to the original prompt
     group = [t for t in initial if t.group_index == 0]
     chosen = select_refinements([r for r in refined if r.group_index == 0], 1)
@@ -50,7 +51,7 @@ def test_scripted_critic_that_reveals_the_answer_gives_successful_refinements_wi
     adv = group_advantages([t.reward for t in final], [0] * 4, scale_by_std=False).tolist()
     assert adv[0] == pytest.approx(0.75) and all(a == pytest.approx(-0.25) for a in adv[1:])
     (plain,) = asyncio.run(refine(policy, initial[:1], RuleCritic("indicative"), SamplingParams()))
-    assert plain.turns[0].info["critique"] == "The generated solution is incorrect." and not plain.success
+    assert plain.algo_data(Refinement).critique == "The generated solution is incorrect." and not plain.success
 
 
 def test_select_refinements_prefers_correct_then_reward():
