@@ -46,6 +46,7 @@ from palaestra.rollout.storage import save_trajectories
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.batching import MicroBatch
 from palaestra.trainers.core.losses import masked_mean
+from palaestra.trainers.core.ray_source import reject_ray
 from palaestra.trainers.core.trainer import Normalizers
 from palaestra.trainers.critic import (
     CriticTrainer,
@@ -101,6 +102,7 @@ class CGITrainer(SupervisedTrainer):
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
         algo: CGIConfig = config.algorithm
+        reject_ray(config)  # before the rollout source starts any worker
         model = kwargs.get("model")
         critic_init = copy.deepcopy(model) if algo.critic == "trained" and model is not None else None
         super().__init__(config, **kwargs)

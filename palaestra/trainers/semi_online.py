@@ -63,6 +63,7 @@ from palaestra.rollout.semi_online import (
 from palaestra.rollout.storage import load_trajectories
 from palaestra.rollout.trajectory import SemiOnlineStep, Trajectory
 from palaestra.trainers.core.advantages import group_advantages, truncated_discounted_returns
+from palaestra.trainers.core.ray_source import reject_ray
 from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
 
@@ -201,6 +202,7 @@ class SemiOnlineTrainer(GRPOTrainer):
     config_class = SemiOnlineConfig
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
+        reject_ray(config)  # before the rollout source starts any worker
         super().__init__(config, **kwargs)
         algo: SemiOnlineConfig = config.algorithm
         self.demos: list[Trajectory] = []

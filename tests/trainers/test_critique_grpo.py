@@ -51,7 +51,9 @@ def test_scripted_critic_that_reveals_the_answer_gives_successful_refinements_wi
     adv = group_advantages([t.reward for t in final], [0] * 4, scale_by_std=False).tolist()
     assert adv[0] == pytest.approx(0.75) and all(a == pytest.approx(-0.25) for a in adv[1:])
     (plain,) = asyncio.run(refine(policy, initial[:1], RuleCritic("indicative"), SamplingParams()))
-    assert plain.algo_data(Refinement).critique == "The generated solution is incorrect." and not plain.success
+    assert (
+        plain.algo_data(Refinement).critique == "The generated solution is incorrect." and not plain.success
+    )
 
 
 def test_select_refinements_prefers_correct_then_reward():

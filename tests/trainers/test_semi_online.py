@@ -74,7 +74,9 @@ def test_patched_history_holds_exactly_the_expert_actions_at_patched_steps():
     assistant = [m["content"] for m in out.history if m["role"] == "assistant"]
     assert assistant == ["[m0]", "go [m1]", "[m2]", "go [m3]"]  # own replies, expert's at patched steps
     assert [row.turns[0].action for row in out.rows] == ["[m0]", "[wrong]", "[m2]", "[oops]"]  # rows: own
-    assert [row.algo_data(SemiOnlineStep).expert_action for row in out.rows] == [f"go [m{k}]" for k in range(4)]
+    assert [row.algo_data(SemiOnlineStep).expert_action for row in out.rows] == [
+        f"go [m{k}]" for k in range(4)
+    ]
     assert out.success and not out.stopped
     # each row's prompt is the history before that step
     assert out.rows[2].messages[:-1] == out.history[:5]

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from palaestra.agents.hf import HFPolicy
     from palaestra.config import TrainConfig
 
-__all__ = ["RayConfig", "RayRollouts", "build_hf_policy"]
+__all__ = ["RayConfig", "RayRollouts", "build_hf_policy", "reject_ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,19 @@ class RayRollouts:
 
     def close(self) -> None:
         self.remote.close()
+
+
+def reject_ray(config: TrainConfig) -> None:
+    """Raise if `rollout.ray` is set for an algorithm whose episodes run only in the trainer's process.
+
+    Raises:
+        ValueError: `rollout.ray` is set.
+    """
+    if config.rollout.ray is not None:
+        raise ValueError(
+            f"rollout.ray is not supported with algorithm.name={config.algorithm.name}: its episodes "
+            "(expert patches, critiques) run in the trainer's process; remove rollout.ray"
+        )
 
 
 def _init_ray(cfg: RayConfig) -> None:
