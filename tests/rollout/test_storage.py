@@ -73,3 +73,41 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"], "no temp file left behind"
+
+
+def test_algorithm_data_round_trips_and_old_files_load(tmp_path):
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from palaestra.rollout.storage import SCHEMA, _to_row
+    from palaestra.rollout.trajectory import GuidedStep, Refinement, SemiOnlineStep
+
+    data = [
+        SemiOnlineStep(
+            1, "[up]", False, True, True, True, 0.5, "go up", step_return=0.25, episode_return=1.0
+        ),
+        Refinement("The generated solution is incorrect."),
+        GuidedStep(0, "[left]", "Try up.", with_critique=False),
+        None,
+    ]
+    trajectories = [dataclasses.replace(_trajectory(i), algo=d) for i, d in enumerate(data)]
+    path = save_trajectories(trajectories, tmp_path / "t.parquet")
+    assert load_trajectories(path) == trajectories
+    # a file written before the `algo_json` column
+    old = pa.schema([f for f in SCHEMA if f.name != "algo_json"])
+    rows = [{k: v for k, v in _to_row(t).items() if k != "algo_json"} for t in trajectories]
+    pq.write_table(pa.Table.from_pylist(rows, schema=old), tmp_path / "old.parquet")
+    assert [t.algo for t in load_trajectories(tmp_path / "old.parquet")] == [None] * 4
+
+
+def test_missing_algorithm_data_is_an_error_not_a_default():
+    from palaestra.rollout.trajectory import Refinement, SemiOnlineStep
+
+    with pytest.raises(ValueError, match="has no SemiOnlineStep data"):
+        _trajectory(0).algo_data(SemiOnlineStep)
+    with pytest.raises(ValueError, match="has no SemiOnlineStep data"):
+        Trajectory("x", 0, algo=Refinement("c")).algo_data(SemiOnlineStep)
+    with pytest.raises(ValueError, match="no step_return/episode_return"):
+        SemiOnlineStep(0, "[up]", True, True, True, False, 1.0).returns()
