@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from palaestra.agents.base import Generation, GenerationRequest, Message, Policy, SamplingParams
@@ -158,19 +159,19 @@ class _Seat:
             last.info = jsonable(game.infos.get(self.seat, {}))
 
 
-class _GameEnv:
+class _GameEnv(gym.Env):
     """The game as the driver's env: `reset` deals, `step` plays the current seat's move."""
 
     def __init__(self, game: MultiAgentTextEnv):
         self.game = game
-        self.unwrapped = self
-        self.metadata: dict[str, Any] = {}
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
+    def reset(  # type: ignore[override]
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict]:
         self.game.reset(seed=seed)
         return "", {}
 
-    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:  # type: ignore[override]
         self.game.step(action)
         return "", 0.0, self.game.game_over, False, {}
 
@@ -210,7 +211,9 @@ class SeatTurns(TurnStrategy):
         self.mover = seat
         if seat in self.seats:
             return await self.seats[seat].act(game, self.match)
-        return self.scripted[self.match.seats[seat]](game, seat, self.rng)
+        player = self.match.seats[seat]
+        assert isinstance(player, str), f"seat {seat} is a policy seat without state"
+        return self.scripted[player](game, seat, self.rng)
 
     async def record(self, turn: int, action: str, step: Step) -> bool:
         game, moves = self.game, turn + 1

@@ -173,7 +173,7 @@ class CGITrainer(SupervisedTrainer):
         stage1 = {} if self.critic_ready else await self.train_critic()
         episodes = await self._guided(tasks, self.critic)
         # a failed episode counts as one failed episode, as in the plain path (its completed steps train)
-        self._check_env_errors(episodes)  # type: ignore[arg-type]  (reads `.error` only)
+        self._check_env_errors(episodes)  # type: ignore[arg-type]  # it reads `.error` only
         rows: list[Trajectory] = []
         for ep in episodes:
             if algo.keep == "success" and not ep.success:

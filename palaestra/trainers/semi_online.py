@@ -292,7 +292,7 @@ class SemiOnlineTrainer(GRPOTrainer):
         if not kept:  # nothing informative: train on the last round rather than skip the step
             kept = [r for r in rollouts if r.rows]
         # a failed rollout counts as one failed episode, as in the plain path (its completed steps train)
-        self._check_env_errors(all_rollouts)  # type: ignore[arg-type]  (reads `.error` only)
+        self._check_env_errors(all_rollouts)  # type: ignore[arg-type]  # it reads `.error` only
         rows = [(i, row) for i, r in enumerate(kept) for row in r.rows]
         for i, row in rows:
             row.sample_index = i  # unique rollout id across the step (`semi_online_advantages`)
