@@ -17,7 +17,7 @@ import time
 UID = int(sys.argv[1])
 HDR = struct.Struct(">cI")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-# RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard limit one second later (see local.py)
+# RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard limit one second later (see local_argv.launcher_script)
 LAUNCH = (
     "ulimit -c 0 && ulimit -S -t %d && ulimit -H -t %d && ulimit -f %d && ulimit -n %d && ulimit -p %d "
     '&& exec "$@"'

@@ -78,7 +78,7 @@ from palaestra.sandbox.api import (
     SandboxUnavailableError,
 )
 from palaestra.sandbox.cgroups import CgroupUsage
-from palaestra.sandbox.local import _decode_status, _limit_from_status
+from palaestra.sandbox.exit_status import decode_status, limit_from_status
 
 __all__ = ["DEFAULT_IMAGE", "ContainerSandbox", "Engine"]
 
@@ -473,9 +473,9 @@ class ContainerSandbox(Sandbox):
             self._discard(slot)
         if report.setup_error:
             raise SandboxError(f"the sandbox failed to start the program: {report.setup_error}")
-        exit_code, sig = _decode_status(os.waitstatus_to_exitcode(report.status))
+        exit_code, sig = decode_status(os.waitstatus_to_exitcode(report.status))
         usage = CgroupUsage(report.oom_kills > 0, report.pids_max_events > 0, report.cpu_s)
-        limit = stopped_by or _limit_from_status(exit_code, sig, err.text(), report.cpu_s, limits, usage)
+        limit = stopped_by or limit_from_status(exit_code, sig, err.text(), report.cpu_s, limits, usage)
         return ExecutionResult(
             stdout=out.text(),
             stderr=err.text(),

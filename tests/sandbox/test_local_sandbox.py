@@ -53,7 +53,7 @@ def test_leftover_processes_finds_a_process_of_a_slot_uid():
         box.run_python("print(1)")
         time.sleep(0.3)
         assert box.leftover_processes() == []
-        uid = box._all_slots[0].uid
+        uid = box.slot_pool.slots[0].uid
         stray = subprocess.Popen(
             ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "30"]
         )
@@ -93,7 +93,7 @@ def test_interpreter_the_sandbox_uid_cannot_reach_is_refused(tmp_path):
 
 def test_a_sandbox_that_cannot_start_raises_instead_of_returning_a_result():
     with LocalSandbox(max_concurrency=1, warm=False) as box:
-        box._system_binds = [*box._system_binds, "--ro-bind", "/does/not/exist", "/x"]
+        box.command_line.system_binds = [*box.command_line.system_binds, "--ro-bind", "/does/not/exist", "/x"]
         with pytest.raises(SandboxError, match="failed to start"):
             box.run_python("print(1)")
 
@@ -108,7 +108,7 @@ def test_no_zombies_are_left_for_the_hosts_init_to_reap():
             box.run_python("print(1)")
             box.run_python("import time\ntime.sleep(9)", limits=Limits(wall_time_s=0.3))
             box.run_python("print('x' * 10**6)", limits=Limits(max_output_bytes=1000))
-        uid = box._all_slots[0].uid
+        uid = box.slot_pool.slots[0].uid
         zombies = []
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
