@@ -4,8 +4,9 @@ Each concurrency slot owns one long-lived container of the sandbox image
 (`containers/sandbox.Dockerfile`), created with no network, a read-only root, tmpfs /work, /tmp and
 /dev/shm sized by `Limits.disk_mb`, a private IPC namespace, all capabilities dropped but KILL,
 SETUID and SETGID, `no-new-privileges`, the engine's default seccomp profile, pids/memory(+swap)/cpu
-limits and no log driver. Its PID 1 is a small agent (`_AGENT`, stdlib only, run by the image's
-Python) that the host drives over the container's attach stream:
+limits and no log driver (`container_options`). Its PID 1 is a small agent (`_container_agent.py`,
+stdlib only, run by the image's Python) that the host drives over the container's attach stream
+(`container_protocol`):
 
     host  --E(argv, files, stdin, rlimits)-->  agent (root, caps KILL/SETUID/SETGID only)
                                                  fork -> setsid, drop to the slot uid, write files
@@ -33,7 +34,7 @@ host: the program cannot forge the exit report. Programs run as a uid drawn per 
 with `stdin_once` and auto-removal: if the host process dies, the agent sees its stdin close, exits,
 and the engine removes the container.
 
-Per container: `memory_mb` (cgroup memory = memory+swap, plus `_AGENT_MEMORY_MB` for the agent)
+Per container: `memory_mb` (cgroup memory = memory+swap, plus `AGENT_MEMORY_MB` for the agent)
 and `max_processes` (pids cgroup, plus room for the agent), changed in place through the engine's
 update API (~10 ms) when a run's limits differ; `disk_mb` (tmpfs sizes) is fixed at creation, so a
 run with another `disk_mb` recreates the slot's container (~0.4 s).
@@ -53,22 +54,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import marshal
-import math
 import os
 import queue
-import select
 import socket
-import struct
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from palaestra.sandbox.api import (
-    WORK_DIR,
     ExecutionResult,
     LimitKind,
     Limits,
@@ -78,6 +72,21 @@ from palaestra.sandbox.api import (
     SandboxUnavailableError,
 )
 from palaestra.sandbox.cgroups import CgroupUsage
+from palaestra.sandbox.container_options import (
+    AGENT_SOURCE,
+    container_key,
+    container_options,
+    resource_update,
+)
+from palaestra.sandbox.container_protocol import (
+    KILL_REQUEST,
+    AgentFrames,
+    AgentReport,
+    AgentStuck,
+    ContainerDied,
+    read_frames,
+    run_request,
+)
 from palaestra.sandbox.exit_status import decode_status, limit_from_status
 
 __all__ = ["DEFAULT_IMAGE", "ContainerSandbox", "Engine"]
@@ -89,51 +98,9 @@ DEFAULT_IMAGE = "palaestra-sandbox:latest"
 _BUILD_HINT = "docker build -f containers/sandbox.Dockerfile -t {image} containers/  (or bash scripts/sandbox-engine.sh)"
 _UID_BASE = 2_000_000
 """Programs run as `_UID_BASE + random(2**20)`: no passwd entry, far from real and subordinate uids."""
-_AGENT_MEMORY_MB = 24
-"""Added to the container's memory limit for the agent (a Python without site: ~8 MB resident)."""
-_AGENT_PIDS = 2
-"""Added to the pids limit: the agent, and the launcher's instant before it execs."""
 _KILL_GRACE_S = 5.0
 """How long the agent may take to kill and clean after a kill request before the container is discarded."""
 _START_TIMEOUT_S = 30.0
-_PODMAN_ULIMIT = 4096
-"""nofile and nproc of podman containers; the launcher clamps the per-execution limits to them."""
-_HEADER = struct.Struct(">cI")  # our frames: kind, payload length
-_DOCKER_HEADER = struct.Struct(">BxxxI")  # the engine's attach stream: stream id, payload length
-
-# The agent: PID 1 of every sandbox container (its source: _container_agent.py).
-_AGENT = (Path(__file__).parent / "_container_agent.py").read_text(encoding="utf-8")
-_AGENT_BYTES = _AGENT.encode()
-_BOOTSTRAP = "import sys; exec(sys.stdin.buffer.read(%d))"
-"""PID 1's command line: reads the agent's source from the attach stream (one line in `ps`)."""
-
-
-@dataclass
-class _Frames:
-    """Splits the engine's multiplexed attach stream, then the agent's frames on its stdout."""
-
-    raw: bytearray = field(default_factory=bytearray)
-    agent: bytearray = field(default_factory=bytearray)
-
-    def feed(self, data: bytes) -> Iterator[tuple[bytes, bytes]]:
-        self.raw += data
-        while len(self.raw) >= _DOCKER_HEADER.size:
-            stream, size = _DOCKER_HEADER.unpack_from(self.raw)
-            if len(self.raw) < _DOCKER_HEADER.size + size:
-                break
-            payload = bytes(self.raw[_DOCKER_HEADER.size : _DOCKER_HEADER.size + size])
-            del self.raw[: _DOCKER_HEADER.size + size]
-            if stream == 2:  # the agent's own stderr: a traceback if it crashed
-                logger.warning("sandbox agent: %s", payload.decode(errors="replace").rstrip())
-            else:
-                self.agent += payload
-        while len(self.agent) >= _HEADER.size:
-            kind, size = _HEADER.unpack_from(self.agent)
-            if len(self.agent) < _HEADER.size + size:
-                break
-            payload = bytes(self.agent[_HEADER.size : _HEADER.size + size])
-            del self.agent[: _HEADER.size + size]
-            yield kind, payload
 
 
 @dataclass
@@ -142,28 +109,8 @@ class _Slot:
     container: object | None = None  # docker.models.containers.Container
     sock: socket.socket | None = None
     key: tuple[int, int, int] | None = None
-    frames: _Frames = field(default_factory=_Frames)
+    frames: AgentFrames = field(default_factory=AgentFrames)
     created: int = 0
-
-
-@dataclass(frozen=True)
-class _Report:
-    """The agent's exit report (its X frame): wait status, counters, and a setup error if any."""
-
-    status: int
-    duration_s: float
-    cpu_s: float
-    oom_kills: int
-    pids_max_events: int
-    clean: bool
-    setup_error: str
-
-    @classmethod
-    def parse(cls, payload: bytes) -> _Report:
-        head, _, rest = payload.partition(b"\n")
-        status, duration, cpu, oom, pids, clean = head.split()
-        text = rest.decode("utf-8", "replace")
-        return cls(int(status), float(duration), float(cpu), int(oom), int(pids), clean == b"1", text)
 
 
 def _connect(docker, engine: Engine, engine_url: str | None, image: str):
@@ -264,55 +211,22 @@ class ContainerSandbox(Sandbox):
         """Labels on this sandbox's containers (to find them with the engine's API)."""
         return {"palaestra.sandbox": "1", "palaestra.sandbox.run": self._run_id}
 
-    def _container_options(self, limits: Limits, uid: int) -> dict:
-        """`containers.create` arguments of a slot container (see the module docstring)."""
-        from docker.types import LogConfig, Ulimit
-
-        disk = f"{limits.disk_mb}m"
-        memory = f"{limits.memory_mb + _AGENT_MEMORY_MB}m"
-        # podman 4's tmpfs takes neither uid=/gid= nor mode=: the agent makes its /work sticky and
-        # world-writable instead (only the slot uid runs programs in the container)
-        work_owner = "mode=1777" if self.is_podman else f"mode=0700,uid={uid},gid={uid}"
-        ulimits = [Ulimit(name="core", soft=0, hard=0)]
-        if self.is_podman:  # podman's defaults (nofile 1048576) exceed most hosts' hard limits
-            ulimits += [Ulimit(name=n, soft=_PODMAN_ULIMIT, hard=_PODMAN_ULIMIT) for n in ("nofile", "nproc")]
-        return {
-            "entrypoint": [self.python],
-            "command": ["-I", "-S", "-c", _BOOTSTRAP % len(_AGENT_BYTES), str(uid)],
-            "labels": self.labels,
-            "user": "0:0",
-            "working_dir": WORK_DIR,
-            "hostname": "sandbox",
-            "network_mode": "none",
-            "read_only": True,
-            "tmpfs": {
-                WORK_DIR: f"size={disk},{work_owner},exec,nosuid,nodev",
-                "/tmp": f"size={disk},mode=1777,exec,nosuid,nodev",
-            },
-            "shm_size": disk,
-            "ipc_mode": "private",
-            "cap_drop": ["ALL"],
-            "cap_add": ["KILL", "SETUID", "SETGID"],
-            "security_opt": ["no-new-privileges"],
-            "pids_limit": limits.max_processes + _AGENT_PIDS,
-            "mem_limit": memory,
-            "memswap_limit": memory,
-            "nano_cpus": int(self.cpus * 1e9) if self.cpus else None,
-            "ulimits": ulimits,
-            "log_config": LogConfig(type="none"),
-            "stdin_open": True,
-            "detach": False,  # with stdin_open: StdinOnce, stdin closes when our attach ends
-            "tty": False,
-            "auto_remove": True,
-        }
-
     def _create(self, slot: _Slot, limits: Limits) -> None:
         uid = _UID_BASE + int.from_bytes(os.urandom(3), "big") % (1 << 20)
         slot.created += 1
         name = f"palaestra-sandbox-{self._run_id}-{slot.index}-{slot.created}"
         try:
             container = self._client.containers.create(
-                self.image, name=name, **self._container_options(limits, uid)
+                self.image,
+                name=name,
+                **container_options(
+                    limits,
+                    uid,
+                    python=self.python,
+                    labels=self.labels,
+                    cpus=self.cpus,
+                    is_podman=self.is_podman,
+                ),
             )
         except self._errors.ImageNotFound as exc:
             raise SandboxUnavailableError(
@@ -332,8 +246,8 @@ class ContainerSandbox(Sandbox):
                     owned.close()
             sock.settimeout(None)
             container.start()
-            slot.container, slot.sock, slot.frames = container, sock, _Frames()
-            slot.key = _container_key(limits)
+            slot.container, slot.sock, slot.frames = container, sock, AgentFrames()
+            slot.key = container_key(limits)
             self._handshake(slot)
         except Exception as exc:
             self._discard(slot)
@@ -347,7 +261,7 @@ class ContainerSandbox(Sandbox):
 
     def _fit(self, slot: _Slot, limits: Limits) -> None:
         """Give the slot a container with `limits`' per-container limits: as it is, updated, or new."""
-        key = _container_key(limits)
+        key = container_key(limits)
         if slot.container is not None and slot.key == key:
             return
         if (
@@ -364,9 +278,8 @@ class ContainerSandbox(Sandbox):
     def _update(self, slot: _Slot, limits: Limits) -> bool:
         """Change the memory and pids limits of the slot's container in place (~10 ms, vs ~0.4 s anew)."""
         api = self._client.api
-        memory = (limits.memory_mb + _AGENT_MEMORY_MB) * 1024 * 1024
         url = f"{api.base_url}/v{api.api_version}/containers/{slot.container.id}/update"
-        data = {"Memory": memory, "MemorySwap": memory, "PidsLimit": limits.max_processes + _AGENT_PIDS}
+        data = resource_update(limits)
         try:
             response = api.post(url, json=data, timeout=30)
         except Exception as exc:  # the engine's transport errors (requests), not the program's
@@ -381,27 +294,12 @@ class ContainerSandbox(Sandbox):
 
     def _handshake(self, slot: _Slot) -> None:
         assert slot.sock is not None
-        slot.sock.sendall(_AGENT_BYTES)
+        slot.sock.sendall(AGENT_SOURCE)
         deadline = time.monotonic() + _START_TIMEOUT_S
-        for kind, _ in self._frames_until(slot, deadline):
+        for kind, _ in read_frames(slot.sock, slot.frames, deadline):
             if kind == b"R":
                 return
         raise SandboxError(f"the sandbox agent did not answer within {_START_TIMEOUT_S:.0f} s")
-
-    def _frames_until(self, slot: _Slot, deadline: float) -> Iterator[tuple[bytes, bytes]]:
-        """The agent's frames as they come; stops at `deadline` or raises when the stream ends."""
-        assert slot.sock is not None
-        while True:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                return
-            ready, _, _ = select.select([slot.sock], [], [], timeout)
-            if not ready:
-                continue
-            data = slot.sock.recv(1 << 16)
-            if not data:
-                raise _ContainerDied()
-            yield from slot.frames.feed(data)
 
     def _discard(self, slot: _Slot) -> None:
         """Remove the slot's container (the next execution on the slot creates a new one)."""
@@ -432,41 +330,30 @@ class ContainerSandbox(Sandbox):
         self, slot: _Slot, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
     ) -> ExecutionResult:
         assert slot.sock is not None
-        request = {
-            "argv": command,
-            "files": list(files.items()),
-            "stdin": stdin,
-            "rlimits": [
-                max(1, math.ceil(limits.cpu_time_s)),
-                limits.max_file_size_mb * 2048,  # 512-byte blocks
-                limits.max_open_files,
-                limits.max_processes,
-            ],
-        }
-        body = marshal.dumps(request, 4)
+        request = run_request(command, files, stdin, limits)
         out, err = OutputBuffer(limits.max_output_bytes), OutputBuffer(limits.max_output_bytes)
         start = time.monotonic()
         stopped_by: LimitKind | None = None
         try:
-            slot.sock.sendall(_HEADER.pack(b"E", len(body)) + body)
+            slot.sock.sendall(request)
             report = None
             deadline = start + limits.wall_time_s
             while report is None:
-                for kind, payload in self._frames_until(slot, deadline):
+                for kind, payload in read_frames(slot.sock, slot.frames, deadline):
                     if kind == b"X":
-                        report = _Report.parse(payload)
+                        report = AgentReport.parse(payload)
                         break
                     if not (out if kind == b"1" else err).feed(payload) and stopped_by is None:
                         stopped_by = "output"
-                        slot.sock.sendall(_HEADER.pack(b"K", 0))
+                        slot.sock.sendall(KILL_REQUEST)
                         deadline = time.monotonic() + _KILL_GRACE_S
                 else:  # deadline passed
                     if stopped_by is not None:
-                        raise _AgentStuck()
+                        raise AgentStuck()
                     stopped_by = "wall_time"
-                    slot.sock.sendall(_HEADER.pack(b"K", 0))
+                    slot.sock.sendall(KILL_REQUEST)
                     deadline = time.monotonic() + _KILL_GRACE_S
-        except (_ContainerDied, _AgentStuck, OSError) as exc:
+        except (ContainerDied, AgentStuck, OSError) as exc:
             return self._lost_container(slot, exc, out, err, start, stopped_by)
         if not report.clean:
             logger.warning("sandbox slot %d: the container could not be cleaned; replacing it", slot.index)
@@ -498,7 +385,7 @@ class ContainerSandbox(Sandbox):
     ) -> ExecutionResult:
         """The agent died or hung: report the execution as killed, or raise if no limit explains it."""
         oom_killed = False
-        if isinstance(exc, _ContainerDied) and slot.container is not None:
+        if isinstance(exc, ContainerDied) and slot.container is not None:
             with contextlib.suppress(self._errors.APIError):
                 slot.container.reload()
                 oom_killed = bool(slot.container.attrs["State"].get("OOMKilled"))
@@ -533,16 +420,3 @@ class ContainerSandbox(Sandbox):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
-
-
-class _ContainerDied(Exception):
-    """The attach stream ended: the container (its agent) is gone."""
-
-
-class _AgentStuck(Exception):
-    """The agent did not report within the grace period after a kill request."""
-
-
-def _container_key(limits: Limits) -> tuple[int, int, int]:
-    """The limits fixed at container creation (see the module docstring)."""
-    return (limits.memory_mb, limits.max_processes, limits.disk_mb)
