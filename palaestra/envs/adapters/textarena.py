@@ -33,38 +33,30 @@ that need NLTK data TextArena downloads on first use (Wordle, Hangman, WordLadde
 Codenames, ...), games that call LLMs through OpenRouter (Debate, TwentyQuestions, ...; they need
 OPENROUTER_API_KEY), modules that need Python >= 3.12 (Chess, Checkers, ...), and games whose module,
 package or data files are missing (UsedCar, BabyAiText, ScorableGames, UsedCarNegotiation).
+
+Modules: `textarena_registry` (the ids, from TextArena's registry file), `textarena_session` (building
+a game and playing it), `textarena_checks` (why a game cannot run here), `textarena_opponent` (the
+random player's candidate moves); this one holds the envs and their entry point.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import functools
-import importlib
-import importlib.util
-import inspect
-import io
-import random
-import re
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-from palaestra.envs.adapters.textarena_checks import (
-    MissingNLTKDataError,
-    TextArenaUnavailableError,
-    translated_errors,
-    unavailable_reason,
+from palaestra.envs.adapters.textarena_checks import MissingNLTKDataError, TextArenaUnavailableError
+from palaestra.envs.adapters.textarena_opponent import candidate_moves
+from palaestra.envs.adapters.textarena_registry import (
+    NAMESPACE,
+    default_max_turns,
+    register_envs,
+    scan_registry,
 )
-from palaestra.envs.adapters.textarena_opponent import candidate_moves, example_lines
+from palaestra.envs.adapters.textarena_session import TextArenaSession, build, players_of
 from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.games.multiplayer import MoveOutcome, MultiAgentTextEnv
 from palaestra.envs.games.versus import Opponent, VersusEnv
-from palaestra.envs.registration import register_env
 
 __all__ = [
     "NAMESPACE",
@@ -78,321 +70,6 @@ __all__ = [
     "register_envs",
     "scan_registry",
 ]
-
-NAMESPACE = "textarena"
-DEFAULT_MAX_TURNS = 200
-"""Turn cap of a game whose TextArena registration sets no `max_turns` (games end on their own)."""
-_INSTALL_HINT = "pip install 'palaestra[textarena]'"
-_GAME_ID = -1  # TextArena's sender id of the game itself (textarena.GAME_ID)
-_CALL_RE = re.compile(r'^(?:register|register_with_versions)\(\s*id\s*=\s*"([^"]+)"(.*)$', re.M)
-_COMMENTED_CALL_RE = re.compile(r"^#[#\s]*register")
-_PLAYERS_RE = re.compile(r"[\[(]\s*(\d+)(?:\s*-\s*\d+)?\s+players?\b|\bsingle-player\b|\btwo-player\b", re.I)
-_WORD_PLAYERS = {"single-player": 1, "two-player": 2}
-_VARIANT_RE = re.compile(r"-(raw|train)(-|$)")
-_MAX_TURNS_RE = re.compile(r"\bmax_turns\s*=\s*(\d[\d_]*)")
-_ENTRY_RE = re.compile(r'\bentry_point\s*=\s*"([\w.]+):')
-_MIN_PLAYERS_RE = re.compile(r"\bassert\s*(\d+)\s*<=?\s*num_players\b|\bnum_players\s*(?:>=|==)\s*(\d+)")
-_INVALID_RE = re.compile(r"attempted an invalid move\. Reason: (.*?)\s*(?:Please resubmit|$)", re.S)
-_LEGAL_RE = re.compile(r"(?:available|valid|legal|possible)\s+(?:moves|actions)\s*:?(.*)", re.I)
-_UNSAFE_RE = re.compile(r"[^\w:.-]")  # characters gymnasium ids cannot hold
-_BRACKETED_RE = re.compile(r"\[[^\[\]\n]{1,40}\]")
-
-
-# -- registration (reads TextArena's registry file; never imports textarena) ---------------------------
-@dataclass(frozen=True)
-class _Listing:
-    """A game as TextArena's registry file lists it."""
-
-    game_id: str
-    players: int | None  # from the "# Game [N Players]" comment above it, when there is one
-    max_turns: int | None  # TextArena's own `max_turns` kwarg, when registered
-    module: str = ""  # the entry point's module, e.g. "textarena.envs.Wordle.env"
-
-
-def _least_players(root: Path, module: str, players: int) -> int:
-    """`players`, raised to what the module's own checks demand (TextArena's comment says SecretMafia
-    takes 5-15 players; its reset asserts 6 <= num_players)."""
-    try:
-        source = root.parent.joinpath(*module.split(".")).with_suffix(".py").read_text(encoding="utf-8")
-    except OSError:
-        return players
-    found = [int(a or b) for a, b in _MIN_PLAYERS_RE.findall(source)]
-    return max([players, *found])
-
-
-def scan_registry(path: str | Path | None = None) -> list[_Listing]:
-    """The games of TextArena's registry file (`textarena/envs/__init__.py`), without importing it.
-
-    Importing textarena takes seconds; reading its registry file takes a millisecond. Only
-    `register(...)`/`register_with_versions(...)` calls at the start of a line count (commented-out
-    ones do not); "-raw"/"-train" variants are skipped.
-
-    Args:
-        path: the registry file; default: the installed textarena's. Missing package -> [].
-    """
-    if path is None:
-        spec = importlib.util.find_spec("textarena")
-        if spec is None or spec.origin is None:
-            return []
-        path = Path(spec.origin).parent / "envs" / "__init__.py"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError:
-        return []
-    listings, seen, players, in_comment = [], set(), None, False
-    for line in text.splitlines():
-        if line.startswith("#") and not _COMMENTED_CALL_RE.match(line):
-            if not in_comment:  # a new comment block: a new game's header, or a sub-heading
-                players = None
-            in_comment = True
-            if found := _PLAYERS_RE.search(line):
-                players = _WORD_PLAYERS.get(found.group(0).lower()) or int(found.group(1) or 0) or None
-            continue
-        in_comment = False
-        call = _CALL_RE.match(line)
-        if call is None or call.group(1) in seen or _VARIANT_RE.search(call.group(1)):
-            continue
-        seen.add(call.group(1))
-        turns = _MAX_TURNS_RE.search(call.group(2))
-        module = entry.group(1) if (entry := _ENTRY_RE.search(call.group(2))) else ""
-        n = _least_players(Path(path).parents[1], module, players) if players and players > 2 else players
-        listings.append(
-            _Listing(call.group(1), n, int(turns.group(1).replace("_", "")) if turns else None, module)
-        )
-    return listings
-
-
-def env_id_of(game_id: str) -> str:
-    """The palaestra id of a TextArena game id ("Wordle-v0" -> "textarena/Wordle-v0")."""
-    return f"{NAMESPACE}/{_UNSAFE_RE.sub('_', game_id)}"
-
-
-def _default_max_turns(ta_max_turns: int | None) -> int:
-    # Each TextArena turn may be preceded by one rejected move, which also counts as a palaestra turn.
-    return DEFAULT_MAX_TURNS if ta_max_turns is None else 2 * ta_max_turns + 2
-
-
-def register_envs() -> int:
-    """Register `textarena/<id>` for every game of the installed TextArena; returns how many.
-
-    Cheap and silent without textarena (registers nothing); ids already registered are skipped.
-    """
-    count = 0
-    for listing in scan_registry():
-        env_id = env_id_of(listing.game_id)
-        if env_id in gym.registry:
-            continue
-        n = listing.players
-        who = (
-            "1 player"
-            if n == 1
-            else "players: see the game"
-            if n is None
-            else f"{n} players, vs a random opponent"
-        )
-        register_env(
-            env_id,
-            "palaestra.envs.adapters.textarena:make_textarena_env",
-            description=f"TextArena's {listing.game_id} ({who})",
-            family="TextArena",
-            max_turns=_default_max_turns(listing.max_turns),
-            reward_range=(0.0, 1.0) if n is not None and n > 1 else (-1.0, 1.0),
-            # games that need 3+ players say so in TextArena's comments only; 2 is the default
-            kwargs={"game_id": listing.game_id, **({"num_players": n} if n is not None and n > 2 else {})},
-            availability=functools.partial(unavailable_reason, listing.game_id, listing.module),
-        )
-        count += 1
-    return count
-
-
-# -- building TextArena envs ------------------------------------------------------------------------
-def _spec_of(game_id: str) -> Any:
-    try:
-        from textarena.envs.registration import ENV_REGISTRY
-    except ImportError as exc:
-        raise ImportError(f"textarena/{game_id} needs the textarena package: {_INSTALL_HINT}") from exc
-    if game_id not in ENV_REGISTRY:
-        raise ValueError(f"{game_id!r} is not in TextArena's registry; see `palaestra envs list`")
-    return ENV_REGISTRY[game_id]
-
-
-def _entry_point(game_id: str) -> tuple[Any, dict[str, Any]]:
-    """(the game's class or factory, TextArena's registered kwargs); imports the game's module."""
-    spec = _spec_of(game_id)
-    entry = spec.entry_point
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        if (reason := unavailable_reason(game_id, module)) is not None:
-            raise TextArenaUnavailableError(f"{env_id_of(game_id)} cannot run here: {reason}")
-        with translated_errors(game_id):
-            entry = getattr(importlib.import_module(module), name)
-    return entry, dict(spec.kwargs)
-
-
-def _players_of(game_id: str) -> int | None:
-    """1 or 2 when the game's module uses TextArena's single- or two-player state, else None."""
-    entry, _ = _entry_point(game_id)
-    try:
-        source = inspect.getsource(sys.modules[entry.__module__])
-    except (OSError, TypeError, KeyError, AttributeError):
-        return None
-    if "SinglePlayerState" in source:
-        return 1
-    return 2 if "TwoPlayerState" in source else None
-
-
-def _build(game_id: str, game_kwargs: dict[str, Any] | None) -> tuple[Any, int | None]:
-    """(the unwrapped TextArena env, TextArena's `max_turns` kwarg of the game if it has one)."""
-    entry, registered = _entry_point(game_id)
-    kwargs = {**registered, **(game_kwargs or {})}
-    with translated_errors(game_id):
-        try:
-            env = entry(**kwargs)
-        except TypeError as exc:
-            raise TypeError(f"TextArena's {game_id} rejected game_kwargs={game_kwargs}: {exc}") from exc
-    max_turns = kwargs.get("max_turns")
-    return env, max_turns if isinstance(max_turns, int) else None
-
-
-class _Session:
-    """One TextArena env: reset, moves, and each player's messages since that player's last move."""
-
-    def __init__(self, game_id: str, env: Any, num_players: int):
-        self.game_id, self.env, self.num_players = game_id, env, num_players
-        self._pristine = env  # some games keep state across resets (KuhnPoker's deck): copy a fresh one
-        self.unread: dict[int, list[tuple[int, str, Any]]] = {}
-        self.examples: dict[int, dict[str, None]] = {}  # bracketed tokens and move lines each player saw
-
-    @property
-    def state(self) -> Any:
-        return self.env.state
-
-    @property
-    def current(self) -> int:
-        return int(self.state.current_player_id)
-
-    def start(self, seed: int) -> None:
-        try:
-            self.env = copy.deepcopy(self._pristine)
-        except Exception:  # an env that cannot be copied is reused as it is
-            self.env = self._pristine
-        random.seed(seed)  # games that draw before creating TextArena's state (which seeds it too)
-        with translated_errors(self.game_id):
-            self.env.reset(num_players=self.num_players, seed=seed)
-        _accept_old_add_observation(self.env.state)
-        self.unread = {pid: [] for pid in range(self.num_players)}
-        self.examples = {pid: {} for pid in range(self.num_players)}
-        self._collect(mover=None)
-
-    def play(self, action: str) -> tuple[bool, str | None]:
-        """Play the current player's move; (game over, TextArena's reason if it rejected the move)."""
-        mover = self.current
-        self.unread[mover] = []
-        try:
-            done, _ = self.env.step(action)
-        except Exception as exc:
-            raise RuntimeError(
-                f"TextArena's {self.game_id} crashed on the move {action[:80]!r}: {exc}"
-            ) from exc
-        new = self._collect(mover)
-        reasons = [m.group(1) for _, text, _ in new for m in [_INVALID_RE.search(text)] if m]
-        reason = reasons[-1].strip() if reasons else None
-        info = (getattr(self.state, "game_info", None) or {}).get(mover, {})
-        if done and reason is None and info.get("invalid_move"):
-            reason = str(info.get("reason") or "invalid move")
-        return bool(done), reason
-
-    def accepts(self, action: str) -> bool:
-        """Whether TextArena accepts `action` as the current player's move, tried on a copy of the game
-        (Python's global `random`, which TextArena draws from, is left as it was)."""
-        mover, saved = self.current, random.getstate()
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # a few games print what they parse
-                trial = copy.deepcopy(self.env)
-                trial.step(action)
-        except Exception:
-            return False
-        finally:
-            random.setstate(saved)
-        if any(_INVALID_RE.search(str(text)) for _, text, _ in trial.state.observations.get(mover, [])):
-            return False
-        return not (getattr(trial.state, "game_info", None) or {}).get(mover, {}).get("invalid_move")
-
-    def _collect(self, mover: int | None) -> list[tuple[int, str, Any]]:
-        """Move TextArena's pending messages into `unread`; the mover's new messages are returned."""
-        new: list[tuple[int, str, Any]] = []
-        for pid, messages in self.state.observations.items():
-            for sender, raw, kind in messages:
-                text = str(raw)  # a few games send numbers
-                action = getattr(kind, "name", kind) == "PLAYER_ACTION"  # a few games pass plain strings
-                echo = action and pid == mover and sender in (mover, _GAME_ID)
-                if not echo:
-                    self.unread.setdefault(pid, []).append((sender, text, kind))
-                    if not action:
-                        shown = _BRACKETED_RE.findall(text) + example_lines(text)
-                        self.examples.setdefault(pid, {}).update(dict.fromkeys(shown))
-                    if pid == mover:
-                        new.append((sender, text, kind))
-            self.state.observations[pid] = []
-        return new
-
-    def view(self, pid: int) -> str:
-        roles = getattr(self.state, "role_mapping", {}) or {}
-        lines = [
-            f"[{'GAME' if sender == _GAME_ID else roles.get(sender, f'Player {sender}')}] {text}"
-            for sender, text, _ in self.unread.get(pid, [])
-        ]
-        return "\n".join(lines)
-
-    def legal_actions(self, pid: int) -> list[str] | None:
-        """The moves listed in the player's latest "Available/Valid moves: ..." line, if any."""
-        for _, text, _ in reversed(self.unread.get(pid, [])):
-            for line in reversed(text.splitlines()):
-                if (found := _LEGAL_RE.search(line)) and (moves := _BRACKETED_RE.findall(found.group(1))):
-                    return list(dict.fromkeys(moves))
-        return None
-
-    def rewards(self) -> dict[int, float]:
-        """TextArena's final rewards; a non-number (a few games swap set_invalid_move's arguments)
-        counts as 0."""
-        out = {}
-        for pid, value in (self.state.rewards or {}).items():
-            try:
-                out[int(pid)] = float(value)
-            except (TypeError, ValueError):
-                out[int(pid)] = 0.0
-        return out
-
-    def reason(self, pid: int) -> str:
-        info = (getattr(self.state, "game_info", None) or {}).get(pid, {})
-        return str(info.get("reason") or "")
-
-
-@functools.cache
-def _lenient_state_class(cls: type) -> type:
-    """`cls` whose `add_observation` defaults `observation_type`, which older TextArena releases did not
-    have and a few of TextArena 0.7.4's games (CharacterConclave) still leave out."""
-    from textarena.core import ObservationType
-
-    def add_observation(
-        self: Any, message: str, observation_type: Any = None, from_id: int = _GAME_ID, to_id: int = -1
-    ) -> None:
-        if observation_type is None:
-            player = from_id != _GAME_ID
-            observation_type = ObservationType.PLAYER_ACTION if player else ObservationType.GAME_MESSAGE
-        cls.add_observation(self, message, observation_type, from_id=from_id, to_id=to_id)
-
-    return type(cls.__name__, (cls,), {"add_observation": add_observation, "__module__": cls.__module__})
-
-
-def _accept_old_add_observation(state: Any) -> None:
-    """Make `state.add_observation` accept TextArena's older signature (see `_lenient_state_class`)."""
-    try:
-        parameter = inspect.signature(type(state).add_observation).parameters.get("observation_type")
-    except (AttributeError, TypeError, ValueError):
-        return
-    if parameter is not None and parameter.default is inspect.Parameter.empty:
-        state.__class__ = _lenient_state_class(type(state))
 
 
 def _system_prompt(game_id: str, role: str) -> str:
@@ -427,15 +104,15 @@ class TextArenaEnv(TextEnv):
         game_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
     ):
-        players = _players_of(game_id)
+        players = players_of(game_id)
         if players not in (None, 1):
             raise ValueError(
                 f"{game_id} is a {players}-player game; use TextArenaGame or make('textarena/...')"
             )
-        env, ta_turns = _build(game_id, game_kwargs)
-        super().__init__(max_turns=max_turns or _default_max_turns(ta_turns), render_mode=render_mode)
+        env, ta_turns = build(game_id, game_kwargs)
+        super().__init__(max_turns=max_turns or default_max_turns(ta_turns), render_mode=render_mode)
         self.game_id = game_id
-        self.session = _Session(game_id, env, 1)
+        self.session = TextArenaSession(game_id, env, 1)
         self.system_prompt = _system_prompt(game_id, "the player")
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -491,16 +168,16 @@ class TextArenaGame(MultiAgentTextEnv):
         max_turns: int | None = None,
         game_kwargs: dict[str, Any] | None = None,
     ):
-        players = _players_of(game_id)
+        players = players_of(game_id)
         if players == 1 or num_players == 1:
             raise ValueError(f"{game_id} is a single-player game; use TextArenaEnv or make('textarena/...')")
         if num_players is not None and players is not None and num_players != players:
             raise ValueError(f"num_players={num_players}, but {game_id} is a {players}-player game")
         n = num_players or players or 2
-        env, ta_turns = _build(game_id, game_kwargs)
-        super().__init__(num_players=n, max_turns=max_turns or _default_max_turns(ta_turns))
+        env, ta_turns = build(game_id, game_kwargs)
+        super().__init__(num_players=n, max_turns=max_turns or default_max_turns(ta_turns))
         self.game_id = game_id
-        self.session = _Session(game_id, env, n)
+        self.session = TextArenaSession(game_id, env, n)
         self.metadata = {"name": f"TextArena {game_id}"}
         self._rejected: dict[str, set[str]] = {}  # each seat's moves rejected since its last accepted one
 
@@ -604,7 +281,7 @@ def make_textarena_env(
         game_kwargs: override TextArena's registered kwargs of the game.
         render_mode: None or "ansi".
     """
-    if _players_of(game_id) == 1:
+    if players_of(game_id) == 1:
         given = {"num_players": num_players, "opponent": opponent, "seat": seat}
         if any(v is not None for v in given.values()):
             names = ", ".join(k for k, v in given.items() if v is not None)

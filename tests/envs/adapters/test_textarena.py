@@ -23,6 +23,8 @@ from palaestra.cli import app
 from palaestra.envs.adapters import textarena as ta_adapter
 from palaestra.envs.adapters import textarena_checks as ta_checks
 from palaestra.envs.adapters import textarena_opponent as ta_opponent
+from palaestra.envs.adapters import textarena_registry as ta_registry
+from palaestra.envs.adapters import textarena_session as ta_session
 from palaestra.envs.adapters.textarena import MissingNLTKDataError, TextArenaGame, TextArenaUnavailableError
 from palaestra.envs.adapters.textarena_checks import translated_errors
 from palaestra.rollout.matches import Match, game_of, play_matches
@@ -141,8 +143,8 @@ def test_missing_nltk_data_found_only_when_built_names_the_resource_and_the_comm
     def offline_game(**_):  # NLTK's own LookupError, as raised offline
         nltk.data.find("corpora/words", paths=[str(tmp_path)])
 
-    monkeypatch.setattr(ta_adapter, "_entry_point", lambda game_id: (offline_game, {}))
-    monkeypatch.setattr(ta_adapter, "_players_of", lambda game_id: 1)
+    monkeypatch.setattr(ta_session, "entry_point", lambda game_id: (offline_game, {}))
+    monkeypatch.setattr(ta_adapter, "players_of", lambda game_id: 1)
     with pytest.raises(MissingNLTKDataError, match=r"python -m nltk\.downloader words") as err:
         palaestra.make("textarena/GuessTheNumber-v0")
     assert err.value.resource == "words" and "GuessTheNumber-v0" in str(err.value)
@@ -193,7 +195,7 @@ def test_unknown_id_names_close_matches():
 
 
 def test_ids_are_sanitised_and_variants_skipped():
-    assert ta_adapter.env_id_of("Taboo-v0-city/country") == "textarena/Taboo-v0-city_country"
+    assert ta_registry.env_id_of("Taboo-v0-city/country") == "textarena/Taboo-v0-city_country"
     games = {listing.game_id: listing for listing in ta_adapter.scan_registry()}
     assert games["TicTacToe-v0"].players == 2 and games["GuessTheNumber-v0"].players == 1
     assert not any(g.endswith(("-raw", "-train")) for g in games)
