@@ -1,0 +1,50 @@
+"""The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `export`, `placement`, `demos`,
+`report`, `view`.
+
+Run `palaestra --help` or `palaestra COMMAND --help` for the options. This module builds the typer app;
+each subcommand lives in a module of its own: `envs` (envs list, envs show), `evaluate` (eval),
+`results` (compare, report, view), `train` (train, export, placement) and `demos`; `shared` holds the
+consoles and the error exit.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from palaestra.cli.demos import demos_command
+from palaestra.cli.envs import envs_list, envs_show
+from palaestra.cli.evaluate import eval_command
+from palaestra.cli.results import compare_command, report_command, view_command
+from palaestra.cli.shared import console
+from palaestra.cli.train import export_command, placement_command, train_command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Train and evaluate LLM agents with multi-turn RL.", no_args_is_help=True)
+envs_app = typer.Typer(help="Browse the registered environments.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+envs_app.command("list")(envs_list)
+envs_app.command("show")(envs_show)
+app.command("eval")(eval_command)
+app.command("compare")(compare_command)
+app.command("report")(report_command)
+app.command("view")(view_command)
+app.command("train")(train_command)
+app.command("demos")(demos_command)
+app.command("export")(export_command)
+app.command("placement")(placement_command)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the palaestra version."""
+    from palaestra import __version__
+
+    console.print(json.dumps({"palaestra": __version__}))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
