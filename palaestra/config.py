@@ -7,7 +7,8 @@ A training run is described by one YAML file (see `configs/quickstart.yaml`):
     agent:      rollout backend settings
     envs:       training envs with weights; held-out evaluation envs
     rollout:    tasks per step, group size, turns, sampling
-    algorithm:  the RL algorithm and its options (selected by `algorithm.name`)
+    imports:    modules imported before validation (third-party algorithms register on import)
+    algorithm:  the RL algorithm and its options (selected by `algorithm.name`, see trainers/registry.py)
     optimizer:  AdamW, schedule, clipping, micro-batching
     eval, logging, checkpoint
     distributed: DDP or FSDP2 when launched with several processes (torchrun / accelerate launch)
@@ -20,20 +21,30 @@ A training run is described by one YAML file (see `configs/quickstart.yaml`):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from palaestra.placement import PlacementConfig
-from palaestra.trainers.arpo import ARPOConfig
-from palaestra.trainers.cgi import CGIConfig
+from palaestra.trainers.core.config import AlgorithmConfig
 from palaestra.trainers.core.distributed import DistributedConfig
 from palaestra.trainers.core.ray_source import RayConfig
-from palaestra.trainers.critique_grpo import CritiqueGRPOConfig
-from palaestra.trainers.gigpo import GiGPOConfig
-from palaestra.trainers.grpo import GRPOConfig
-from palaestra.trainers.semi_online import SemiOnlineConfig
+from palaestra.trainers.registry import (
+    UnknownAlgorithmError,
+    import_modules,
+    resolve_algorithm,
+    split_reference,
+)
 
 __all__ = [
     "AgentConfig",
@@ -248,21 +259,30 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
 
 
-AlgorithmConfig = Annotated[
-    GRPOConfig | ARPOConfig | GiGPOConfig | SemiOnlineConfig | CritiqueGRPOConfig | CGIConfig,
-    Field(discriminator="name"),
-]
+DEFAULT_ALGORITHM = "grpo"
+
+
+def _default_algorithm() -> AlgorithmConfig:
+    return resolve_algorithm(DEFAULT_ALGORITHM).config(name=DEFAULT_ALGORITHM)
 
 
 class TrainConfig(Section):
     """A whole training run."""
 
+    imports: list[str] = Field(
+        default_factory=list,
+        description="Modules imported before the rest is validated, e.g. a module that registers an "
+        "algorithm (`palaestra.trainers.registry`).",
+    )
     run: RunConfig = Field(default_factory=RunConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     envs: EnvsConfig
     rollout: RolloutSection = Field(default_factory=RolloutSection)
-    algorithm: AlgorithmConfig = Field(default_factory=GRPOConfig)
+    algorithm: SerializeAsAny[AlgorithmConfig] = Field(
+        default_factory=_default_algorithm,
+        description="The algorithm (`name`, default grpo) and its options; the name selects the config class.",
+    )
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -274,11 +294,33 @@ class TrainConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_algorithm(cls, data: Any) -> Any:
-        algo = data.get("algorithm") if isinstance(data, dict) else None
-        if isinstance(algo, dict) and "name" not in algo:
-            data["algorithm"] = {"name": "grpo", **algo}
+    def _import_first(cls, data: Any) -> Any:
+        """Import `imports`; `algorithm.name: module:name` adds its module to them (so a resume finds it)."""
+        if not isinstance(data, dict):
+            return data
+        algo = data.get("algorithm")
+        if isinstance(algo, dict) and isinstance(algo.get("name"), str):
+            module, short = split_reference(algo["name"])
+            if module is not None:
+                imports = list(data.get("imports") or [])
+                data = {**data, "imports": [*imports, module] if module not in imports else imports}
+                data["algorithm"] = {**algo, "name": short}
+        imports = data.get("imports")
+        if isinstance(imports, list) and all(isinstance(m, str) for m in imports):
+            import_modules(imports)
         return data
+
+    @field_validator("algorithm", mode="wrap")
+    @classmethod
+    def _by_name(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> AlgorithmConfig:
+        """Validate `algorithm:` with the config class registered under its `name`."""
+        if not isinstance(value, dict):
+            return handler(value)
+        name = value.get("name", DEFAULT_ALGORITHM)
+        if not isinstance(name, str):
+            raise ValueError(f"algorithm.name must be a string, got {name!r}")
+        spec = resolve_algorithm(name)
+        return spec.config.model_validate({**value, "name": spec.name})
 
     @model_validator(mode="after")
     def _fits_together(self) -> TrainConfig:
@@ -290,35 +332,29 @@ class TrainConfig(Section):
         return self
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
+def _format_error(exc: ValidationError, source: str, raw: dict[str, Any]) -> str:
     lines = [f"invalid config {source}:"]
     for err in exc.errors():
-        loc = _without_union_tags(err["loc"])
+        loc = err["loc"]
         path = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key{_algorithm_keys_hint(err['loc']) or _allowed_keys_hint(loc)}"
+            msg = f"unknown key{_algorithm_keys_hint(loc, raw) or _allowed_keys_hint(loc)}"
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"  {path}: {msg}")
     return "\n".join(lines)
 
 
-def _without_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Drop the discriminator tag pydantic puts in error paths (`algorithm.grpo.clip_low`)."""
-    if len(loc) > 1 and loc[0] == "algorithm":
-        return (loc[0], *loc[2:])
-    return loc
-
-
-def _algorithm_keys_hint(loc: tuple[Any, ...]) -> str:
-    """The keys of the algorithm named by the union tag in `loc` (`algorithm.<name>.<key>`), or ""."""
-    if len(loc) != 3 or loc[0] != "algorithm":
+def _algorithm_keys_hint(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """The keys of the algorithm the raw config names, for an unknown key `algorithm.<key>`; or ""."""
+    if len(loc) != 2 or loc[0] != "algorithm" or not isinstance(raw.get("algorithm"), dict):
         return ""
-    for member in AlgorithmConfig.__origin__.__args__:  # type: ignore[attr-defined]
-        if member.model_fields["name"].default == loc[1]:
-            return f"; allowed for {loc[1]}: {', '.join(member.model_fields)}"
-    return ""
+    try:
+        spec = resolve_algorithm(str(raw["algorithm"].get("name", DEFAULT_ALGORITHM)))
+    except ValueError:
+        return ""
+    return f"; allowed for {spec.name}: {', '.join(spec.config.model_fields)}"
 
 
 def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
@@ -399,7 +435,25 @@ def load_config(
         raw = loaded
     raw.update(data)
     apply_overrides(raw, overrides or [])
+    _find_algorithm(raw, source)
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, source)) from None
+        raise ConfigError(_format_error(exc, source, raw)) from None
+
+
+def _find_algorithm(raw: dict[str, Any], source: str) -> None:
+    """Import `imports` and find `algorithm.name` first: a missing module or unknown name is one line."""
+    algo = raw.get("algorithm")
+    name = algo.get("name") if isinstance(algo, dict) else None
+    imports = raw.get("imports")
+    try:
+        if isinstance(imports, list) and all(isinstance(m, str) for m in imports):
+            import_modules(imports)
+        if isinstance(name, str):
+            resolve_algorithm(name)
+    except UnknownAlgorithmError as exc:
+        raise ConfigError(f"config {source}: algorithm.name: {exc}") from None
+    except ValueError as exc:
+        key = "algorithm.name" if isinstance(name, str) and ":" in name else "imports"
+        raise ConfigError(f"config {source}: {key}: {exc}") from None

@@ -44,6 +44,7 @@ from pydantic import Field
 from palaestra.rollout.runner import Task
 from palaestra.rollout.trajectory import Trajectory, Turn
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
+from palaestra.trainers.registry import register_algorithm
 
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
@@ -195,8 +196,6 @@ def apply_replay(
 class ARPOTrainer(GRPOTrainer):
     """GRPO with success replay into all-fail groups (see the module docstring)."""
 
-    config_class = ARPOConfig
-
     def __init__(self, config: TrainConfig, **kwargs: Any):
         super().__init__(config, **kwargs)
         algo: ARPOConfig = config.algorithm
@@ -227,7 +226,7 @@ class ARPOTrainer(GRPOTrainer):
         algo: ARPOConfig = self.config.algorithm
         pool: list[Task] = self.sampler.pool  # type: ignore[attr-defined]
         config = dataclasses.replace(self.rollout_config(2**31 - 1), group_size=algo.filter_trials)
-        results = await self._rollout(pool, config)
+        results, _ = await self.roll_out(pool, config)
         solved = {t.group_index for t in results if t.success}
         self.sampler.keep([task for i, task in enumerate(pool) if i in solved])  # type: ignore[attr-defined]
         self._filtered = True
@@ -254,3 +253,6 @@ class ARPOTrainer(GRPOTrainer):
         super()._load_state(state)
         self.buffer.load_state_dict(state["replay_buffer"])
         self._filtered = bool(state["filtered"])
+
+
+register_algorithm("arpo", config=ARPOConfig, trainer=ARPOTrainer)

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from palaestra.agents.base import SamplingParams
 from palaestra.rollout.critique import Critic, CritiqueGuidedRunner, GuidedEpisode, PolicyCritic, RuleCritic
@@ -44,10 +44,10 @@ from palaestra.rollout.runner import Task
 from palaestra.rollout.semi_online import matcher_for
 from palaestra.rollout.storage import save_trajectories
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.core.batching import MicroBatch
+from palaestra.trainers.core.batching import MicroBatch, Normalizers
+from palaestra.trainers.core.config import AlgorithmConfig
 from palaestra.trainers.core.losses import masked_mean
 from palaestra.trainers.core.ray_source import reject_ray
-from palaestra.trainers.core.trainer import Normalizers
 from palaestra.trainers.critic import (
     CriticTrainer,
     CriticTrainingConfig,
@@ -56,6 +56,7 @@ from palaestra.trainers.critic import (
     sft_loss,
     teacher_critic,
 )
+from palaestra.trainers.registry import register_algorithm
 
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
@@ -63,10 +64,10 @@ if TYPE_CHECKING:
 __all__ = ["CGIConfig", "CGITrainer", "sft_loss"]
 
 
-class CGIConfig(BaseModel):
+class CGIConfig(AlgorithmConfig):
     """CGI options (see the module docstring for the choices)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    needs_groups: ClassVar[bool] = False  # SFT of single episodes: nothing is compared within a task
 
     name: Literal["cgi"] = "cgi"
     critic: Literal["indicative", "ground_truth", "self", "trained"] = Field(
@@ -86,19 +87,10 @@ class CGIConfig(BaseModel):
     )
     epochs: int = Field(1, ge=1, description="Passes over each step's SFT data.")
     mini_batches: int = Field(1, ge=1, description="Optimizer steps per pass.")
-    # read by the trainer core; fixed for SFT
-    kl_coef: float = Field(0.0, ge=0, le=0, description="Always 0: no reference model (SFT).")
-    recompute_old_logprobs: bool = Field(False, description="Unused by SFT (no ratio).")
-
-    @property
-    def needs_groups(self) -> bool:
-        return False
 
 
 class CGITrainer(SupervisedTrainer):
     """Critique-guided rollouts and SFT of the actor on successful refinements (module docstring)."""
-
-    config_class = CGIConfig
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
         algo: CGIConfig = config.algorithm
@@ -238,3 +230,6 @@ class CGITrainer(SupervisedTrainer):
             self.critic_trainer.resume(folder)
             self.critic_trainer.module.eval()
         return True
+
+
+register_algorithm("cgi", config=CGIConfig, trainer=CGITrainer)

@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from palaestra.rollout.chat import TokenChat
 from palaestra.rollout.critique import Critic, CritiqueRequest, PolicyCritic, RuleCritic, critic_messages
 from palaestra.rollout.trajectory import Trajectory, Turn
-from palaestra.trainers.core.batching import MicroBatch, collate
+from palaestra.trainers.core.batching import Advantages, MicroBatch, Normalizers, StepBatch, collate
 from palaestra.trainers.core.losses import masked_mean, token_mean
-from palaestra.trainers.core.trainer import Normalizers, StepBatch, Trainer
+from palaestra.trainers.core.trainer import Trainer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -215,8 +215,8 @@ def critic_train_config(config: TrainConfig, spec: CriticTrainingConfig) -> Trai
 class SupervisedTrainer(Trainer):
     """The trainer core with a supervised objective: every policy token has weight 1, loss = `sft_loss`."""
 
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
-        return [1.0] * len(trajectories)
+    def advantages(self, trajectories: list[Trajectory]) -> Advantages:
+        return Advantages([1.0] * len(trajectories))
 
     def loss(
         self,
@@ -255,8 +255,8 @@ class CriticTrainer(SupervisedTrainer):
         """`epochs` x `mini_batches` optimizer steps on critique rows; returns `critic/...` metrics."""
         if not rows:
             return {"critic/rows": 0.0}
-        metrics = self._update(StepBatch(rows, self.advantages(rows)))
-        self._sync_rollout_weights()
+        metrics = self.update(StepBatch(rows, self.advantages(rows).values))
+        self.sync_rollout_weights()
         self.module.eval()  # the critic now generates (Stage 2)
         return {"critic/rows": float(len(rows)), **{f"critic/{k}": v for k, v in metrics.items()}}
 
@@ -267,8 +267,8 @@ class CriticTrainer(SupervisedTrainer):
         self.module.eval()
         total, count = 0.0, 0
         for row in rows:
-            batch = collate([StepBatch([row], [1.0]).rows()[0]], self._pad_id).to(self.device)
-            logp, _ = self._forward_logp(self.module, batch, with_entropy=False)
+            batch = collate([StepBatch([row], [1.0]).rows()[0]], self.pad_id).to(self.device)
+            logp, _ = self.forward_logp(self.module, batch, with_entropy=False)
             total += float((-logp * batch.loss_mask).sum())
             count += batch.num_tokens
         self.module.train(was_training)

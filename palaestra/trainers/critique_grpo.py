@@ -30,19 +30,25 @@ Departures from `trainers/core`: `collect` (critique + refinement) and `loss` (s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from palaestra.agents.base import SamplingParams
 from palaestra.rollout.critique import Critic, PolicyCritic, RuleCritic, refine
 from palaestra.rollout.runner import Task
 from palaestra.rollout.trajectory import Refinement, Trajectory
-from palaestra.trainers.core.batching import MicroBatch
+from palaestra.trainers.core.batching import MicroBatch, Normalizers
 from palaestra.trainers.core.losses import LOG_RATIO_LIMIT, LossConfig, bind_aggregation, masked_mean
-from palaestra.trainers.core.trainer import Normalizers
-from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
+from palaestra.trainers.grpo import (
+    ClippedLossOptions,
+    DynamicSamplingOptions,
+    GroupNormOptions,
+    GRPOTrainer,
+    OverlongOptions,
+)
+from palaestra.trainers.registry import register_algorithm
 
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
@@ -50,10 +56,26 @@ if TYPE_CHECKING:
 __all__ = ["CritiqueGRPOConfig", "CritiqueGRPOTrainer", "critique_grpo_loss", "select_refinements"]
 
 
-class CritiqueGRPOConfig(GRPOConfig):
-    """Critique-GRPO options (paper App. G defaults), on top of GRPO's options."""
+_NO_KL = "Critique-GRPO has no KL term (paper: none, to let refinements move the policy)"
 
-    name: Literal["critique_grpo"] = "critique_grpo"  # type: ignore[assignment]
+
+class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOptions, GroupNormOptions):
+    """Critique-GRPO options (paper App. G defaults), on top of GRPO's options.
+
+    Not GRPO's KL options (the objective has no KL term) nor `dual_clip` (the mixed loss clips ρ and the
+    shaped ratio, never dual-clips).
+    """
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "kl_coef": _NO_KL,
+        "kl_estimator": _NO_KL,
+        "dual_clip": "its mixed loss (critique_grpo_loss) has no dual-clip",
+    }
+
+    name: Literal["critique_grpo"] = "critique_grpo"
+    singleton: Literal["raw", "zero"] = Field(
+        "raw", description="Advantage of a task with one sample: its raw return (verl) or 0."
+    )
     scale_by_std: bool = Field(False, description="Paper: no std (the released code divides by it).")
     clip_high: float = Field(0.2, gt=0, description="Upper clip ε (paper 0.2).")
     aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
@@ -71,15 +93,6 @@ class CritiqueGRPOConfig(GRPOConfig):
     placement: Literal["replace", "append"] = Field("replace", description="Refinements replace the first k.")
     refinement_clip: bool = Field(True, description="Clip the shaped ratio (paper Eq. 4; code: no).")
     on_policy_clip: bool = Field(True, description="Clip initial replies' ratio (code: no).")
-
-    @model_validator(mode="after")
-    def _no_kl(self) -> CritiqueGRPOConfig:
-        if self.kl_coef > 0:
-            raise ValueError(
-                f"kl_coef={self.kl_coef}, but Critique-GRPO has no KL term (paper: none, to let refinements "
-                "move the policy); set algorithm.kl_coef=0"
-            )
-        return self
 
 
 def select_refinements(refinements: list[Trajectory], k: int) -> list[Trajectory]:
@@ -143,8 +156,6 @@ def critique_grpo_loss(
 class CritiqueGRPOTrainer(GRPOTrainer):
     """GRPO with critique-guided refinements in the group (see the module docstring)."""
 
-    config_class = CritiqueGRPOConfig
-
     def __init__(self, config: TrainConfig, **kwargs: Any):
         super().__init__(config, **kwargs)
         algo: CritiqueGRPOConfig = config.algorithm
@@ -153,7 +164,6 @@ class CritiqueGRPOTrainer(GRPOTrainer):
             if algo.critic == "self"
             else RuleCritic(algo.critic)
         )
-        self._refinement_rows: list[bool] = []
 
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
         algo: CritiqueGRPOConfig = self.config.algorithm
@@ -196,9 +206,23 @@ class CritiqueGRPOTrainer(GRPOTrainer):
         )
         return out, metrics
 
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
-        self._refinement_rows = [isinstance(t.algo, Refinement) for t in trajectories]
-        return super().advantages(trajectories)
+    def make_loss_config(self) -> LossConfig:
+        algo: CritiqueGRPOConfig = self.config.algorithm
+        return LossConfig(
+            clip_low=algo.clip_low,
+            clip_high=algo.clip_high,
+            aggregation=algo.aggregation,
+            norm_len=self.norm_len,
+            entropy_coef=algo.entropy_coef,
+        )
+
+    @property
+    def needs_reference(self) -> bool:
+        return False
+
+    def off_policy(self, trajectories: list[Trajectory]) -> list[bool]:
+        """The refinements: replies to a critique, trained as replies to the original prompt."""
+        return [isinstance(t.algo, Refinement) for t in trajectories]
 
     def loss(
         self,
@@ -210,9 +234,7 @@ class CritiqueGRPOTrainer(GRPOTrainer):
         norm: Normalizers,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         algo: CritiqueGRPOConfig = self.config.algorithm
-        rows = torch.tensor(
-            [self._refinement_rows[i] for i in batch.indices], dtype=logp.dtype, device=logp.device
-        )
+        rows = batch.off_policy.to(logp.dtype)  # (B,)
         loss, metrics = critique_grpo_loss(
             logp,
             batch.old_logp,
@@ -234,3 +256,6 @@ class CritiqueGRPOTrainer(GRPOTrainer):
                 loss = loss - algo.entropy_coef * agg(entropy, batch.loss_mask)
             metrics["loss/entropy"] = float(masked_mean(entropy.detach(), batch.loss_mask))
         return loss, metrics
+
+
+register_algorithm("critique_grpo", config=CritiqueGRPOConfig, trainer=CritiqueGRPOTrainer)

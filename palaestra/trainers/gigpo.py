@@ -38,10 +38,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.advantages import (
@@ -50,7 +50,17 @@ from palaestra.trainers.core.advantages import (
     group_advantages,
     turn_token_advantages,
 )
-from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
+from palaestra.trainers.core.batching import Advantages
+from palaestra.trainers.grpo import (
+    ClippedLossOptions,
+    DualClipOption,
+    DynamicSamplingOptions,
+    GroupNormOptions,
+    GRPOTrainer,
+    KLOptions,
+    OverlongOptions,
+)
+from palaestra.trainers.registry import register_algorithm
 from palaestra.trainers.spa import (
     HeadProgress,
     ProgressEstimator,
@@ -66,10 +76,20 @@ if TYPE_CHECKING:
 __all__ = ["GiGPOConfig", "GiGPOTrainer", "anchor_metrics", "gigpo_advantages", "turn_anchors"]
 
 
-class GiGPOConfig(GRPOConfig):
-    """GiGPO options, on top of GRPO's loss and sampling options (paper defaults in configs/gigpo.yaml)."""
+class GiGPOConfig(
+    OverlongOptions, DynamicSamplingOptions, KLOptions, DualClipOption, ClippedLossOptions, GroupNormOptions
+):
+    """GiGPO options, on top of GRPO's loss and sampling options (paper defaults in configs/gigpo.yaml).
 
-    name: Literal["gigpo"] = "gigpo"  # type: ignore[assignment]
+    Not GRPO's `singleton` (singleton anchor groups get A^S = 0, singleton task groups their raw return,
+    as the code) nor `overlong: penalty` (the step returns come from the step rewards).
+    """
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "singleton": "GiGPO gives singleton anchor groups A^S = 0 and singleton task groups their raw return"
+    }
+
+    name: Literal["gigpo"] = "gigpo"
     clip_high: float = Field(0.2, gt=0, description="Upper clip (GiGPO: symmetric 0.2).")
     gamma: float = Field(0.95, ge=0, le=1, description="Discount of the step returns R_t (paper 0.95).")
     step_weight: float = Field(1.0, ge=0, description="ω, weight of the step advantage A^S (paper 1).")
@@ -107,6 +127,15 @@ class GiGPOConfig(GRPOConfig):
     progress_model_iters: int = Field(
         1, ge=1, description="Estimator LM optimizer steps per RL step (each over all the step's episodes)."
     )
+
+    @model_validator(mode="after")
+    def _no_overlong_penalty(self) -> GiGPOConfig:
+        if self.overlong == "penalty":
+            raise ValueError(
+                "overlong=penalty is not honoured by gigpo: its advantages come from the step rewards, which "
+                "the length penalty does not reach; use overlong=filter or off"
+            )
+        return self
 
 
 def gigpo_advantages(
@@ -223,8 +252,6 @@ def turn_anchors(trajectory: Trajectory) -> list[str]:
 class GiGPOTrainer(GRPOTrainer):
     """GRPO's sampling and loss with GiGPO's step-level advantages (see the module docstring)."""
 
-    config_class = GiGPOConfig
-
     def __init__(self, config: TrainConfig, **kwargs: Any):
         algo: GiGPOConfig = config.algorithm
         use_model = algo.step_rewards == "progress" and algo.progress_estimator == "model"
@@ -263,7 +290,7 @@ class GiGPOTrainer(GRPOTrainer):
             lr=algo.progress_model_lr,
             fit_iters=algo.progress_model_iters,
             max_grad_norm=self.config.optimizer.max_grad_norm,
-            autocast=self._autocast,
+            autocast=self.autocast,
         )
 
     @torch.no_grad()
@@ -276,13 +303,17 @@ class GiGPOTrainer(GRPOTrainer):
         self.model.eval()
         ids = torch.tensor([trajectory.token_ids], device=self.device)
         keep = torch.tensor(ends, device=self.device)
-        with self._autocast():
+        with self.autocast():
             logits = self.model(input_ids=ids, logits_to_keep=keep).logits[0]  # (T, V)
         self.model.train(was_training)
         return logits.float().cpu()
 
-    def _progress_rewards(self, trajectories: list[Trajectory]) -> list[list[float]]:
-        """SPA-RL step rewards from the estimator as it was; then fit it on this step's episodes."""
+    def _progress_rewards(self, trajectories: list[Trajectory]) -> tuple[list[list[float]], float]:
+        """SPA-RL step rewards from the estimator as it was; then fit it on this step's episodes.
+
+        Returns:
+            The step rewards and the estimator's fit error (`progress/mse`).
+        """
         algo: GiGPOConfig = self.config.algorithm
         assert self.progress is not None
         contributions = self.progress.predict(trajectories)
@@ -295,14 +326,14 @@ class GiGPOTrainer(GRPOTrainer):
             )
             for c, t in zip(contributions, trajectories, strict=True)
         ]
-        self._progress_mse = self.progress.fit(trajectories, [t.reward for t in trajectories])
-        return rewards
+        return rewards, self.progress.fit(trajectories, [t.reward for t in trajectories])
 
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+    def advantages(self, trajectories: list[Trajectory]) -> Advantages:
         algo: GiGPOConfig = self.config.algorithm
         step_rewards = [t.step_rewards for t in trajectories]
+        metrics: dict[str, float] = {}
         if self.progress is not None:
-            step_rewards = self._progress_rewards(trajectories)
+            step_rewards, metrics["progress/mse"] = self._progress_rewards(trajectories)
         per_turn = gigpo_advantages(
             step_rewards,
             [turn_anchors(t) for t in trajectories],
@@ -317,21 +348,17 @@ class GiGPOTrainer(GRPOTrainer):
             invalid_penalty=algo.invalid_penalty,
             episode_returns=[t.reward for t in trajectories],
         )
-        self._anchor_metrics = anchor_metrics(
-            step_rewards,
-            [turn_anchors(t) for t in trajectories],
-            [t.group_index for t in trajectories],
-            gamma=algo.gamma,
-            similarity=algo.similarity,
+        metrics.update(
+            anchor_metrics(
+                step_rewards,
+                [turn_anchors(t) for t in trajectories],
+                [t.group_index for t in trajectories],
+                gamma=algo.gamma,
+                similarity=algo.similarity,
+            )
         )
-        return [turn_token_advantages(t, adv) for t, adv in zip(trajectories, per_turn, strict=True)]
-
-    def train_step(self) -> dict[str, float]:
-        metrics = super().train_step()
-        metrics.update(self.__dict__.pop("_anchor_metrics", {}))
-        if self.progress is not None:
-            metrics["progress/mse"] = self.__dict__.pop("_progress_mse", float("nan"))
-        return metrics
+        values = [turn_token_advantages(t, adv) for t, adv in zip(trajectories, per_turn, strict=True)]
+        return Advantages(values, metrics)
 
     def _state(self) -> dict[str, Any]:
         state = super()._state()
@@ -366,3 +393,6 @@ class GiGPOTrainer(GRPOTrainer):
                 )
             self.progress.load(folder)
         return True
+
+
+register_algorithm("gigpo", config=GiGPOConfig, trainer=GiGPOTrainer)

@@ -30,12 +30,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from palaestra.rollout.runner import RolloutConfig, Task
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.advantages import group_advantages
-from palaestra.trainers.core.batching import MicroBatch
+from palaestra.trainers.core.batching import Advantages, MicroBatch, Normalizers
+from palaestra.trainers.core.config import AlgorithmConfig
 from palaestra.trainers.core.filters import (
     group_returns,
     keep_informative_groups,
@@ -44,35 +45,39 @@ from palaestra.trainers.core.filters import (
     truncated_replies,
 )
 from palaestra.trainers.core.losses import LossConfig, policy_loss
-from palaestra.trainers.core.trainer import Normalizers, Trainer
+from palaestra.trainers.core.trainer import Trainer
+from palaestra.trainers.registry import register_algorithm
 
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
 
-__all__ = ["GRPOConfig", "GRPOTrainer"]
+__all__ = [
+    "ClippedLossOptions",
+    "DualClipOption",
+    "DynamicSamplingOptions",
+    "GRPOConfig",
+    "GRPOTrainer",
+    "GroupNormOptions",
+    "KLOptions",
+    "OverlongOptions",
+]
 
 
-class GRPOConfig(BaseModel):
-    """Options of GRPO and its DAPO / Dr. GRPO / StarPO-S variants."""
+class GroupNormOptions(AlgorithmConfig):
+    """How group-relative advantages are normalised (every GRPO-family algorithm)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    name: Literal["grpo"] = "grpo"
-    # -- advantages --
     scale_by_std: bool = Field(
         True, description="Divide group-centred returns by the group std (Dr. GRPO: false)."
     )
     adv_eps: float = Field(1e-6, gt=0, description="Added to the std before dividing (verl: 1e-6).")
-    singleton: Literal["raw", "zero"] = Field(
-        "raw", description="Advantage of a task with one sample: its raw return (verl) or 0."
-    )
-    # -- loss --
+
+
+class ClippedLossOptions(AlgorithmConfig):
+    """The clipped surrogate of `trainers/core/losses.py`: bounds, aggregation, entropy bonus, old logprobs."""
+
     clip_low: float = Field(0.2, gt=0, lt=1, description="Lower clip: ratio >= 1 - clip_low.")
     clip_high: float = Field(
         0.28, gt=0, description="Upper clip: ratio <= 1 + clip_high (DAPO clip-higher 0.28)."
-    )
-    dual_clip: float | None = Field(
-        None, gt=1, description="Dual-clip bound c for negative advantages (e.g. 3.0)."
     )
     aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
         "token-mean",
@@ -81,40 +86,13 @@ class GRPOConfig(BaseModel):
     norm_len: int | None = Field(
         None, ge=1, description="Dr. GRPO constant normaliser (default: rollout max_new_tokens x turns)."
     )
-    kl_coef: float = Field(
-        0.0, ge=0, description="KL-to-reference coefficient (0: no reference model is loaded)."
-    )
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (GRPO: k3).")
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient (RAGEN: 0.001).")
-    # -- sampling --
-    dynamic_sampling: bool = Field(
-        False, description="DAPO: drop zero-variance groups and roll out more tasks."
-    )
-    max_sampling_rounds: int = Field(3, ge=1, description="Rollout rounds per step with dynamic sampling.")
-    starpo_s_keep_ratio: float | None = Field(
-        None, gt=0, le=1, description="StarPO-S: keep this fraction of groups with the highest reward std."
-    )
-    overlong: Literal["off", "penalty", "filter"] = Field(
-        "off", description="DAPO overlong shaping: soft length penalty, or mask truncated replies."
-    )
-    overlong_buffer: int = Field(
-        32, ge=1, description="DAPO L_cache: length band before max_new_tokens penalised."
-    )
-    # -- update --
     recompute_old_logprobs: bool = Field(
         True, description="Recompute old logprobs with the trainer's model (sampling numerics may differ)."
     )
-    epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
-    mini_batches: int = Field(
-        1, ge=1, description="Optimizer steps per pass (rollout batch split in this many)."
-    )
-
-    @property
-    def needs_groups(self) -> bool:
-        return True
 
     @model_validator(mode="after")
-    def _check(self) -> GRPOConfig:
+    def _norm_len_fits(self) -> ClippedLossOptions:
         if self.aggregation != "seq-mean-token-sum-norm" and self.norm_len is not None:
             raise ValueError(
                 f"norm_len={self.norm_len} only applies to aggregation=seq-mean-token-sum-norm "
@@ -123,41 +101,104 @@ class GRPOConfig(BaseModel):
         return self
 
 
+class DualClipOption(AlgorithmConfig):
+    dual_clip: float | None = Field(
+        None, gt=1, description="Dual-clip bound c for negative advantages (e.g. 3.0)."
+    )
+
+
+class KLOptions(AlgorithmConfig):
+    kl_coef: float = Field(
+        0.0, ge=0, description="KL-to-reference coefficient (0: no reference model is loaded)."
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (GRPO: k3).")
+
+
+class DynamicSamplingOptions(AlgorithmConfig):
+    """Which groups a step trains on: DAPO dynamic sampling, StarPO-S variance filtering."""
+
+    dynamic_sampling: bool = Field(
+        False, description="DAPO: drop zero-variance groups and roll out more tasks."
+    )
+    max_sampling_rounds: int = Field(3, ge=1, description="Rollout rounds per step with dynamic sampling.")
+    starpo_s_keep_ratio: float | None = Field(
+        None, gt=0, le=1, description="StarPO-S: keep this fraction of groups with the highest reward std."
+    )
+
+
+class OverlongOptions(AlgorithmConfig):
+    overlong: Literal["off", "penalty", "filter"] = Field(
+        "off", description="DAPO overlong shaping: soft length penalty, or mask truncated replies."
+    )
+    overlong_buffer: int = Field(
+        32, ge=1, description="DAPO L_cache: length band before max_new_tokens penalised."
+    )
+
+
+class GRPOConfig(
+    OverlongOptions, DynamicSamplingOptions, KLOptions, DualClipOption, ClippedLossOptions, GroupNormOptions
+):
+    """Options of GRPO and its DAPO / Dr. GRPO / StarPO-S variants."""
+
+    name: Literal["grpo"] = "grpo"
+    singleton: Literal["raw", "zero"] = Field(
+        "raw", description="Advantage of a task with one sample: its raw return (verl) or 0."
+    )
+
+
 class GRPOTrainer(Trainer):
     """GRPO / DAPO / Dr. GRPO over multi-turn episodes (see the module docstring)."""
 
-    config_class = GRPOConfig
-
     def __init__(self, config: TrainConfig, **kwargs: Any):
         super().__init__(config, **kwargs)
-        algo: GRPOConfig = config.algorithm
-        norm_len = algo.norm_len
-        if algo.aggregation == "seq-mean-token-sum-norm" and norm_len is None:
-            norm_len = config.rollout.max_new_tokens * (config.rollout.max_turns or 1)
-        self.loss_config = LossConfig(
+        self.loss_config = self.make_loss_config()
+
+    def make_loss_config(self) -> LossConfig:
+        """The shared loss's options from the algorithm's (Dr. GRPO's default `norm_len` filled in)."""
+        algo: GRPOConfig = self.config.algorithm
+        return LossConfig(
             clip_low=algo.clip_low,
             clip_high=algo.clip_high,
             dual_clip=algo.dual_clip,
             aggregation=algo.aggregation,
-            norm_len=norm_len,
+            norm_len=self.norm_len,
             kl_coef=algo.kl_coef,
             kl_estimator=algo.kl_estimator,
             entropy_coef=algo.entropy_coef,
         )
 
     @property
+    def norm_len(self) -> int | None:
+        """`norm_len`, or for seq-mean-token-sum-norm without one, max_new_tokens x turns."""
+        algo: ClippedLossOptions = self.config.algorithm
+        if algo.aggregation == "seq-mean-token-sum-norm" and algo.norm_len is None:
+            return self.config.rollout.max_new_tokens * (self.config.rollout.max_turns or 1)
+        return algo.norm_len
+
+    @property
+    def needs_reference(self) -> bool:
+        algo: KLOptions = self.config.algorithm
+        return algo.kl_coef > 0
+
+    @property
+    def recompute_old_logprobs(self) -> bool:
+        algo: ClippedLossOptions = self.config.algorithm
+        return algo.recompute_old_logprobs
+
+    @property
     def needs_entropy_grad(self) -> bool:
-        return self.config.algorithm.entropy_coef > 0
+        algo: ClippedLossOptions = self.config.algorithm
+        return algo.entropy_coef > 0
 
     # -- sampling strategy -------------------------------------------------------------------------
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
         """Groups of rollouts; with dynamic sampling, more tasks until enough informative groups."""
-        algo: GRPOConfig = self.config.algorithm
+        algo: DynamicSamplingOptions = self.config.algorithm
         config = self.rollout_config(self.step)
-        trajectories = await self._rollout(tasks, config)
-        metrics: dict[str, float] = {}
+        trajectories, metrics = await self.roll_out(tasks, config)
         if algo.dynamic_sampling:
-            trajectories, metrics = await self._dynamic_sampling(trajectories, len(tasks), config)
+            trajectories, sampling = await self._dynamic_sampling(trajectories, len(tasks), config)
+            metrics.update(sampling)
         if algo.starpo_s_keep_ratio is not None:
             groups = group_returns(trajectories)
             order = list(groups)
@@ -175,7 +216,7 @@ class GRPOTrainer(Trainer):
 
         After `max_sampling_rounds` rounds the informative groups found so far are used, even if fewer.
         """
-        algo: GRPOConfig = self.config.algorithm
+        algo: DynamicSamplingOptions = self.config.algorithm
         kept: list[Trajectory] = []
         dropped = 0
         rounds = 0
@@ -194,7 +235,7 @@ class GRPOTrainer(Trainer):
                 break
             offset += wanted * algo.max_sampling_rounds + len(trajectories)
             more = self.sampler.sample(wanted - have)
-            trajectories = await self._rollout(more, config)
+            trajectories, _ = await self.roll_out(more, config)
         keep_groups = sorted({t.group_index for t in kept})[:wanted]
         kept = [t for t in kept if t.group_index in set(keep_groups)]
         return kept, {
@@ -206,7 +247,7 @@ class GRPOTrainer(Trainer):
     # -- advantages --------------------------------------------------------------------------------
     def scores(self, trajectories: list[Trajectory]) -> list[float]:
         """Episode returns, plus DAPO's soft overlong penalty per reply when `overlong="penalty"`."""
-        algo: GRPOConfig = self.config.algorithm
+        algo: OverlongOptions = self.config.algorithm
         if algo.overlong != "penalty":
             return [t.reward for t in trajectories]
         max_len = self.config.rollout.max_new_tokens
@@ -220,7 +261,7 @@ class GRPOTrainer(Trainer):
             for t in trajectories
         ]
 
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+    def advantages(self, trajectories: list[Trajectory]) -> Advantages:
         algo: GRPOConfig = self.config.algorithm
         adv = group_advantages(
             self.scores(trajectories),
@@ -229,11 +270,12 @@ class GRPOTrainer(Trainer):
             eps=algo.adv_eps,
             singleton=algo.singleton,
         ).tolist()
-        return adv
+        return Advantages(adv)
 
     def trainable(self, trajectories: list[Trajectory]) -> list[bool]:
         """DAPO overlong filtering (§2.2 item 5a): episodes with a truncated reply leave the loss."""
-        if self.config.algorithm.overlong != "filter":
+        algo: OverlongOptions = self.config.algorithm
+        if algo.overlong != "filter":
             return super().trainable(trajectories)
         return [not cut for cut in truncated_replies(trajectories)]
 
@@ -258,3 +300,6 @@ class GRPOTrainer(Trainer):
             total_tokens=norm["tokens"],
             num_sequences=norm["sequences"],
         )
+
+
+register_algorithm("grpo", config=GRPOConfig, trainer=GRPOTrainer)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -63,9 +63,18 @@ from palaestra.rollout.semi_online import (
 from palaestra.rollout.storage import load_trajectories
 from palaestra.rollout.trajectory import SemiOnlineStep, Trajectory
 from palaestra.trainers.core.advantages import group_advantages, truncated_discounted_returns
+from palaestra.trainers.core.batching import Advantages
 from palaestra.trainers.core.ray_source import reject_ray
 from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv
-from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
+from palaestra.trainers.core.trainer import Trainer
+from palaestra.trainers.grpo import (
+    ClippedLossOptions,
+    DualClipOption,
+    GroupNormOptions,
+    GRPOTrainer,
+    KLOptions,
+)
+from palaestra.trainers.registry import register_algorithm
 
 if TYPE_CHECKING:
     from palaestra.config import TrainConfig
@@ -76,10 +85,28 @@ DEMO_TASK = "offline-demo"
 """Env id of the tasks drawn with `algorithm.demos`: their seed is the index of the demo to replay."""
 
 
-class SemiOnlineConfig(GRPOConfig):
-    """UI-S1 options (paper Table 9 defaults), on top of GRPO's loss options."""
+_OWN_SAMPLING = "semi-online sampling has its own dynamic sampling (min_return_std, max_sampling_rounds)"
 
-    name: Literal["semi_online"] = "semi_online"  # type: ignore[assignment]
+
+class SemiOnlineConfig(KLOptions, DualClipOption, ClippedLossOptions, GroupNormOptions):
+    """UI-S1 options (paper Table 9 defaults), on top of GRPO's loss options.
+
+    Not GRPO's sampling options (its own rollouts and dynamic sampling), `overlong` (a row's reply is
+    never cut: the rollout stops at a mismatch) nor `singleton` (UI-S1's statistics are its own).
+    """
+
+    unsupported: ClassVar[dict[str, str]] = {
+        "dynamic_sampling": _OWN_SAMPLING,
+        "starpo_s_keep_ratio": _OWN_SAMPLING,
+        "overlong": "its rows are single replies the semi-online runner never marks as cut",
+        "overlong_buffer": "its rows are single replies the semi-online runner never marks as cut",
+        "singleton": "UI-S1's advantages keep a lone rollout's raw episode score and a lone step's zero",
+    }
+
+    name: Literal["semi_online"] = "semi_online"
+    max_sampling_rounds: int = Field(
+        3, ge=1, description="Rollout rounds per step while task groups fail min_return_std."
+    )
     clip_high: float = Field(0.2, gt=0, description="Upper clip (verl default 0.2).")
     gamma: float = Field(0.5, ge=0, le=1, description="Discount of the truncated future return (paper 0.5).")
     step_weight: float = Field(1.0, ge=0, description="ω, weight of the step-level advantage (paper 1).")
@@ -199,8 +226,6 @@ def annotate_returns(rollout: SemiOnlineRollout, gamma: float, include_mismatch:
 class SemiOnlineTrainer(GRPOTrainer):
     """Semi-online sampling and UI-S1 advantages with the shared loss (see the module docstring)."""
 
-    config_class = SemiOnlineConfig
-
     def __init__(self, config: TrainConfig, **kwargs: Any):
         reject_ray(config)  # before the rollout source starts any worker
         super().__init__(config, **kwargs)
@@ -307,7 +332,9 @@ class SemiOnlineTrainer(GRPOTrainer):
         }
         return [row for _, row in rows], metrics
 
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+    trainable = Trainer.trainable  # every row (GRPO's overlong filter does not apply)
+
+    def advantages(self, trajectories: list[Trajectory]) -> Advantages:
         algo: SemiOnlineConfig = self.config.algorithm
         data = [t.algo_data(SemiOnlineStep) for t in trajectories]
         returns = [d.returns() for d in data]
@@ -315,7 +342,7 @@ class SemiOnlineTrainer(GRPOTrainer):
             episode = [r[1] for r in returns]
         else:
             episode = [t.turns[0].reward for t in trajectories]
-        return semi_online_advantages(
+        values = semi_online_advantages(
             [r[0] for r in returns],
             episode,
             [t.group_index for t in trajectories],
@@ -327,6 +354,7 @@ class SemiOnlineTrainer(GRPOTrainer):
             eps=algo.adv_eps,
             episode_advantage=algo.episode_advantage,
         )
+        return Advantages(list(values))
 
     def evaluate(self) -> tuple[dict[str, float], list[EvalResult]]:
         """Online success (the core's evaluation) and, next to it, SOP on the same held-out tasks."""
@@ -364,3 +392,6 @@ class SemiOnlineTrainer(GRPOTrainer):
             )
         self.model.train(was_training)
         return metrics, results
+
+
+register_algorithm("semi_online", config=SemiOnlineConfig, trainer=SemiOnlineTrainer)

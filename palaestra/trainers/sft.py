@@ -24,7 +24,7 @@ import torch
 from palaestra.agents.base import message_text
 from palaestra.rollout.chat import TokenChat
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.core.trainer import StepBatch
+from palaestra.trainers.core.batching import StepBatch
 from palaestra.trainers.critic import SupervisedTrainer
 
 if TYPE_CHECKING:
@@ -102,9 +102,7 @@ def sft_train_config(config: TrainConfig, *, steps: int, lr: float, name: str = 
     Output goes to RUN_DIR/`name` (RUN_DIR: `config`'s run folder); generation (evaluation) uses hf.
     """
     run = config.run.model_copy(update={"output_dir": config.run.run_dir, "name": name, "steps": steps})
-    algorithm = config.algorithm.model_copy(
-        update={"epochs": 1, "mini_batches": 1, "kl_coef": 0.0, "recompute_old_logprobs": False}
-    )
+    algorithm = config.algorithm.model_copy(update={"epochs": 1, "mini_batches": 1})
     return config.model_copy(
         update={
             "run": run,
@@ -163,8 +161,8 @@ class SFTTrainer(SupervisedTrainer):
                 order += torch.randperm(len(rows), generator=gen).tolist()
             chosen = [rows[i] for i in order[: self.batch_size]]
             del order[: self.batch_size]
-            history.append(self._update(StepBatch(chosen, self.advantages(chosen))))
+            history.append(self.update(StepBatch(chosen, self.advantages(chosen).values)))
             self.step += 1
-        self._sync_rollout_weights()
+        self.sync_rollout_weights()
         self.module.eval()
         return history

@@ -12,54 +12,21 @@ suffix (the sampled replies and, in multi-turn episodes, the env turns between t
 row. Position ids continue each row's own prompt, so the result equals the plain pass up to float
 rounding; with 8 samples of a 40-token prompt and 64-token replies, it saves a third of the tokens.
 
-A row's prompt is its tokens before the first policy-sampled token. `plan` returns None when sharing
-would save little, and the trainer then takes the plain path.
+A row's prompt is its tokens before the first policy-sampled token. The micro-batch's `PrefixPlan`
+(`batching.plan`) says which rows share which prompt; it is None when sharing would save little, and
+the pass is then the plain one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from palaestra.trainers.core.batching import MicroBatch, Row
+from palaestra.trainers.core.batching import MicroBatch, PrefixPlan
 
-__all__ = [
-    "PrefixPlan",
-    "TargetLogits",
-    "model_allows_shared_prefix",
-    "plan",
-    "prompt_length",
-    "target_logits",
-]
-
-
-@dataclass
-class PrefixPlan:
-    """How a micro-batch's rows split into shared prompts and per-row suffixes.
-
-    Attributes:
-        prefix_ids: (P, Lp) distinct prompts, right-padded.
-        prefix_mask: (P, Lp) 1 on real prompt tokens.
-        prefix_len: (P,) prompt lengths.
-        owner: (B,) index of each row's prompt.
-        suffix_ids: (B, Ls) each row's tokens after its prompt, right-padded.
-        suffix_mask: (B, Ls) 1 on real suffix tokens.
-    """
-
-    prefix_ids: torch.Tensor
-    prefix_mask: torch.Tensor
-    prefix_len: torch.Tensor
-    owner: torch.Tensor
-    suffix_ids: torch.Tensor
-    suffix_mask: torch.Tensor
-
-    def to(self, device: torch.device | str) -> PrefixPlan:
-        return PrefixPlan(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+__all__ = ["TargetLogits", "model_allows_shared_prefix", "target_logits"]
 
 
 @dataclass
@@ -109,50 +76,6 @@ def model_allows_shared_prefix(model: torch.nn.Module) -> bool:
     except Exception:  # a model whose config does not describe a standard cache
         return False
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
-
-
-def prompt_length(row: Row) -> int:
-    """Tokens before the row's first policy-sampled token."""
-    return next((i for i, m in enumerate(row.loss_mask) if m), len(row))
-
-
-def plan(rows: Sequence[Row], pad_id: int, *, min_saving: float = 0.1) -> PrefixPlan | None:
-    """Split rows into distinct prompts and suffixes; None if that saves < `min_saving` of the tokens.
-
-    Rows whose first policy token is at position 0 (no prompt) or that have none cannot share.
-    """
-    prompts: dict[tuple[int, ...], int] = {}
-    owner, suffixes = [], []
-    for row in rows:
-        n = prompt_length(row)
-        if n == 0 or n == len(row):
-            return None
-        owner.append(prompts.setdefault(tuple(row.token_ids[:n]), len(prompts)))
-        suffixes.append(row.token_ids[n:])
-    total = sum(len(r) for r in rows)
-    computed = sum(len(p) for p in prompts) + sum(len(s) for s in suffixes)
-    if total - computed < min_saving * total:
-        return None
-    prefix_ids, prefix_mask = _right_pad(list(prompts), pad_id)
-    suffix_ids, suffix_mask = _right_pad(suffixes, pad_id)
-    return PrefixPlan(
-        prefix_ids=prefix_ids,
-        prefix_mask=prefix_mask,
-        prefix_len=prefix_mask.sum(-1),
-        owner=torch.as_tensor(owner, dtype=torch.long),
-        suffix_ids=suffix_ids,
-        suffix_mask=suffix_mask,
-    )
-
-
-def _right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
 
 
 def target_logits(model: torch.nn.Module, batch: MicroBatch) -> TargetLogits:

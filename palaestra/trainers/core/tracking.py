@@ -7,12 +7,16 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from palaestra.io import atomic_write_text, read_jsonl
+import numpy as np
 
-__all__ = ["MetricsWriter", "read_metrics"]
+from palaestra.io import atomic_write_text, read_jsonl
+from palaestra.rollout.trajectory import Trajectory
+
+__all__ = ["MetricsWriter", "merge_rank_metrics", "nan_mean", "read_metrics", "rollout_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +117,38 @@ def _append_line(path: Path, line: str) -> None:
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of `run_dir/metrics.jsonl`, in order (a line cut short is skipped with a warning)."""
     return read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+def nan_mean(values: Sequence[float]) -> float:
+    """The mean, or NaN for no values (a metric with nothing to average)."""
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+    """A step's rollout metrics: rewards, group spread, success, turns, reply length, errors."""
+    rewards = [t.reward for t in trajectories]
+    groups: dict[int, list[float]] = {}
+    for t in trajectories:
+        groups.setdefault(t.group_index, []).append(t.reward)
+    return {
+        "reward/mean": nan_mean(rewards),
+        "reward/std": float(np.std(rewards)) if rewards else float("nan"),
+        "reward/group_std_mean": nan_mean([float(np.std(g)) for g in groups.values()]),
+        "reward/zero_variance_groups": nan_mean([float(np.ptp(g) == 0) for g in groups.values()]),
+        "rollout/success": nan_mean([float(t.success) for t in trajectories]),
+        "rollout/turns_mean": nan_mean([t.num_turns for t in trajectories]),
+        "rollout/response_length": nan_mean(
+            [t.num_generated_tokens / max(t.num_turns, 1) for t in trajectories]
+        ),
+        "rollout/format_error_rate": nan_mean(
+            [t.num_format_errors / max(t.num_turns, 1) for t in trajectories]
+        ),
+        "rollout/env_errors": float(sum(t.error is not None for t in trajectories)),
+        "rollout/episodes": float(len(trajectories)),
+    }
+
+
+def merge_rank_metrics(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each rank's metrics of its shard of a step, averaged key by key (NaN: the rank had none)."""
+    keys = {k: None for part in parts for k in part}
+    return {k: nan_mean([p[k] for p in parts if k in p and not math.isnan(p[k])]) for k in keys}

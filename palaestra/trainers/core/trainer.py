@@ -3,12 +3,14 @@
 `Trainer` owns the model, optimizer, rollout policy, task sampler, checkpoints and metrics. An algorithm
 subclasses it and overrides only the hooks it changes:
 
-    collect(tasks)            sampling strategy: which trajectories one step trains on
-    advantages(trajectories)  one scalar (or one value per token) per trajectory
-    loss(...)                 the policy loss on a micro-batch
+    collect(tasks)            sampling strategy: which trajectories one step trains on, and metrics
+    advantages(trajectories)  `Advantages`: one scalar (or one value per token) per trajectory, and metrics
+    trainable(trajectories)   which trajectories enter the loss
+    off_policy(trajectories)  which trajectories' replies answer another context (a per-row batch field)
+    loss(...)                 the policy loss on a micro-batch, and the learner's other hooks (`learner.py`)
 
-Updates are exact under gradient accumulation: the loss of each micro-batch is normalised with counts
-of the whole mini-batch (tokens, sequences), so micro-batch size changes nothing but memory.
+The update itself (forward passes, loss, optimizer steps) is the `Learner` this class extends
+(`core/learner.py`); the model's set-up (LoRA, reference model, precision) is `core/model_setup.py`.
 
 Launched by torchrun with N processes, the same loop runs data-parallel (DDP or FSDP2, see
 `core/distributed.py`): each rank rolls out its shard of the tasks, the trajectories are all-gathered,
@@ -25,15 +27,12 @@ which may then fail without taking them along.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import os
 import shutil
 import time
-import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,32 +45,33 @@ from palaestra.evaluation.evaluate import EvalResult
 from palaestra.io import atomic_write_text
 from palaestra.rollout.runner import RolloutConfig, Task
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.core.batching import MicroBatch, Normalizers, StepBatch, bucket_by_length, collate
+from palaestra.trainers.core.batching import Advantages, Normalizers, StepBatch
 from palaestra.trainers.core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.trainers.core.distributed import (
     all_gather_objects,
     broadcast_object,
     full_model_state,
-    gradient_sync,
     init_distributed,
     shard_range,
     wrap_model,
 )
-from palaestra.trainers.core.forward import model_allows_shared_prefix, target_logits
+from palaestra.trainers.core.forward import model_allows_shared_prefix
 from palaestra.trainers.core.held_out import evaluate_held_out, save_held_out
-from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
+from palaestra.trainers.core.learner import Learner
+from palaestra.trainers.core.model_setup import check_precision, prepare_model, reference_model
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
 from palaestra.trainers.core.preflight import RunStart, check_envs, prepare_run_dir
 from palaestra.trainers.core.rollout_source import make_rollout_source, merged_model
 from palaestra.trainers.core.sampler import WeightedEnv, make_task_sampler
-from palaestra.trainers.core.tracking import MetricsWriter
+from palaestra.trainers.core.self_play import self_play
+from palaestra.trainers.core.tracking import MetricsWriter, merge_rank_metrics, rollout_metrics
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from palaestra.config import TrainConfig
 
-__all__ = ["Normalizers", "RunStopped", "StepBatch", "Trainer"]
+__all__ = ["Advantages", "Normalizers", "RunStopped", "StepBatch", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,39 +80,13 @@ class RunStopped(RuntimeError):
     """The run stopped early; the message says why and where its work was saved."""
 
 
-class _Mismatch:
-    """Mean |sampling logprob - trainer logprob| over sampled tokens: `rollout/logprob_mismatch`."""
-
-    def __init__(self) -> None:
-        self.total, self.count = 0.0, 0
-
-    def add(self, total: float, count: int) -> None:
-        self.total += total
-        self.count += count
-
-    def metrics(self) -> dict[str, float]:
-        return {"rollout/logprob_mismatch": self.total / self.count} if self.count else {}
-
-
-def _cpu_has_native_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels for this CPU (AVX512-BF16 / AMX); True when unknown."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return True
-
-
 def _one_line(exc: BaseException) -> str:
     """`Type: message` of an exception, first line only."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _mean(values: Sequence[float]) -> float:
-    return float(np.mean(values)) if len(values) else float("nan")
-
-
-class Trainer:
+class Trainer(Learner):
     """Shared RL loop (see module docstring).
 
     Args:
@@ -133,12 +107,7 @@ class Trainer:
         self.config = config
         self.run_dir: Path = config.run.run_dir
         self.dist, self.device = init_distributed(config.distributed, config.model.device)
-        if config.model.precision == "bf16" and self.device.type == "cpu" and not _cpu_has_native_bf16():
-            warnings.warn(
-                "model.precision=bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): autocast emulates "
-                "it and runs many times slower than fp32; set model.precision=fp32",
-                stacklevel=2,
-            )
+        check_precision(config.model, self.device)
         torch.manual_seed(config.run.seed)
         if model is None:
             model, tokenizer = load_model_and_tokenizer(
@@ -150,8 +119,13 @@ class Trainer:
         # module: the model itself; model: what the training pass calls (DDP wrapper or FSDP2-sharded
         # module; the module itself in one process); rollout_model: what generates (an unsharded copy
         # under FSDP2, refreshed after each update; the module otherwise)
-        self.module = self._prepare_model(model)
-        self.ref_model = self._reference_model()
+        self.module = prepare_model(model, config.model, self.dist, self.device)
+        # a frozen copy of the initial policy when the loss has a KL term (LoRA: the base model)
+        self.ref_model = (
+            reference_model(self.module, config.model, self.dist, self.device)
+            if self.needs_reference
+            else None
+        )
         self.rollout_model = self.module
         if self.dist.enabled and self.dist.strategy == "fsdp":
             if config.model.lora is not None:
@@ -193,52 +167,6 @@ class Trainer:
         # (step, folder) of the newest checkpoint this run wrote or resumed from
         self._saved: tuple[int, Path] | None = None
 
-    # -- set-up ------------------------------------------------------------------------------------
-    @property
-    def optimizer_steps_per_rl_step(self) -> int:
-        return self.config.algorithm.epochs * self.config.algorithm.mini_batches
-
-    def _prepare_model(self, model: PreTrainedModel) -> torch.nn.Module:
-        cfg = self.config.model
-        model.to(self.device)
-        if cfg.gradient_checkpointing:
-            # non-reentrant checkpointing is the form DDP and FSDP2 support
-            kwargs = {"use_reentrant": False} if self.dist.enabled else None
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-            model.config.use_cache = False
-        if cfg.lora is not None:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
-                r=cfg.lora.r,
-                lora_alpha=cfg.lora.alpha,
-                lora_dropout=cfg.lora.dropout,
-                target_modules=cfg.lora.target_modules,
-                task_type="CAUSAL_LM",
-            )
-            model = get_peft_model(model, lora)
-        return model
-
-    def _reference_model(self) -> torch.nn.Module | None:
-        """A frozen copy of the initial policy when the loss has a KL term (LoRA: the base model)."""
-        if self.config.algorithm.kl_coef == 0:
-            return None
-        if self.config.model.lora is not None:
-            return None  # the adapter-disabled model is the reference; see `_reference_context`
-        ref = copy.deepcopy(self.module).eval()
-        ref.requires_grad_(False)
-        if self.dist.enabled and self.dist.strategy == "fsdp":
-            ref = wrap_model(ref, self.dist, self.device)  # sharded too; its passes are aligned in _update
-        return ref
-
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        if self.config.model.precision == "bf16":
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-                yield
-        else:
-            yield
-
     # -- hooks -------------------------------------------------------------------------------------
     def rollout_config(self, step: int) -> RolloutConfig:
         r = self.config.rollout
@@ -255,270 +183,68 @@ class Trainer:
             ),
         )
 
-    async def _rollout(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
+    async def roll_out(
+        self, tasks: Sequence[Task], config: RolloutConfig
+    ) -> tuple[list[Trajectory], dict[str, float]]:
         """Roll out `tasks`; in a distributed run each rank its shard, then every rank gets them all.
 
         The gathered list is in task order with group indices as one process would number them, so
         what follows (advantages, filters, metrics) is the same on every rank and at any world size.
+
+        Returns:
+            The trajectories and the rollout's own metrics (self-play: draw and first-seat win rates).
         """
         if not self.dist.enabled:
-            return await self._rollout_here(tasks, config)
+            return await self._roll_out_here(tasks, config)
         lo, hi = shard_range(len(tasks), self.dist)
-        shards = all_gather_objects(await self._rollout_here(tasks[lo:hi], config), self.dist)
+        shards = all_gather_objects(await self._roll_out_here(tasks[lo:hi], config), self.dist)
         merged: list[Trajectory] = []
         offset = 0
-        for shard in shards:
+        for shard, _ in shards:
             groups = 1 + max((t.group_index for t in shard), default=-1)
             for t in shard:
                 t.group_index += offset
             merged += shard
             offset += groups
-        return merged
+        return merged, merge_rank_metrics([m for _, m in shards])
 
-    async def _rollout_here(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
+    async def _roll_out_here(
+        self, tasks: Sequence[Task], config: RolloutConfig
+    ) -> tuple[list[Trajectory], dict[str, float]]:
         if self.config.rollout.self_play:
-            return await self._self_play(tasks, config)
-        return await self.rollouts.run(tasks, config)
+            return await self_play(self.policy, tasks, config)
+        return await self.rollouts.run(tasks, config), {}
 
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
         """Sampling strategy: roll out `group_size` samples of each task. Algorithms override this."""
-        return await self._rollout(tasks, self.rollout_config(self.step)), {}
+        return await self.roll_out(tasks, self.rollout_config(self.step))
 
-    async def _self_play(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
-        """`group_size` self-play games per task; every seat's trajectory is training data.
-
-        Group `task_index * num_seats + seat` holds the G samples of one seat of one game (same
-        start, same role), so group-relative advantages compare like with like.
-        """
-        from palaestra.rollout.matches import Match, game_of, play_matches_async
-
-        matches, seat_names = [], []
-        for task in tasks:
-            game, _ = game_of(task.env_id, **task.env_kwargs)
-            seat_names.append(game.possible_agents)
-            matches += [
-                Match(
-                    task.env_id,
-                    task.seed,
-                    dict.fromkeys(game.possible_agents, self.policy),
-                    task.env_kwargs,
-                    j,
-                )
-                for j in range(config.group_size)
-            ]
-        results = await play_matches_async(matches, replace(config, group_size=1))
-        trajectories: list[Trajectory] = []
-        group = 0
-        for i, seats in enumerate(seat_names):
-            for k, seat in enumerate(seats):
-                for j in range(config.group_size):
-                    traj = results[i * config.group_size + j].trajectories[seat]
-                    traj.group_index, traj.sample_index = group + k, j
-                    if traj.turns:  # a seat the game ended for before it moved has nothing to learn
-                        trajectories.append(traj)
-            group += len(seats)
-        decided = [r for r in results if r.error is None]
-        self._self_play_metrics = {
-            "self_play/draw_rate": _mean([float(r.winner is None) for r in decided]),
-            "self_play/first_seat_win_rate": _mean(
-                [float(r.winner == next(iter(r.match.seats))) for r in decided]
-            ),
-        }
-        return trajectories
-
-    def advantages(self, trajectories: list[Trajectory]) -> list[float | list[float]]:
+    def advantages(self, trajectories: list[Trajectory]) -> Advantages:
+        """One advantage (or one per token) per trajectory, and the metrics of computing them."""
         raise NotImplementedError(f"{type(self).__name__} must implement advantages()")
 
     def trainable(self, trajectories: list[Trajectory]) -> list[bool]:
         """Which trajectories enter the loss (all by default; e.g. DAPO overlong filtering drops some)."""
         return [True] * len(trajectories)
 
-    def loss(
-        self,
-        logp: torch.Tensor,
-        batch: MicroBatch,
-        *,
-        ref_logp: torch.Tensor | None,
-        entropy: torch.Tensor | None,
-        norm: Normalizers,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+    def off_policy(self, trajectories: list[Trajectory]) -> list[bool]:
+        """Per trajectory, `Row.off_policy` (none by default; Critique-GRPO's refinements are)."""
+        return [False] * len(trajectories)
 
-    @property
-    def needs_entropy_grad(self) -> bool:
-        return False
-
-    # -- model passes ------------------------------------------------------------------------------
-    def _forward_logp(
-        self, model: torch.nn.Module, batch: MicroBatch, *, with_entropy: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-target-token logprobs (B, T-1) at the rollout temperature, and entropies if asked.
-
-        Logits are computed only at positions that predict policy tokens (`core/forward.py`: the
-        batch's target window, or each row's suffix after a prompt computed once per group); both
-        outputs are 0 elsewhere.
-        """
-        temperature = self.config.rollout.temperature or 1.0
-        with self._autocast():
-            target = target_logits(model, batch)
-        # at least float32 (bf16 models); a float64 model keeps float64 (the exact-comparison tests)
-        logits = (
-            target.logits.to(torch.promote_types(target.logits.dtype, torch.float32)) / temperature
-        )  # (B, K, V)
-        logp = target.place(selected_logprobs(logits, target.targets))  # (B, T-1)
-        entropy = None
-        if with_entropy:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.needs_entropy_grad):
-                entropy = target.place(entropy_from_logits(logits))  # a metric only unless the loss uses it
-        return logp, entropy
-
-    @contextlib.contextmanager
-    def _reference_context(self) -> Iterator[torch.nn.Module]:
-        if self.ref_model is not None:
-            yield self.ref_model
-        else:  # LoRA: the base model without adapters
-            with self.module.disable_adapter():
-                yield self.module
-
-    @torch.no_grad()
-    def _recompute(
-        self, mine: dict[int, MicroBatch], passes: int, filler: MicroBatch, mismatch: _Mismatch
-    ) -> dict[int, torch.Tensor | None]:
-        """Replace sampling logprobs with the trainer's own (if configured); compute reference logprobs.
-
-        In a single-pass update the weights do not change before the one optimizer step, so the old
-        logprobs equal the detached logprobs of the training forward pass itself; they are taken
-        there (`_take_old_logp`) instead of in a second forward pass here, as TRL does.
-
-        Args:
-            mine: this rank's micro-batches by index.
-            passes: forward passes every rank makes (FSDP2 all-gathers in each); after its own
-                micro-batches a rank runs `filler` and discards the result.
-            filler: a stand-in micro-batch for those extra passes.
-            mismatch: accumulates the sampler-vs-trainer logprob gap.
-        """
-        algo = self.config.algorithm
-        refs: dict[int, torch.Tensor | None] = {}
-        was_training = self.module.training
-        self.module.eval()
-        items: list[tuple[int | None, MicroBatch]] = [*mine.items()]
-        items += [(None, filler)] * (passes - len(items))
-        for i, mb in items:
-            if algo.recompute_old_logprobs and self.optimizer_steps_per_rl_step > 1:
-                logp, _ = self._forward_logp(self.module, mb, with_entropy=False)
-                if i is not None:
-                    self._take_old_logp(mb, logp, mismatch)
-            ref = None
-            if algo.kl_coef > 0:
-                with self._reference_context() as ref_model:
-                    ref, _ = self._forward_logp(ref_model, mb, with_entropy=False)
-            if i is not None:
-                refs[i] = ref
-        self.module.train(was_training)
-        return refs
-
-    @staticmethod
-    def _take_old_logp(mb: MicroBatch, logp: torch.Tensor, mismatch: _Mismatch) -> None:
-        """Use the trainer's logprobs as old logprobs; record how far the sampler's were from them."""
-        logp = logp.detach() * mb.loss_mask
-        mismatch.add(float(((logp - mb.old_logp).abs() * mb.loss_mask).sum()), mb.num_tokens)
-        mb.old_logp = logp
-
-    # -- one RL step -------------------------------------------------------------------------------
-    def _update(self, batch: StepBatch) -> dict[str, float]:
-        """Epochs x mini-batches of optimizer steps over the step's micro-batches.
-
-        Every rank builds the same micro-batches; rank r trains those with index = r mod world_size,
-        each mini-batch's loss normalised by counts of the whole mini-batch, with zero-weighted filler
-        passes where a rank has fewer micro-batches than another (see `core/distributed.py`).
-        """
-        cfg, algo, ctx = self.config, self.config.algorithm, self.dist
-        rows = batch.rows()
-        if not rows:
-            return {"update/skipped": 1.0}
-        groups = bucket_by_length(
-            rows, cfg.optimizer.micro_batch_tokens, keep_prompts_together=self.share_prefix
+    def step_batch(self, trajectories: list[Trajectory]) -> tuple[StepBatch, dict[str, float]]:
+        """What the update trains on: the trajectories with the hooks' per-row values; and metrics."""
+        adv = self.advantages(trajectories)
+        batch = StepBatch(
+            trajectories, adv.values, self.trainable(trajectories), self.off_policy(trajectories)
         )
-        micro = [collate(g, self._pad_id, share_prefix=self.share_prefix) for g in groups]
-        mine = {i: mb.to(self.device) for i, mb in enumerate(micro) if i % ctx.world_size == ctx.rank}
-        filler = next(iter(mine.values())) if mine else micro[0].to(self.device)
-        mismatch = _Mismatch()
-        refs = self._recompute(mine, -(-len(micro) // ctx.world_size), filler, mismatch)
-        history: dict[str, list[float]] = {}
-        grad_norms: list[float] = []
-        self.model.train()
-        gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.step)
-        for _ in range(algo.epochs):
-            order = torch.randperm(len(micro), generator=gen).tolist()
-            for chunk in np.array_split(np.asarray(order), min(algo.mini_batches, len(micro))):
-                chunk = chunk.tolist()
-                norm = Normalizers(
-                    tokens=sum(micro[i].num_tokens for i in chunk),
-                    sequences=sum(len(micro[i].indices) for i in chunk),
-                )
-                local = [i for i in chunk if i in mine]
-                passes = max(sum(i % ctx.world_size == r for i in chunk) for r in range(ctx.world_size))
-                for k in range(passes):
-                    i = local[k] if k < len(local) else None
-                    mb = mine[i] if i is not None else filler
-                    with gradient_sync(self.model, ctx, sync=k == passes - 1):
-                        logp, entropy = self._forward_logp(self.model, mb, with_entropy=True)
-                        if (
-                            i is not None
-                            and algo.recompute_old_logprobs
-                            and self.optimizer_steps_per_rl_step == 1
-                        ):
-                            self._take_old_logp(mb, logp, mismatch)
-                        ref = refs[i] if i is not None else (logp.detach() if algo.kl_coef > 0 else None)
-                        loss, parts = self.loss(logp, mb, ref_logp=ref, entropy=entropy, norm=norm)
-                        # DDP and FSDP2 average gradients over ranks: scale back to the sum
-                        (loss * (ctx.world_size if i is not None else 0.0)).backward()
-                    if i is not None:
-                        for key, v in parts.items():
-                            history.setdefault(key, []).append(v)
-                grad_norms.append(self._optimizer_step())
-        return self._update_metrics(micro, history, grad_norms, mismatch)
-
-    def _update_metrics(
-        self,
-        micro: list[MicroBatch],
-        history: dict[str, list[float]],
-        grad_norms: list[float],
-        mismatch: _Mismatch,
-    ) -> dict[str, float]:
-        """Loss parts of every rank's micro-batches, averaged as one process would."""
-        merged: dict[str, list[float]] = {}
-        for part in all_gather_objects(history, self.dist):
-            for key, values in part.items():
-                merged.setdefault(key, []).extend(values)
-        totals = all_gather_objects((mismatch.total, mismatch.count), self.dist)
-        mismatch.total, mismatch.count = sum(t for t, _ in totals), sum(c for _, c in totals)
-        metrics = {**mismatch.metrics(), **{k: _mean(v) for k, v in merged.items()}}
-        metrics["update/grad_norm"] = _mean(grad_norms)
-        metrics["update/lr"] = self.scheduler.get_last_lr()[0]
-        metrics["update/micro_batches"] = float(len(micro))
-        metrics["update/padding_fraction"] = 1.0 - sum(int(mb.attention_mask.sum()) for mb in micro) / sum(
-            mb.input_ids.numel() for mb in micro
-        )
-        return metrics
-
-    def _optimizer_step(self) -> float:
-        clip = self.config.optimizer.max_grad_norm
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
-        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor holding the global norm
-            norm = norm.full_tensor()
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return batch, adv.metrics
 
     def _gather_rollout_weights(self) -> None:
         """FSDP2: gather the shards into the unsharded rollout copy (every rank calls it); else nothing."""
         if self.rollout_model is not self.module:
             self.rollout_model.load_state_dict(full_model_state(self.model))
 
-    def _sync_rollout_weights(self) -> None:
+    def sync_rollout_weights(self) -> None:
         """Make the next rollouts use the trained weights (every rank calls it; see `rollout_source`)."""
         self._gather_rollout_weights()
         self.rollouts.sync_weights(self.rollout_model)
@@ -526,11 +252,6 @@ class Trainer:
     def close(self) -> None:
         """Stop the rollout backend's engines or Ray workers (the process exiting does it too)."""
         self.rollouts.close()
-
-    @property
-    def _pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return int(pad if pad is not None else self.tokenizer.eos_token_id)
 
     def train_step(self) -> dict[str, float]:
         """One RL step: collect, compute advantages, update, sync weights. Returns its metrics."""
@@ -541,10 +262,9 @@ class Trainer:
         self._check_env_errors(trajectories)
         t1 = time.perf_counter()
         self.rollouts.release_memory()  # vllm sleep mode: free the engine's GPU memory for the update
-        batch = StepBatch(trajectories, self.advantages(trajectories), self.trainable(trajectories))
-        metrics = {**self.rollout_metrics(trajectories), **collect_metrics, **self._update(batch)}
-        metrics.update(self.__dict__.pop("_self_play_metrics", {}))
-        self._sync_rollout_weights()
+        batch, adv_metrics = self.step_batch(trajectories)
+        metrics = {**rollout_metrics(trajectories), **collect_metrics, **adv_metrics, **self.update(batch)}
+        self.sync_rollout_weights()
         t2 = time.perf_counter()
         generated = sum(t.num_generated_tokens for t in trajectories)
         trained = sum(len(t.token_ids) for t in trajectories)
@@ -570,28 +290,7 @@ class Trainer:
                 f"error (rollout.max_env_error_fraction={limit:g}); first: {first}"
             )
 
-    @staticmethod
-    def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
-        rewards = [t.reward for t in trajectories]
-        groups: dict[int, list[float]] = {}
-        for t in trajectories:
-            groups.setdefault(t.group_index, []).append(t.reward)
-        return {
-            "reward/mean": _mean(rewards),
-            "reward/std": float(np.std(rewards)) if rewards else float("nan"),
-            "reward/group_std_mean": _mean([float(np.std(g)) for g in groups.values()]),
-            "reward/zero_variance_groups": _mean([float(np.ptp(g) == 0) for g in groups.values()]),
-            "rollout/success": _mean([float(t.success) for t in trajectories]),
-            "rollout/turns_mean": _mean([t.num_turns for t in trajectories]),
-            "rollout/response_length": _mean(
-                [t.num_generated_tokens / max(t.num_turns, 1) for t in trajectories]
-            ),
-            "rollout/format_error_rate": _mean(
-                [t.num_format_errors / max(t.num_turns, 1) for t in trajectories]
-            ),
-            "rollout/env_errors": float(sum(t.error is not None for t in trajectories)),
-            "rollout/episodes": float(len(trajectories)),
-        }
+    rollout_metrics = staticmethod(rollout_metrics)
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self) -> tuple[dict[str, float], list[EvalResult]]:
@@ -650,7 +349,7 @@ class Trainer:
         self._load_state(ckpt.state)
         self.step = ckpt.step
         self._saved = (ckpt.step, path)
-        self._sync_rollout_weights()  # vllm: the engine started from the initial weights
+        self.sync_rollout_weights()  # vllm: the engine started from the initial weights
         logger.info("resumed from %s (step %d)", path, self.step)
         return True
 

@@ -1,0 +1,51 @@
+"""The algorithm config's base: the options the trainer core reads, and the rule for options it rejects.
+
+Every algorithm's config (the `algorithm:` section of a training YAML) subclasses `AlgorithmConfig` and
+adds its own fields. The core reads only what is declared here: the update schedule (`epochs`,
+`mini_batches`) and whether the algorithm compares samples of a task (`needs_groups`). Everything else
+an algorithm asks of the core (a reference model for a KL term, recomputed old logprobs, entropy with
+gradients) it says through its trainer's hooks (`Trainer.needs_reference` and friends), so a config
+holds only options its algorithm honours.
+
+An option that a family of algorithms shares but one member does not honour is not a field of that
+member's config; naming it in `unsupported` turns the generic "unknown key" into an error that says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["AlgorithmConfig"]
+
+
+class AlgorithmConfig(BaseModel):
+    """Base of every algorithm's options (`algorithm:` in a training config).
+
+    A subclass sets `name` to a `Literal` of its registered name with that name as default (see
+    `palaestra.trainers.registry.register_algorithm`).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # some subclasses set: options of sibling algorithms this one rejects, with the reason
+    unsupported: ClassVar[dict[str, str]] = {}
+    # all subclasses may set: False when one sample per task is enough (no group-relative statistics)
+    needs_groups: ClassVar[bool] = True
+
+    name: str = Field(description="The registered algorithm name.")
+    epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
+    mini_batches: int = Field(
+        1, ge=1, description="Optimizer steps per pass (rollout batch split in this many)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, why in cls.unsupported.items():
+                if key in data:
+                    name = cls.model_fields["name"].default
+                    raise ValueError(f"{key} is not an option of {name}: {why}; remove algorithm.{key}")
+        return data

@@ -1,0 +1,103 @@
+"""The trained model's set-up: gradient checkpointing, LoRA adapters, the reference model, precision.
+
+Functions of the model and the config's `model:` section; `Trainer.__init__` calls them in order
+(`prepare_model`, then `reference_model`) and the learner enters `autocast` and `reference_context`
+around its forward passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+
+from palaestra.trainers.core.distributed import DistContext, wrap_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from palaestra.config import ModelConfig
+
+__all__ = ["autocast", "check_precision", "prepare_model", "reference_context", "reference_model"]
+
+
+def _cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX512-BF16 / AMX); True when unknown."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
+def check_precision(cfg: ModelConfig, device: torch.device) -> None:
+    """Warn when bf16 autocast would be emulated (a CPU without native bf16): many times slower."""
+    if cfg.precision == "bf16" and device.type == "cpu" and not _cpu_has_native_bf16():
+        warnings.warn(
+            "model.precision=bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): autocast emulates "
+            "it and runs many times slower than fp32; set model.precision=fp32",
+            stacklevel=3,
+        )
+
+
+def prepare_model(
+    model: PreTrainedModel, cfg: ModelConfig, dist: DistContext, device: torch.device
+) -> torch.nn.Module:
+    """Move the model to `device`, turn on gradient checkpointing and wrap it in LoRA adapters if asked."""
+    model.to(device)
+    if cfg.gradient_checkpointing:
+        # non-reentrant checkpointing is the form DDP and FSDP2 support
+        kwargs = {"use_reentrant": False} if dist.enabled else None
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        model.config.use_cache = False
+    if cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    return model
+
+
+def reference_model(
+    module: torch.nn.Module, cfg: ModelConfig, dist: DistContext, device: torch.device
+) -> torch.nn.Module | None:
+    """A frozen copy of the initial policy; None with LoRA, where the adapter-disabled model is it.
+
+    Under FSDP2 the copy is sharded too (its passes are aligned with the other ranks' by the learner).
+    """
+    if cfg.lora is not None:
+        return None  # see `reference_context`
+    ref = copy.deepcopy(module).eval()
+    ref.requires_grad_(False)
+    if dist.enabled and dist.strategy == "fsdp":
+        ref = wrap_model(ref, dist, device)
+    return ref
+
+
+@contextlib.contextmanager
+def reference_context(ref: torch.nn.Module | None, module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The reference model to run: `ref`, or (LoRA, `ref` None) `module` with its adapters disabled."""
+    if ref is not None:
+        yield ref
+    else:
+        with module.disable_adapter():  # type: ignore[operator]
+            yield module
+
+
+@contextlib.contextmanager
+def autocast(cfg: ModelConfig, device: torch.device) -> Iterator[None]:
+    """bf16 autocast when `model.precision=bf16`; nothing otherwise."""
+    if cfg.precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
