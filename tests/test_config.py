@@ -83,3 +83,56 @@ def test_stopping_rules_are_validated():
 def test_every_shipped_config_loads(path):
     config = load_config(path)
     assert config.run.steps >= 1 and config.envs.train
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "message"),
+    [
+        (
+            {"name": "semi_online", "dynamic_sampling": True},
+            "dynamic_sampling is not an option of semi_online",
+        ),
+        (
+            {"name": "semi_online", "starpo_s_keep_ratio": 0.5},
+            "starpo_s_keep_ratio is not an option of semi_online",
+        ),
+        ({"name": "semi_online", "overlong": "filter"}, "overlong is not an option of semi_online"),
+        ({"name": "semi_online", "singleton": "zero"}, "singleton is not an option of semi_online"),
+        ({"name": "gigpo", "overlong": "penalty"}, "overlong=penalty is not honoured by gigpo"),
+        ({"name": "gigpo", "singleton": "zero"}, "singleton is not an option of gigpo"),
+        ({"name": "critique_grpo", "kl_coef": 0.1}, "kl_coef is not an option of critique_grpo: .*no KL"),
+        ({"name": "critique_grpo", "dual_clip": 3.0}, "dual_clip is not an option of critique_grpo"),
+        ({"name": "cgi", "kl_coef": 0.0}, r"algorithm.kl_coef: unknown key; allowed for cgi: name, epochs"),
+    ],
+)
+def test_an_option_the_algorithm_does_not_honour_is_an_error_naming_both(algorithm, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(QUICKSTART, algorithm=algorithm)
+
+
+def test_honoured_options_of_the_grpo_family_still_load():
+    assert (
+        load_config(QUICKSTART, algorithm={"name": "gigpo", "overlong": "filter"}).algorithm.overlong
+        == "filter"
+    )
+    assert load_config(QUICKSTART, algorithm={"name": "semi_online", "max_sampling_rounds": 2})
+    assert load_config(QUICKSTART, algorithm={"name": "critique_grpo", "overlong": "penalty"})
+    assert load_config(QUICKSTART, algorithm={"dual_clip": 3.0}).algorithm.name == "grpo"
+
+
+def test_the_config_module_imports_no_algorithm():
+    """`palaestra.config` finds algorithms through the registry: loading a GRPO config imports only grpo."""
+    import os
+    import subprocess
+    import sys
+
+    root = str(QUICKSTART.parents[1])
+    code = (
+        f"import sys; from palaestra.config import load_config; load_config({str(QUICKSTART)!r}); "
+        "print(sorted(m for m in sys.modules if m.startswith('palaestra.trainers.') and 'core' not in m))"
+    )
+    env = {**os.environ, "PYTHONPATH": root}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root, env=env
+    ).stdout
+    assert out.strip() == "['palaestra.trainers.grpo', 'palaestra.trainers.registry']"

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
-from palaestra.trainers.core.batching import Row, bucket_by_length, collate
-from palaestra.trainers.core.forward import model_allows_shared_prefix, plan, target_logits
+from palaestra.trainers.core.batching import Row, bucket_by_length, collate, plan
+from palaestra.trainers.core.forward import model_allows_shared_prefix, target_logits
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
 
 

@@ -101,7 +101,7 @@ def test_estimator_step_rewards_feed_gigpo_step_returns_and_survive_resume(tmp_p
         gamma=0.9,
         episode_returns=[t.reward for t in episodes],
     )
-    got = trainer.advantages(episodes)  # predicts with the estimator as it was, then fits once more
+    got = trainer.advantages(episodes).values  # predicts with the estimator as it was, then fits once more
     assert got == [
         pytest.approx(turn_token_advantages(t, a)) for t, a in zip(episodes, expected, strict=True)
     ]
