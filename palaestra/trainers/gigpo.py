@@ -52,13 +52,11 @@ from palaestra.trainers.core.advantages import (
 )
 from palaestra.trainers.core.batching import Advantages
 from palaestra.trainers.grpo import (
-    ClippedLossOptions,
-    DualClipOption,
     DynamicSamplingOptions,
     GroupNormOptions,
     GRPOTrainer,
-    KLOptions,
     OverlongOptions,
+    PolicyLossOptions,
 )
 from palaestra.trainers.registry import register_algorithm
 from palaestra.trainers.spa import (
@@ -76,9 +74,7 @@ if TYPE_CHECKING:
 __all__ = ["GiGPOConfig", "GiGPOTrainer", "anchor_metrics", "gigpo_advantages", "turn_anchors"]
 
 
-class GiGPOConfig(
-    OverlongOptions, DynamicSamplingOptions, KLOptions, DualClipOption, ClippedLossOptions, GroupNormOptions
-):
+class GiGPOConfig(OverlongOptions, DynamicSamplingOptions, PolicyLossOptions, GroupNormOptions):
     """GiGPO options, on top of GRPO's loss and sampling options (paper defaults in configs/gigpo.yaml).
 
     Not GRPO's `singleton` (singleton anchor groups get A^S = 0, singleton task groups their raw return,

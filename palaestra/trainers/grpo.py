@@ -60,6 +60,7 @@ __all__ = [
     "GroupNormOptions",
     "KLOptions",
     "OverlongOptions",
+    "PolicyLossOptions",
 ]
 
 
@@ -114,6 +115,10 @@ class KLOptions(AlgorithmConfig):
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (GRPO: k3).")
 
 
+class PolicyLossOptions(KLOptions, DualClipOption, ClippedLossOptions):
+    """Every option of the shared policy loss (`trainers/core/losses.py: policy_loss`)."""
+
+
 class DynamicSamplingOptions(AlgorithmConfig):
     """Which groups a step trains on: DAPO dynamic sampling, StarPO-S variance filtering."""
 
@@ -135,9 +140,7 @@ class OverlongOptions(AlgorithmConfig):
     )
 
 
-class GRPOConfig(
-    OverlongOptions, DynamicSamplingOptions, KLOptions, DualClipOption, ClippedLossOptions, GroupNormOptions
-):
+class GRPOConfig(OverlongOptions, DynamicSamplingOptions, PolicyLossOptions, GroupNormOptions):
     """Options of GRPO and its DAPO / Dr. GRPO / StarPO-S variants."""
 
     name: Literal["grpo"] = "grpo"
@@ -155,7 +158,7 @@ class GRPOTrainer(Trainer):
 
     def make_loss_config(self) -> LossConfig:
         """The shared loss's options from the algorithm's (Dr. GRPO's default `norm_len` filled in)."""
-        algo: GRPOConfig = self.config.algorithm
+        algo: PolicyLossOptions = self.config.algorithm
         return LossConfig(
             clip_low=algo.clip_low,
             clip_high=algo.clip_high,

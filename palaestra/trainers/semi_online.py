@@ -67,13 +67,7 @@ from palaestra.trainers.core.batching import Advantages
 from palaestra.trainers.core.ray_source import reject_ray
 from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv
 from palaestra.trainers.core.trainer import Trainer
-from palaestra.trainers.grpo import (
-    ClippedLossOptions,
-    DualClipOption,
-    GroupNormOptions,
-    GRPOTrainer,
-    KLOptions,
-)
+from palaestra.trainers.grpo import GroupNormOptions, GRPOTrainer, PolicyLossOptions
 from palaestra.trainers.registry import register_algorithm
 
 if TYPE_CHECKING:
@@ -88,7 +82,7 @@ DEMO_TASK = "offline-demo"
 _OWN_SAMPLING = "semi-online sampling has its own dynamic sampling (min_return_std, max_sampling_rounds)"
 
 
-class SemiOnlineConfig(KLOptions, DualClipOption, ClippedLossOptions, GroupNormOptions):
+class SemiOnlineConfig(PolicyLossOptions, GroupNormOptions):
     """UI-S1 options (paper Table 9 defaults), on top of GRPO's loss options.
 
     Not GRPO's sampling options (its own rollouts and dynamic sampling), `overlong` (a row's reply is

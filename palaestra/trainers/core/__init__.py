@@ -5,8 +5,10 @@ Public maths, importable from here:
     advantages  group-relative advantages, token broadcast, discounted returns
     filters     DAPO dynamic sampling and overlong shaping, StarPO-S variance filtering
 
-The loop (`trainer.Trainer`) and its parts (batching, checkpoints, optimizer, sampler, tracking) are
-imported from their modules, so importing the maths does not pull in models or rollout machinery.
+The loop (`trainer.Trainer`), the update it extends (`learner.Learner`), the model's set-up
+(`model_setup`), the algorithm config's base (`config.AlgorithmConfig`) and the loop's parts (batching,
+checkpoints, optimizer, sampler, tracking) are imported from their modules, so importing the maths does
+not pull in models or rollout machinery.
 """
 
 from __future__ import annotations
