@@ -80,7 +80,7 @@ def test_an_unknown_algorithm_is_one_line_before_the_model_loads(tmp_path, monke
 
     monkeypatch.setattr(palaestra.agents.models, "load_model_and_tokenizer", refuse)
     cases = {
-        "algorithm: {name: gpro}": "algorithm.name: unknown algorithm 'gpro'. Did you mean: grpo?",
+        "algorithm: {name: gpro}": "algorithm.name: unknown algorithm 'gpro'. Did you mean: grpo",
         f"algorithm: {{name: '{TOY}:tyo'}}": f"unknown algorithm 'tyo' (module {TOY} registers none",
         "imports: [no_such_module_xyz]": "imports: cannot import 'no_such_module_xyz'",
     }
