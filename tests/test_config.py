@@ -102,7 +102,7 @@ def test_every_shipped_config_loads(path):
         ({"name": "gigpo", "singleton": "zero"}, "singleton is not an option of gigpo"),
         ({"name": "critique_grpo", "kl_coef": 0.1}, "kl_coef is not an option of critique_grpo: .*no KL"),
         ({"name": "critique_grpo", "dual_clip": 3.0}, "dual_clip is not an option of critique_grpo"),
-        ({"name": "cgi", "kl_coef": 0.0}, r"algorithm.kl_coef: unknown key; allowed for cgi: name, epochs"),
+        ({"name": "cgi", "kl_coef": 0.1}, r"algorithm.kl_coef: unknown key; allowed for cgi: name, epochs"),
     ],
 )
 def test_an_option_the_algorithm_does_not_honour_is_an_error_naming_both(algorithm, message):
@@ -136,3 +136,31 @@ def test_the_config_module_imports_no_algorithm():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root, env=env
     ).stdout
     assert out.strip() == "['palaestra.trainers.grpo', 'palaestra.trainers.registry']"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "saved"),
+    [
+        (
+            "semi_online",
+            {"singleton": "raw", "dynamic_sampling": False, "overlong": "off", "overlong_buffer": 32},
+        ),
+        ("gigpo", {"singleton": "raw"}),
+        ("critique_grpo", {"dual_clip": None, "kl_coef": 0.0, "kl_estimator": "k3"}),
+        ("cgi", {"kl_coef": 0.0, "recompute_old_logprobs": False}),
+    ],
+)
+def test_run_folders_saved_before_the_registry_still_load(algorithm, saved):
+    # earlier releases wrote every GRPO option into RUN/config.yaml, at values these algorithms ignored
+    config = load_config(
+        envs={"train": [{"id": "palaestra/Math-Arith-v0"}]}, algorithm={"name": algorithm, **saved}
+    )
+    assert config.algorithm.name == algorithm
+    key = next(iter(saved))
+    other = {"singleton": "zero", "dynamic_sampling": True, "overlong": "filter", "dual_clip": 3.0}
+    other |= {"kl_coef": 0.1, "recompute_old_logprobs": True}
+    with pytest.raises(ConfigError, match=key):  # any other value asks for what the algorithm does not do
+        load_config(
+            envs={"train": [{"id": "palaestra/Math-Arith-v0"}]},
+            algorithm={"name": algorithm, key: other[key]},
+        )

@@ -68,6 +68,7 @@ class CGIConfig(AlgorithmConfig):
     """CGI options (see the module docstring for the choices)."""
 
     needs_groups: ClassVar[bool] = False  # SFT of single episodes: nothing is compared within a task
+    earlier_defaults: ClassVar[dict[str, Any]] = {"kl_coef": 0.0, "recompute_old_logprobs": False}
 
     name: Literal["cgi"] = "cgi"
     critic: Literal["indicative", "ground_truth", "self", "trained"] = Field(

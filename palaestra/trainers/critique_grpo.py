@@ -66,6 +66,7 @@ class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOpt
     shaped ratio, never dual-clips).
     """
 
+    earlier_defaults: ClassVar[dict[str, Any]] = {"dual_clip": None, "kl_coef": 0.0, "kl_estimator": "k3"}
     unsupported: ClassVar[dict[str, str]] = {
         "kl_coef": _NO_KL,
         "kl_estimator": _NO_KL,

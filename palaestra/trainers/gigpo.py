@@ -81,6 +81,7 @@ class GiGPOConfig(OverlongOptions, DynamicSamplingOptions, PolicyLossOptions, Gr
     as the code) nor `overlong: penalty` (the step returns come from the step rewards).
     """
 
+    earlier_defaults: ClassVar[dict[str, Any]] = {"singleton": "raw"}
     unsupported: ClassVar[dict[str, str]] = {
         "singleton": "GiGPO gives singleton anchor groups A^S = 0 and singleton task groups their raw return"
     }

@@ -89,6 +89,13 @@ class SemiOnlineConfig(PolicyLossOptions, GroupNormOptions):
     never cut: the rollout stops at a mismatch) nor `singleton` (UI-S1's statistics are its own).
     """
 
+    earlier_defaults: ClassVar[dict[str, Any]] = {
+        "singleton": "raw",
+        "dynamic_sampling": False,
+        "starpo_s_keep_ratio": None,
+        "overlong": "off",
+        "overlong_buffer": 32,
+    }
     unsupported: ClassVar[dict[str, str]] = {
         "dynamic_sampling": _OWN_SAMPLING,
         "starpo_s_keep_ratio": _OWN_SAMPLING,

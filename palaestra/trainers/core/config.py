@@ -9,6 +9,8 @@ holds only options its algorithm honours.
 
 An option that a family of algorithms shares but one member does not honour is not a field of that
 member's config; naming it in `unsupported` turns the generic "unknown key" into an error that says why.
+Run folders saved before that rule hold such options at values that never changed anything for that
+algorithm (`earlier_defaults`); exactly those values are dropped, so the runs still resume and export.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class AlgorithmConfig(BaseModel):
 
     # some subclasses set: options of sibling algorithms this one rejects, with the reason
     unsupported: ClassVar[dict[str, str]] = {}
+    # some subclasses set: option -> the value configs saved by earlier releases hold for it (ignored then)
+    earlier_defaults: ClassVar[dict[str, Any]] = {}
     # all subclasses may set: False when one sample per task is enough (no group-relative statistics)
     needs_groups: ClassVar[bool] = True
 
@@ -44,6 +48,8 @@ class AlgorithmConfig(BaseModel):
     @classmethod
     def _reject_unsupported(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            old = cls.earlier_defaults
+            data = {k: v for k, v in data.items() if not (k in old and v == old[k])}
             for key, why in cls.unsupported.items():
                 if key in data:
                     name = cls.model_fields["name"].default
