@@ -96,8 +96,11 @@ class TextEnv(gym.Env[str, str]):
         render_mode: None or "ansi" (the transcript as text).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 (gym.Env's type)
     max_action_length: ClassVar[int] = 1 << 16
+    observation_space: spaces.Space[Any]
+    """A `TextSpace`, except in GUI mode, where the observation is a `spaces.Dict` of the text and a
+    screenshot (`WebEnv`)."""
 
     def __init__(self, *, max_turns: int = 1, render_mode: str | None = None):
         if max_turns < 1:

@@ -55,7 +55,8 @@ class EnvCard:
         max_turns: the most actions an episode takes with the registered kwargs.
         reward_range: (low, high) of the episode return.
         required_kwargs: kwargs `make` needs (e.g. a dataset path).
-        entry_point: "module:Class" or the class itself.
+        entry_point: "module:Class" or the class itself; None for a gymnasium registration without one
+            (a vector-only env).
         kwargs: the registered default kwargs.
         availability: a cheap check, `() -> None` when the env can run here, else why it cannot and
             the fix (one line); None: always available.
@@ -67,7 +68,7 @@ class EnvCard:
     max_turns: int
     reward_range: tuple[float, float]
     required_kwargs: tuple[str, ...]
-    entry_point: str | Callable[..., gym.Env]
+    entry_point: str | Callable[..., gym.Env] | None
     kwargs: dict[str, Any]
     availability: Callable[[], str | None] | None = None
 
@@ -241,10 +242,12 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(card.id, **kwargs)
 
 
-def _accepted_kwargs(entry_point: str | Callable[..., gym.Env]) -> list[str] | None:
+def _accepted_kwargs(entry_point: str | Callable[..., gym.Env] | None) -> list[str] | None:
     """Keyword names the env's constructor takes, or None when it takes any (`**kwargs`) or is opaque."""
     from gymnasium.envs.registration import load_env_creator
 
+    if entry_point is None:
+        return None
     try:
         creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
         params = inspect.signature(creator).parameters.values()

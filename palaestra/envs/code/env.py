@@ -22,7 +22,7 @@ from a local file (`source="records"`, `path=...`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from palaestra.envs.code.execution import DEFAULT_TEST_TIMEOUT_S, TestReport, run_tests
 from palaestra.envs.code.parsing import CODE_FORMAT_HINT, extract_code
@@ -80,7 +80,7 @@ class CodeEnv(TextEnv):
         render_mode: None or "ansi".
     """
 
-    metadata: ClassVar[dict[str, Any]] = {**TextEnv.metadata, "blocking_step": True}
+    metadata: dict[str, Any] = {**TextEnv.metadata, "blocking_step": True}  # noqa: RUF012 (gym.Env's type)
 
     def __init__(
         self,
@@ -111,9 +111,9 @@ class CodeEnv(TextEnv):
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name}={value!r}; choose one of {allowed}")
-        for name, value, allowed in (("difficulty", difficulty, DIFFICULTIES), ("kind", kind, KINDS)):
-            if value is not None and value not in allowed:
-                raise ValueError(f"{name}={value!r}; choose one of {allowed} or None (all)")
+        for name, choice, allowed in (("difficulty", difficulty, DIFFICULTIES), ("kind", kind, KINDS)):
+            if choice is not None and choice not in allowed:
+                raise ValueError(f"{name}={choice!r}; choose one of {allowed} or None (all)")
         if split is not None and split not in SPLITS:
             raise ValueError(f"split={split!r}; choose 'train', 'test' or None (every task)")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:

@@ -14,7 +14,7 @@ errors), minus `tool_call_cost` per call made (default 0: tools are free).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from palaestra.envs.code.parsing import TOOL_FORMAT_HINT, extract_tool_call
 from palaestra.envs.core import StepOutcome, TextEnv
@@ -48,7 +48,7 @@ class PythonToolMathEnv(TextEnv):
         render_mode: None or "ansi".
     """
 
-    metadata: ClassVar[dict[str, Any]] = {**TextEnv.metadata, "blocking_step": True}
+    metadata: dict[str, Any] = {**TextEnv.metadata, "blocking_step": True}  # noqa: RUF012 (gym.Env's type)
 
     def __init__(
         self,

@@ -123,7 +123,9 @@ def _negamax(
 @functools.lru_cache(maxsize=8192)
 def _root_scores(position: int, mask: int, depth: int) -> tuple[tuple[int, int], ...]:
     """(column, score) for every open column; exact for the best ones, an upper bound for the rest."""
-    scores, best, table = [], -_WIN * 2, {}
+    scores: list[tuple[int, int]] = []
+    best = -_WIN * 2
+    table: dict[int, tuple[int, int]] = {}
     for col in _ORDER:
         if mask & (1 << (ROWS - 1 + col * _H1)):
             continue
@@ -238,7 +240,13 @@ class ConnectFour(MultiAgentTextEnv):
     def expert_action(self, agent: str) -> str:
         return f"[{best_columns(self.position, self.mask, self.expert_depth)[0] + 1}]"
 
-    def _forfeit(self, agent: str, error: str) -> MoveOutcome:
+    def _invalid(self, agent: str, error: str) -> MoveOutcome:
+        """An unreadable or illegal move: a format error, or a forfeit after too many of them."""
+        self.errors[agent] += 1
+        if self.errors[agent] <= self.max_format_errors:
+            return MoveOutcome(
+                format_error=error, feedback=f"Invalid move: {error}. {MOVE_FORMAT.format(example='4')}"
+            )
         winner = self.possible_agents[1 - self.possible_agents.index(agent)]
         return MoveOutcome(
             rewards={winner: 1.0},
@@ -250,19 +258,11 @@ class ConnectFour(MultiAgentTextEnv):
 
     def _step(self, agent: str, action: str) -> MoveOutcome:
         move = last_bracketed(action)
-        error = None
         if move is None or not move.isdecimal() or not 1 <= int(move) <= COLUMNS:
-            error = "no column in [1-7] found in the reply"
-        elif int(move) - 1 not in self.open_columns():
-            error = f"column {move} is full"
-        if error is not None:
-            self.errors[agent] += 1
-            if self.errors[agent] > self.max_format_errors:
-                return self._forfeit(agent, error)
-            return MoveOutcome(
-                format_error=error, feedback=f"Invalid move: {error}. {MOVE_FORMAT.format(example='4')}"
-            )
+            return self._invalid(agent, "no column in [1-7] found in the reply")
         col = int(move) - 1
+        if col not in self.open_columns():
+            return self._invalid(agent, f"column {move} is full")
         placed = (self.mask + (1 << (col * _H1))) & _column_bits(col)
         mine = self.position | placed
         self.position, self.mask = self.position ^ self.mask, self.mask | placed
@@ -299,7 +299,11 @@ def _optimal(game: ConnectFour, agent: str, rng: np.random.Generator) -> str:
     return f"[{columns[int(rng.integers(len(columns)))] + 1}]"
 
 
-OPPONENTS: dict[str, Opponent] = {"random": _random, "heuristic": _heuristic, "optimal": _optimal}
+OPPONENTS: dict[str, Opponent[ConnectFour]] = {
+    "random": _random,
+    "heuristic": _heuristic,
+    "optimal": _optimal,
+}
 
 SEARCH_DEPTH = {"easy": 2, "medium": 4, "hard": 5}
 """Plies the "optimal" opponent searches at each difficulty (used when it is picked explicitly too)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,7 @@ def all_codes(setting: MastermindSetting) -> tuple[np.ndarray, np.ndarray]:
         counts: (M, colours + 1) int8, counts[m, c] = copies of colour c in code m (column 0 unused).
     """
     colours = range(1, setting.colours + 1)
+    rows: Iterator[tuple[int, ...]]
     if setting.repeats:
         rows = itertools.product(colours, repeat=setting.pegs)
     else:

@@ -79,7 +79,8 @@ def _deduce(
             cells = frozenset(x for x in around if x in unknown and x not in mines and x not in safe)
             if cells:
                 constraints.add((cells, n - sum(x in mines for x in around)))
-        found_safe, found_mines = set(), set()
+        found_safe: set[tuple[int, int]] = set()
+        found_mines: set[tuple[int, int]] = set()
         for cells, k in constraints:
             (found_safe if k == 0 else found_mines if k == len(cells) else set()).update(cells)
         ordered = sorted(constraints, key=lambda ck: len(ck[0]))

@@ -299,7 +299,7 @@ def _random(game: Negotiation, agent: str, rng: np.random.Generator) -> str:
     return f"[propose: {format_split(split)}]"
 
 
-def _threshold_player(start: float, end: float, *, last_chance_accepts: bool) -> Opponent:
+def _threshold_player(start: float, end: float, *, last_chance_accepts: bool) -> Opponent[Negotiation]:
     def play(game: Negotiation, agent: str, rng: np.random.Generator) -> str:
         target = _threshold(start, end, game.moves, game.max_moves)
         offered = _offered_value(game, agent)
@@ -329,7 +329,8 @@ def _expert(game: Negotiation, agent: str) -> str:
     if offered is not None and (offered >= target or (last and offered > 0)):
         return "[accept]"
     guess = _estimate_values(game, agent)
-    best_key, best = None, (0, 0, 0)
+    best_key: tuple[float, int] | None = None
+    best: Split = (0, 0, 0)
     for split in itertools.product(*(range(n + 1) for n in game.counts)):
         mine = value_of(values, split)
         if mine < target:
@@ -343,7 +344,7 @@ def _expert(game: Negotiation, agent: str) -> str:
     return f"[propose: {format_split(best)}]"
 
 
-OPPONENTS: dict[str, Opponent] = {
+OPPONENTS: dict[str, Opponent[Negotiation]] = {
     "random": _random,
     "heuristic": _threshold_player(8, 5, last_chance_accepts=False),
     "optimal": _threshold_player(9, 6, last_chance_accepts=True),

@@ -242,7 +242,7 @@ class ReferentialEnv(TextEnv):
             error = "no description in square brackets found"
         elif len(description.split()) > self.max_words:
             error = f"the description has {len(description.split())} words; the limit is {self.max_words}"
-        if error is not None:
+        if error is not None or description is None:
             left = self.max_turns - self.turn - 1
             text = f"Invalid reply: {error}. Write at most {self.max_words} words in brackets, e.g. [red circle]."
             text += " Try again." if left > 0 else " No tries left."

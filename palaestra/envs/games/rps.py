@@ -172,11 +172,11 @@ class RockPaperScissors(MultiAgentTextEnv):
             error = "no move in [rock], [paper] or [scissors] found in the reply"
             self.errors[agent] += 1
             if self.errors[agent] > self.max_format_errors:
-                winner = self.possible_agents[1 - self.possible_agents.index(agent)]
+                other = self.possible_agents[1 - self.possible_agents.index(agent)]
                 return MoveOutcome(
-                    rewards={winner: 1.0},
+                    rewards={other: 1.0},
                     game_over=True,
-                    winner=winner,
+                    winner=other,
                     format_error=error,
                     feedback=f"Invalid move ({error}); too many invalid moves: you forfeit.",
                 )
@@ -217,7 +217,11 @@ def _random(game: RockPaperScissors, agent: str, rng: np.random.Generator) -> st
     return f"[{MOVES[int(rng.integers(3))]}]"
 
 
-OPPONENTS: dict[str, Opponent] = {"biased": _biased, "pattern": _pattern, "random": _random}
+OPPONENTS: dict[str, Opponent[RockPaperScissors]] = {
+    "biased": _biased,
+    "pattern": _pattern,
+    "random": _random,
+}
 
 DIFFICULTY_OPPONENT = {"easy": "biased", "medium": "pattern", "hard": "random"}
 """The scripted opponent at each difficulty (RPS's own: its hardest player is the random one)."""

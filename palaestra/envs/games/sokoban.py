@@ -105,7 +105,9 @@ class SokobanEnv(TextEnv):
     def _remember(self, boxes: int, player: int, plan: list[tuple[int, int]] | None) -> None:
         """Cache `plan` for this position and every position along it."""
         self._plans[(boxes, reach(self.level, player, boxes))] = plan
-        for i, (b, d) in enumerate(plan or []):
+        if plan is None:
+            return
+        for i, (b, d) in enumerate(plan):
             boxes, player = boxes ^ (1 << b) | (1 << (b + d)), b
             self._plans[(boxes, reach(self.level, player, boxes))] = plan[i + 1 :]
 

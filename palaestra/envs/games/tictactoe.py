@@ -147,7 +147,7 @@ class TicTacToe(MultiAgentTextEnv):
             error = "no move in [1-9] found in the reply"
         elif self.board[int(move) - 1] != ".":
             error = f"cell {move} is taken"
-        if error is not None:
+        if error is not None or move is None:
             self.errors[agent] += 1
             if self.errors[agent] > self.max_format_errors:
                 winner = self._other[agent]
@@ -197,4 +197,4 @@ def _optimal(game: TicTacToe, agent: str, rng: np.random.Generator) -> str:
     return f"[{moves[int(rng.integers(len(moves)))] + 1}]"
 
 
-OPPONENTS: dict[str, Opponent] = {"random": _random, "heuristic": _heuristic, "optimal": _optimal}
+OPPONENTS: dict[str, Opponent[TicTacToe]] = {"random": _random, "heuristic": _heuristic, "optimal": _optimal}

@@ -20,7 +20,7 @@ the game is over), `legal_actions` and `expert_action` where the game has them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -29,15 +29,17 @@ from palaestra.envs.games.multiplayer import MultiAgentTextEnv
 
 __all__ = ["OUTCOMES", "Opponent", "VersusEnv"]
 
-Opponent = Callable[[MultiAgentTextEnv, str, np.random.Generator], str]
-"""A scripted player: (game, its seat, its random generator) -> its reply."""
+GameT = TypeVar("GameT", bound=MultiAgentTextEnv)
+Opponent = Callable[[GameT, str, np.random.Generator], str]
+"""A scripted player of a game of type `GameT`: (game, its seat, its random generator) -> its reply;
+`Opponent[TicTacToe]` for one game's players."""
 OUTCOMES: tuple[str, ...] = ("win", "draw", "loss")
 _RESET_TRIES = 10
 SHAPING_SCALE = 0.5
 """Shaped rewards: the progress part of the return is at most this."""
 
 
-class VersusEnv(TextEnv):
+class VersusEnv(TextEnv, Generic[GameT]):
     """A learner seat against scripted opponents (see the module docstring).
 
     Args:
@@ -52,8 +54,8 @@ class VersusEnv(TextEnv):
     def __init__(
         self,
         *,
-        game: MultiAgentTextEnv,
-        opponents: Mapping[str, Opponent],
+        game: GameT,
+        opponents: Mapping[str, Opponent[GameT]],
         opponent: str,
         seat: str | int = "random",
         shaped: bool = False,
@@ -80,7 +82,7 @@ class VersusEnv(TextEnv):
         self._outcome_total = 0.0
 
     @property
-    def system_prompt(self) -> str:  # type: ignore[override]
+    def system_prompt(self) -> str:
         return self.game.system_prompt_for(self.learner)
 
     @system_prompt.setter

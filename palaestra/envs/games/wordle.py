@@ -79,7 +79,7 @@ DIFFICULTIES: dict[str, WordleSetting] = {
 @functools.cache
 def load_words(name: str) -> tuple[str, ...]:
     """The words of the bundled list `palaestra/envs/games/data/<name>` (comment lines skipped)."""
-    text = resources.files("palaestra.envs.games").joinpath("data", name).read_text(encoding="utf-8")
+    text = (resources.files("palaestra.envs.games") / "data" / name).read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 

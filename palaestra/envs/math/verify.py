@@ -134,7 +134,7 @@ def _mv_parse(text: str, config: Sequence[object], fallback: bool = False) -> li
             text,
             extraction_config=list(config),
             fallback_mode="first_match" if fallback else "no_fallback",
-            parsing_timeout=_timeout(),  # type: ignore[arg-type]  # None disables the alarm
+            parsing_timeout=_timeout(),  # None disables the alarm
         )
 
 
@@ -205,7 +205,7 @@ def _clean(text: str) -> str:
 def _log10_magnitude(expr: sympy.Basic) -> float:
     """log10 of |expr| (inf if it cannot be evaluated)."""
     try:
-        value = abs(complex(expr.evalf(15)))  # type: ignore[arg-type]
+        value = abs(complex(expr.evalf(15)))
     except (TypeError, ValueError, OverflowError, ArithmeticError):
         return math.inf
     if math.isnan(value) or math.isinf(value):

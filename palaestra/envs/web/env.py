@@ -28,7 +28,7 @@ import json
 import re
 from html import escape
 from importlib import resources
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 from gymnasium import spaces
@@ -89,7 +89,7 @@ class WebEnv(TextEnv):
         render_mode: None, "ansi" (the transcript) or "rgb_array" (a screenshot).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: dict[str, Any] = {  # noqa: RUF012 (gym.Env's type)
         "render_modes": ["ansi", "rgb_array"],
         "render_fps": 1,
         "blocking_step": True,
