@@ -132,11 +132,14 @@ class Policy(Protocol):
 
     Attributes:
         name: a short label for results and logs (e.g. "hf:smollm2-135m").
-        tokenizer: the tokenizer of a token-level backend, or None for text-only backends.
+        tokenizer: the tokenizer of a token-level backend, or None for text-only backends (read-only:
+            a plain attribute or a property).
     """
 
     name: str
-    tokenizer: PreTrainedTokenizerBase | None
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase | None: ...
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Generate one reply per request, in order."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
     from palaestra.agents.base import SamplingParams
 
@@ -79,7 +79,7 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     return ids, mask
 
 
-def _warpers(sampling: SamplingParams):
+def _warpers(sampling: SamplingParams) -> LogitsProcessorList:
     from transformers.generation.logits_process import (
         LogitsProcessorList,
         TemperatureLogitsWarper,
@@ -116,6 +116,9 @@ def sample(
         eos_ids: ids that end a reply (kept as the reply's last token).
         pad_id: filler after a row's end.
         tokenizer: needed when `sampling.stop` is set (stop strings are matched on decoded tokens).
+
+    Raises:
+        ValueError: `sampling.stop` is set but no tokenizer was given.
     """
     from transformers import DynamicCache
     from transformers.generation.stopping_criteria import StopStringCriteria
@@ -140,7 +143,11 @@ def sample(
 
     eos = torch.as_tensor(list(eos_ids), device=device)
     warpers = None if sampling.greedy else _warpers(sampling)
-    stop = StopStringCriteria(tokenizer, list(sampling.stop)) if sampling.stop else None
+    stop = None
+    if sampling.stop:
+        if tokenizer is None:
+            raise ValueError(f"sampling.stop={list(sampling.stop)} needs the tokenizer: pass tokenizer=")
+        stop = StopStringCriteria(tokenizer, list(sampling.stop))
     temperature = 1.0 if sampling.greedy else sampling.temperature
     token_ids = torch.full((n_rows, budget), pad_id, dtype=torch.long)
     logprobs = torch.zeros((n_rows, budget))
@@ -149,10 +156,11 @@ def sample(
     history = ids[owner] if stop is not None else None  # what the stop criterion reads
     for k in range(budget):
         logits = logits.float()
-        if sampling.greedy:
+        if warpers is None:  # greedy
             chosen = logits.argmax(-1)
         else:
-            probs = torch.softmax(warpers(None, logits.clone()), dim=-1)
+            # temperature, top-k and top-p never read input_ids (which transformers types as LongTensor)
+            probs = torch.softmax(warpers(None, logits.clone()), dim=-1)  # type: ignore[arg-type]
             chosen = torch.multinomial(probs, 1)[:, 0]
         logp = torch.log_softmax(logits / temperature, dim=-1).gather(-1, chosen[:, None])[:, 0]
         live = ~finished
@@ -160,7 +168,7 @@ def sample(
         token_ids[out_rows, k] = chosen[live].cpu()
         logprobs[out_rows, k] = logp[live].cpu()
         done = torch.isin(chosen, eos)
-        if history is not None:
+        if stop is not None and history is not None:
             history = torch.cat([history, chosen[:, None]], dim=1)
             done |= stop(history, logits).to(device)
         finished |= done

@@ -27,15 +27,20 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 
-from palaestra.agents.base import Generation, GenerationRequest, SamplingParams
+from palaestra.agents.base import FinishReason, Generation, GenerationRequest, SamplingParams
 from palaestra.agents.decoding import sample, supports_lean_sampling
+from palaestra.agents.models import chat_prompt_ids
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
+
+    class _CausalLM(PreTrainedModel, GenerationMixin):
+        """What `model` is (a *ForCausalLM class): transformers 5's PreTrainedModel has no `generate`."""
+
 
 __all__ = ["HFPolicy"]
 
@@ -119,14 +124,11 @@ class HFPolicy:
         loop = asyncio.get_running_loop()
         pending = []
         for request in requests:
-            ids = request.prompt_token_ids
-            if ids is None:
-                ids = self.tokenizer.apply_chat_template(
-                    list(request.messages), add_generation_prompt=True, tokenize=True
-                )
-                if isinstance(ids, Mapping):  # some tokenizers return a BatchEncoding
-                    ids = ids["input_ids"]
-            item = _Pending(request, [int(i) for i in ids], loop.create_future())
+            if request.prompt_token_ids is not None:
+                ids = [int(i) for i in request.prompt_token_ids]
+            else:
+                ids = chat_prompt_ids(self.tokenizer, list(request.messages))
+            item = _Pending(request, ids, loop.create_future())
             pending.append(item)
             self._queue.put_nowait(item)
         return list(await asyncio.gather(*(p.future for p in pending)))
@@ -247,12 +249,17 @@ class HFPolicy:
         for i, p in enumerate(batch):  # left padding
             input_ids[i, width - len(p.prompt_ids) :] = torch.as_tensor(p.prompt_ids)
             attention_mask[i, width - len(p.prompt_ids) :] = 1
-        out = self.model.generate(
+        # transformers types generate's self as a Protocol (for the ty checker) that none of its models
+        # meets under mypy, LlamaForCausalLM included
+        out = cast("_CausalLM", self.model).generate(  # type: ignore[misc]
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             generation_config=self._generation_config(sampling),
             tokenizer=self.tokenizer if sampling.stop else None,
         )
+        assert (
+            not isinstance(out, torch.Tensor) and out.logits is not None
+        )  # return_dict_in_generate, output_logits
         new = out.sequences[:, width:].cpu()  # (B, N)
         temperature = sampling.temperature if not sampling.greedy else 1.0
         # step by step: no stacked (B, N, V) copy of the logits and no (B, N, V) log-softmax
@@ -265,22 +272,28 @@ class HFPolicy:
         )  # (B, N)
         return new, logprobs
 
+    def _decode(self, ids: list[int]) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        assert isinstance(text, str), type(text)  # one sequence decodes to one string
+        return text
+
     def _row(self, ids: list[int], logprobs: list[float], sampling: SamplingParams) -> Generation:
         end = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
+        finish: FinishReason
         if end is None:
             body, finish = ids, "length"
         else:
             body = ids[:end]
-            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            text = self._decode(body)
             if sampling.stop and any(text.endswith(s) for s in sampling.stop):
                 finish = "stop"  # a stop string ended it; what follows is padding
             else:
                 body, finish = ids[: end + 1], "stop"
         if finish == "length" and sampling.stop:
-            text = self.tokenizer.decode(body, skip_special_tokens=True)
+            text = self._decode(body)
             if any(text.endswith(s) for s in sampling.stop):
                 finish = "stop"
-        text = self.tokenizer.decode([t for t in body if t not in self.eos_ids], skip_special_tokens=True)
+        text = self._decode([t for t in body if t not in self.eos_ids])
         return Generation(
             text=text, token_ids=tuple(body), logprobs=tuple(logprobs[: len(body)]), finish_reason=finish
         )

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -24,6 +25,7 @@ __all__ = [
     "DTYPES",
     "build_tiny_model",
     "build_tiny_tokenizer",
+    "chat_prompt_ids",
     "check_model_name",
     "embedded_gguf",
     "load_model",
@@ -168,11 +170,23 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Any]) -> list[int]:
+    """Token ids of `messages` in the tokenizer's chat template, with the generation prompt.
+
+    `apply_chat_template(tokenize=True)` returns the ids of one conversation as a list, or (some
+    tokenizers) a `BatchEncoding` that holds them under "input_ids".
+    """
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = encoded["input_ids"] if isinstance(encoded, Mapping) else encoded
+    return [int(i) for i in cast("list[int]", ids)]  # transformers types every return form as one union
+
+
 def _strip_gguf_quantizer(model: PreTrainedModel) -> None:
     """GGUF weights are dequantized on load, but transformers keeps a GGUF quantizer on the model that
     makes `save_pretrained` refuse; the weights are ordinary tensors, so drop the marker."""
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # torch types `Module.__setattr__`'s value as Tensor | Module; these are plain attributes
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from palaestra.agents.base import FinishReason, Generation, GenerationRequest, SamplingParams
+from palaestra.agents.models import chat_prompt_ids
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -221,10 +222,7 @@ class OpenAIPolicy:
     async def _completion(self, client: AsyncOpenAI, request: GenerationRequest) -> Generation:
         if request.prompt_token_ids is None:
             assert self.tokenizer is not None
-            ids = self.tokenizer.apply_chat_template(
-                list(request.messages), add_generation_prompt=True, tokenize=True
-            )
-            prompt = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+            prompt = chat_prompt_ids(self.tokenizer, list(request.messages))
         else:
             prompt = [int(i) for i in request.prompt_token_ids]
         kwargs, extra = self._body(request.sampling)

@@ -46,8 +46,9 @@ from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from palaestra.agents.base import Generation, GenerationRequest, SamplingParams, message_images
+from palaestra.agents.base import FinishReason, Generation, GenerationRequest, SamplingParams, message_images
 from palaestra.agents.loop_bridge import LoopBridge
+from palaestra.agents.models import chat_prompt_ids
 from palaestra.agents.vision import collapse_placeholders, request_images, template_messages
 
 if TYPE_CHECKING:
@@ -284,9 +285,9 @@ class VLLMPolicy:
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.prompt_token_ids is not None:
             return [int(i) for i in request.prompt_token_ids]
-        messages = template_messages(request.messages, images=self.accepts_images)
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return [int(i) for i in (ids["input_ids"] if isinstance(ids, Mapping) else ids)]
+        return chat_prompt_ids(
+            self.tokenizer, template_messages(request.messages, images=self.accepts_images)
+        )
 
     def _prompt(self, request: GenerationRequest) -> tuple[Any, bool]:
         """The engine prompt of a request, and whether it carries images."""
@@ -326,7 +327,7 @@ class VLLMPolicy:
         logprobs = None
         if completion.logprobs is not None:
             logprobs = tuple(float(step[t].logprob) for step, t in zip(completion.logprobs, ids, strict=True))
-        finish = "length" if completion.finish_reason == "length" else "stop"
+        finish: FinishReason = "length" if completion.finish_reason == "length" else "stop"
         return Generation(
             text=completion.text,
             token_ids=ids,
