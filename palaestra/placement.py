@@ -198,7 +198,7 @@ def plan(config: PlacementConfig) -> PlacementPlan:
 def _colocated(c: PlacementConfig) -> PlacementPlan:
     slots, groups = [], []
     for node in range(c.nodes):
-        members = []
+        members: list[list[tuple[Role, int]]] = []
         for gpu in range(c.gpus_per_node):
             rank = node * c.gpus_per_node + gpu
             slots.append(Slot(node, gpu, rank, rank // c.engine_gpus, rank % c.engine_gpus))
@@ -224,7 +224,7 @@ def _split(c: PlacementConfig) -> PlacementPlan:
     free = _rollout_gpus_per_node(c)
     for node in range(c.nodes):
         trainer_here = c.gpus_per_node - free[node]
-        members = []
+        members: list[list[tuple[Role, int]]] = []
         for gpu in range(trainer_here):
             slots.append(Slot(node, gpu, rank, None, None))
             members.append([("trainer", rank)])
@@ -234,7 +234,9 @@ def _split(c: PlacementConfig) -> PlacementPlan:
                 GroupSpec(f"trainer-node{node}", [_bundle(c)] * trainer_here, "STRICT_PACK", node, members)
             )
         for first in range(trainer_here, c.gpus_per_node, c.engine_gpus):
-            workers = [("rollout", engine * c.engine_gpus + k) for k in range(c.engine_gpus)]
+            workers: list[tuple[Role, int]] = [
+                ("rollout", engine * c.engine_gpus + k) for k in range(c.engine_gpus)
+            ]
             for k in range(c.engine_gpus):
                 slots.append(Slot(node, first + k, None, engine, k))
             groups.append(

@@ -161,7 +161,7 @@ def leaderboard(entries: Sequence[Entry], *, seed: int = 0) -> Leaderboard:
             paired=_paired(e, leader, every),
             seed=seed,
         )
-        per_env = {
+        per_env: dict[str, BootstrapDifference | None] = {
             k: bootstrap_difference(
                 [e.success(k)], [leader.success(k)], paired=_paired(e, leader, [k]), seed=seed
             )

@@ -234,6 +234,11 @@ def write_results(result: EvalResult, out_dir: str | os.PathLike[str]) -> Path:
     return out / "results.json"
 
 
+def _outcome_rate(kind: str) -> Callable[[EvalSummary], str]:
+    """The summary-table cell of one game outcome ("win", "draw", "loss")."""
+    return lambda s: f"{s.outcomes[kind]:.1%}" if s.outcomes else "-"
+
+
 def summary_table(results: Sequence[EvalResult], title: str = "Evaluation") -> Table:
     """A rich table with one column per result and one row per metric (fits narrow terminals)."""
     table = Table(title=title)
@@ -255,7 +260,7 @@ def summary_table(results: Sequence[EvalResult], title: str = "Evaluation") -> T
     ]
     if any(r.summary.outcomes for r in results):
         for kind in ("loss", "draw", "win"):  # inserted in reverse: shown as win, draw, loss
-            rows.insert(3, (kind, lambda s, k=kind: f"{s.outcomes[k]:.1%}" if s.outcomes else "-"))
+            rows.insert(3, (kind, _outcome_rate(kind)))
     for name, fmt in rows:
         table.add_row(name, *(fmt(r.summary) for r in results))
     return table

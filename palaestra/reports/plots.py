@@ -27,7 +27,7 @@ TRAINING_PANELS: list[tuple[str, list[str]]] = [
 ]
 """Panels of the training-curve figure: a title and the metric keys drawn in it (missing keys skipped)."""
 
-_COLORS = matplotlib.colormaps["tab10"].colors
+_COLORS = matplotlib.color_sequences["tab10"]
 
 
 def figure_uri(fig: Figure) -> str:

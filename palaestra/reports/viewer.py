@@ -141,7 +141,7 @@ def build_viewer(
     for name in STATIC_FILES:
         atomic_write_text(out / name, (static / name).read_text(encoding="utf-8"))
     groups = [(ev.label, key, env.trajectories()) for ev in run.evaluations for key, env in ev.envs.items()]
-    index = []
+    index: list[dict[str, Any]] = []
     for source, env, trajectories in groups:
         for traj in trajectories:
             eid = len(index)
