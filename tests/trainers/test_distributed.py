@@ -85,6 +85,7 @@ def _assert_same_curve(got: list[dict], expected: list[dict]) -> None:
             assert have[key] == pytest.approx(want[key], rel=METRIC_REL, abs=1e-12), (want["step"], key)
 
 
+@pytest.mark.slow  # the module fixture: 3 one-process runs and a torchrun of 4 two-process runs (~100 s, busy box)
 @pytest.mark.parametrize(
     ("strategy", "reference"), [("ddp", "ref"), ("fsdp", "ref"), ("ddp-lora", "ref-lora")]
 )
@@ -98,16 +99,19 @@ def test_two_processes_follow_the_single_process_loss_curve(runs, strategy, refe
     assert len(final) == 1 and "final/eval/DistVowel-v0/reward" in final[0]
 
 
+@pytest.mark.slow  # the module fixture: 3 one-process runs and a torchrun of 4 two-process runs (~100 s, busy box)
 def test_a_two_process_checkpoint_resumes_in_one_process(runs):
     saved = runs / "fsdp" / "checkpoints" / "step-000002"
     assert sorted(p.name for p in saved.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     _assert_same_curve(_curve(runs / "one-from-fsdp"), _curve(runs / "ref")[2:])
 
 
+@pytest.mark.slow  # the module fixture: 3 one-process runs and a torchrun of 4 two-process runs (~100 s, busy box)
 def test_a_one_process_checkpoint_resumes_in_two_processes(runs):
     _assert_same_curve(_curve(runs / "ddp-from-1"), _curve(runs / "ref")[2:])
 
 
+@pytest.mark.slow  # the module fixture: 3 one-process runs and a torchrun of 4 two-process runs (~100 s, busy box)
 def test_the_export_is_a_plain_hf_folder_with_the_consolidated_weights(runs):
     from transformers import AutoModelForCausalLM
 
@@ -130,6 +134,7 @@ def test_the_export_is_a_plain_hf_folder_with_the_consolidated_weights(runs):
     assert not list((runs / "fsdp").glob(".tmp-*")), "a temporary export folder was left behind"
 
 
+@pytest.mark.slow  # the module fixture: 3 one-process runs and a torchrun of 4 two-process runs (~100 s, busy box)
 def test_accelerate_launch_runs_the_same_training(runs, tmp_path):
     """`accelerate launch --multi_gpu` starts torchrun's workers: on CPU they meet over gloo."""
     jobs = tmp_path / "jobs.json"

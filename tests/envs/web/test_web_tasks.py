@@ -23,6 +23,7 @@ def _env(task: str, mode: str) -> WebEnv:
     return WebEnv(task, mode=mode, max_steps=TASKS[task].max_steps * (1 if mode == "text" else 2))
 
 
+@pytest.mark.slow  # 20 episodes x 36 task/mode cases in a real Chromium (~12 min of worker time, busy box)
 @pytest.mark.parametrize(("task", "mode"), CASES)
 def test_expert_solves_every_seed_with_return_one(task, mode):
     env = _env(task, mode)
@@ -73,6 +74,7 @@ def test_expert_recovers_from_random_moves(task, mode):
         env.close()
 
 
+@pytest.mark.slow  # 12 random episodes to the step limit x 36 cases in a real Chromium
 @pytest.mark.parametrize(("task", "mode"), CASES)
 def test_random_agent_mostly_fails(task, mode):
     env, rng = _env(task, mode), np.random.default_rng(0)
