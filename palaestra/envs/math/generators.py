@@ -24,7 +24,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from palaestra.envs.math.problem import Problem, _int, _pick
 from palaestra.envs.math.task import SPLITS, MathTask
+from palaestra.envs.math.word_problems import word_problem
 
 __all__ = [
     "DIFFICULTIES",
@@ -37,24 +39,6 @@ __all__ = [
 ]
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A generated problem before it is given an id and a split."""
-
-    question: str
-    answer: str
-    solution: str
-
-
-def _int(rng: np.random.Generator, low: int, high: int) -> int:
-    """A uniform integer in [low, high] (both inclusive)."""
-    return int(rng.integers(low, high + 1))
-
-
-def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
-    return options[int(rng.integers(len(options)))]
 
 
 # -- arithmetic ------------------------------------------------------------------------------------
@@ -226,15 +210,9 @@ def linear_equation(rng: np.random.Generator, difficulty: str = "medium") -> Pro
 
 
 # -- registry and splits ---------------------------------------------------------------------------
-def _word_problem(rng: np.random.Generator, difficulty: str = "medium") -> Problem:
-    from palaestra.envs.math.word_problems import word_problem
-
-    return word_problem(rng, difficulty)
-
-
 GENERATORS: dict[str, Callable[[np.random.Generator, str], Problem]] = {
     "arithmetic": arithmetic,
-    "word_problem": _word_problem,
+    "word_problem": word_problem,
     "fractions": fractions,
     "linear_equation": linear_equation,
 }

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from palaestra.envs.math.generators import Problem, _int, _pick
+from palaestra.envs.math.problem import Problem, _int, _pick
 
 __all__ = ["TEMPLATES", "word_problem"]
 
