@@ -94,6 +94,7 @@ def eval_command(
         return
     if len(agent) != 1:
         raise fail(f"--env takes one --agent, got {len(agent)}; use --suite to evaluate several agents")
+    assert env is not None  # exactly one of --env and --suite, checked above
     try:
         env_id = check_env(env, env_kwargs)
         if opponent:

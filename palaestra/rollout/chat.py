@@ -75,11 +75,14 @@ class TokenChat:
     def _render(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
         # a text-only policy sees the text parts of multimodal messages (GUI observations); a vision
         # policy also sees one image placeholder per image (its engine expands them)
-        return self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             template_messages(messages, images=self.images),
             tokenize=False,
             add_generation_prompt=add_generation_prompt,
         )
+        if not isinstance(text, str):  # tokenize=False renders text; anything else is a broken tokenizer
+            raise ChatTemplateError(f"the chat template rendered {type(text).__name__}, not text")
+        return text
 
     def _eos_ids(self) -> frozenset[int]:
         ids = {self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set()
@@ -117,7 +120,7 @@ class TokenChat:
         delta = full[len(self._base_text) :]
         closed = bool(reply_ids) and reply_ids[-1] in self.eos_token_ids
         if closed:
-            eos_text = self.tokenizer.decode([reply_ids[-1]])
+            eos_text = str(self.tokenizer.decode([reply_ids[-1]]))
             close = self.reply_close_text
             remainder = close[len(eos_text) :] if close.startswith(eos_text) else close
         else:

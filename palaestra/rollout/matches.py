@@ -48,7 +48,7 @@ __all__ = ["Match", "MatchResult", "SeatTurns", "game_of", "play_matches", "play
 
 def game_of(env_id: str, **env_kwargs: Any) -> tuple[MultiAgentTextEnv, Mapping[str, Any]]:
     """The multi-player game behind a registered two-player env, and its scripted players."""
-    env = make(env_id, **env_kwargs).unwrapped
+    env: Any = make(env_id, **env_kwargs).unwrapped  # a TwoPlayerEnv, checked below
     game = getattr(env, "game", None)
     if not isinstance(game, MultiAgentTextEnv):
         raise ValueError(f"{env_id} is not a multi-player game (its env has no MultiAgentTextEnv `game`)")
@@ -165,13 +165,11 @@ class _GameEnv(gym.Env):
     def __init__(self, game: MultiAgentTextEnv):
         self.game = game
 
-    def reset(  # type: ignore[override]
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[str, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         self.game.reset(seed=seed)
         return "", {}
 
-    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:  # type: ignore[override]
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         self.game.step(action)
         return "", 0.0, self.game.game_over, False, {}
 

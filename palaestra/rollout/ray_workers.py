@@ -23,7 +23,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 
@@ -87,7 +87,7 @@ class _EnvWorker:
     def reset(self, key: str, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, dict]:
         return self.envs[key].reset(seed=seed, options=options)
 
-    def step(self, key: str, action: str) -> tuple[Any, float, bool, bool, dict]:
+    def step(self, key: str, action: str) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         return self.envs[key].step(action)
 
     def close(self, key: str) -> None:
@@ -171,7 +171,10 @@ class _RolloutWorker:
         return traj
 
     def sync_weights(self, state_dict: Any) -> None:
-        self.policy.sync_weights(state_dict)
+        sync = getattr(self.policy, "sync_weights", None)
+        if sync is None:
+            raise TypeError(f"policy {self.policy.name} cannot take new weights (it has no sync_weights)")
+        sync(state_dict)
 
     def pid(self) -> int:
         import os

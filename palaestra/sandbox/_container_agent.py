@@ -23,7 +23,7 @@ LAUNCH = (
     '&& exec "$@"'
 )
 SCRATCH = ("/work", "/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")
-reaped = {}
+reaped: dict[int, int] = {}  # pid -> wait status
 
 
 def hard_limits():

@@ -10,7 +10,7 @@ Only built-in modules are used before the job runs, so the program starts from a
 interpreter.
 """
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # signal.py's C module: built in, no stub
 import marshal
 import os
 import sys

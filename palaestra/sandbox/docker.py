@@ -60,7 +60,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from palaestra.sandbox.api import (
     ExecutionResult,
@@ -106,7 +106,7 @@ _START_TIMEOUT_S = 30.0
 @dataclass
 class _Slot:
     index: int
-    container: object | None = None  # docker.models.containers.Container
+    container: Any = None  # docker.models.containers.Container (the SDK is untyped)
     sock: socket.socket | None = None
     key: tuple[int, int, int] | None = None
     frames: AgentFrames = field(default_factory=AgentFrames)

@@ -201,7 +201,7 @@ class TextArenaSession:
 
 
 @functools.cache
-def _lenient_state_class(cls: type) -> type:
+def _lenient_state_class(cls: type[Any]) -> type:
     """`cls` whose `add_observation` defaults `observation_type`, which older TextArena releases did not
     have and a few of TextArena 0.7.4's games (CharacterConclave) still leave out."""
     from textarena.core import ObservationType
@@ -219,9 +219,10 @@ def _lenient_state_class(cls: type) -> type:
 
 def _accept_old_add_observation(state: Any) -> None:
     """Make `state.add_observation` accept TextArena's older signature (see `_lenient_state_class`)."""
+    cls = state.__class__
     try:
-        parameter = inspect.signature(type(state).add_observation).parameters.get("observation_type")
+        parameter = inspect.signature(cls.add_observation).parameters.get("observation_type")
     except (AttributeError, TypeError, ValueError):
         return
     if parameter is not None and parameter.default is inspect.Parameter.empty:
-        state.__class__ = _lenient_state_class(type(state))
+        state.__class__ = _lenient_state_class(cls)
