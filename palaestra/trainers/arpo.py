@@ -43,6 +43,8 @@ from pydantic import Field
 
 from palaestra.rollout.runner import Task
 from palaestra.rollout.trajectory import Trajectory, Turn
+from palaestra.trainers.core.sampler import TaskPoolSampler
+from palaestra.trainers.core.tracking import mean_or_zero
 from palaestra.trainers.grpo import GRPOConfig, GRPOTrainer
 from palaestra.trainers.registry import register_algorithm
 
@@ -198,19 +200,24 @@ class ARPOTrainer(GRPOTrainer):
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
         super().__init__(config, **kwargs)
-        algo: ARPOConfig = config.algorithm
+        algo = self.algo
         self.buffer = ReplayBuffer(algo.buffer_capacity, algo.success_threshold, seed=config.run.seed)
         self._filtered = not algo.filter_tasks
         if algo.filter_tasks and config.rollout.task_pool is None:
             raise ValueError("algorithm.filter_tasks needs a fixed pool; set rollout.task_pool")
 
+    @property
+    def algo(self) -> ARPOConfig:
+        """This run's ARPO options (`config.algorithm`)."""
+        return ARPOConfig.of(self.config.algorithm)
+
     def signal(self, trajectory: Trajectory) -> float:
-        algo: ARPOConfig = self.config.algorithm
+        algo = self.algo
         return float(trajectory.success) if algo.replay_signal == "success" else trajectory.reward
 
     def inject(self, trajectories: list[Trajectory]) -> tuple[list[Trajectory], int]:
         """`apply_replay` with this run's options (one RNG per step, so resume is exact)."""
-        algo: ARPOConfig = self.config.algorithm
+        algo = self.algo
         return apply_replay(
             trajectories,
             self.buffer,
@@ -223,12 +230,14 @@ class ARPOTrainer(GRPOTrainer):
 
     async def _filter_pool(self) -> dict[str, float]:
         """§3.3: keep the pool tasks the initial policy solves at least once in `filter_trials` tries."""
-        algo: ARPOConfig = self.config.algorithm
-        pool: list[Task] = self.sampler.pool  # type: ignore[attr-defined]
+        algo = self.algo
+        sampler = self.sampler
+        assert isinstance(sampler, TaskPoolSampler), "filter_tasks without rollout.task_pool (see __init__)"
+        pool = sampler.pool
         config = dataclasses.replace(self.rollout_config(2**31 - 1), group_size=algo.filter_trials)
         results, _ = await self.roll_out(pool, config)
         solved = {t.group_index for t in results if t.success}
-        self.sampler.keep([task for i, task in enumerate(pool) if i in solved])  # type: ignore[attr-defined]
+        sampler.keep([task for i, task in enumerate(pool) if i in solved])
         self._filtered = True
         return {"sampling/valuable_tasks": float(len(solved)), "sampling/pool_tasks": float(len(pool))}
 
@@ -238,7 +247,7 @@ class ARPOTrainer(GRPOTrainer):
             metrics.update(await self._filter_pool())
             tasks = self.sampler.sample(len(tasks))
         trajectories, grpo_metrics = await super().collect(tasks)
-        metrics["replay/fresh_success"] = float(np.mean([t.success for t in trajectories] or [0.0]))
+        metrics["replay/fresh_success"] = mean_or_zero([t.success for t in trajectories])
         trajectories, injected = self.inject(trajectories)
         metrics.update(grpo_metrics)
         metrics["replay/injected"] = float(injected)

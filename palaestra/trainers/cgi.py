@@ -94,7 +94,7 @@ class CGITrainer(SupervisedTrainer):
     """Critique-guided rollouts and SFT of the actor on successful refinements (module docstring)."""
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
-        algo: CGIConfig = config.algorithm
+        algo = CGIConfig.of(config.algorithm)
         reject_ray(config)  # before the rollout source starts any worker
         model = kwargs.get("model")
         critic_init = copy.deepcopy(model) if algo.critic == "trained" and model is not None else None
@@ -105,8 +105,10 @@ class CGITrainer(SupervisedTrainer):
             if self.dist.enabled:
                 raise ValueError("algorithm.critic=trained runs in one process; launch without torchrun")
             spec = algo.critic_training
-            init = {"model": critic_init, "tokenizer": self.tokenizer} if spec.init is None else {}
-            self.critic_trainer = CriticTrainer(config, spec, **init)
+            if spec.init is None:  # the critic starts from the actor's initial weights
+                self.critic_trainer = CriticTrainer(config, spec, model=critic_init, tokenizer=self.tokenizer)
+            else:
+                self.critic_trainer = CriticTrainer(config, spec)
             sampling = SamplingParams(
                 temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=config.run.seed
             )
@@ -116,8 +118,13 @@ class CGITrainer(SupervisedTrainer):
         else:
             self.critic = RuleCritic(algo.critic)
 
+    @property
+    def algo(self) -> CGIConfig:
+        """This run's CGI options (`config.algorithm`)."""
+        return CGIConfig.of(self.config.algorithm)
+
     async def _guided(self, tasks: list[Task], critic: Critic) -> list[GuidedEpisode]:
-        algo: CGIConfig = self.config.algorithm
+        algo = self.algo
         config = self.rollout_config(self.step)
         episodes = []
         for task in tasks:  # one runner per task: the matcher depends on the env
@@ -134,12 +141,13 @@ class CGITrainer(SupervisedTrainer):
 
     async def train_critic(self) -> dict[str, float]:
         """CGI Stage 1: rounds of actor rollouts with the teacher in the loop, then critic SFT."""
-        algo: CGIConfig = self.config.algorithm
+        algo = self.algo
         spec, trainer = algo.critic_training, self.critic_trainer
         assert trainer is not None
         teacher = teacher_critic(spec)
         metrics: dict[str, float] = {}
-        asked, data = 0, []
+        asked = 0
+        data: list[Trajectory] = []
         for _ in range(spec.rounds):
             tasks = self.sampler.sample(spec.tasks_per_round or self.config.rollout.tasks_per_step)
             episodes = await self._guided(tasks, teacher)
@@ -162,11 +170,11 @@ class CGITrainer(SupervisedTrainer):
         return metrics
 
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
-        algo: CGIConfig = self.config.algorithm
+        algo = self.algo
         stage1 = {} if self.critic_ready else await self.train_critic()
         episodes = await self._guided(tasks, self.critic)
         # a failed episode counts as one failed episode, as in the plain path (its completed steps train)
-        self._check_env_errors(episodes)  # type: ignore[arg-type]  # it reads `.error` only
+        self._check_env_errors([e.error for e in episodes])
         rows: list[Trajectory] = []
         for ep in episodes:
             if algo.keep == "success" and not ep.success:

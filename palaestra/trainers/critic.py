@@ -148,7 +148,7 @@ def critique_rows(
         raise ValueError(f"{len(requests)} critique requests but {len(critiques)} critiques")
     chat = TokenChat(tokenizer)
     close = list(tokenizer(chat.reply_close_text, add_special_tokens=False)["input_ids"])[:1]
-    rows = []
+    rows: list[Trajectory] = []
     for i, (request, critique) in enumerate(zip(requests, critiques, strict=True)):
         if filter and critique_verdict(critique) != request.correct:
             continue

@@ -44,7 +44,7 @@ from palaestra.trainers.core.losses import LOG_RATIO_LIMIT, LossConfig, bind_agg
 from palaestra.trainers.grpo import (
     ClippedLossOptions,
     DynamicSamplingOptions,
-    GroupNormOptions,
+    GroupAdvantageOptions,
     GRPOTrainer,
     OverlongOptions,
 )
@@ -59,7 +59,7 @@ __all__ = ["CritiqueGRPOConfig", "CritiqueGRPOTrainer", "critique_grpo_loss", "s
 _NO_KL = "Critique-GRPO has no KL term (paper: none, to let refinements move the policy)"
 
 
-class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOptions, GroupNormOptions):
+class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOptions, GroupAdvantageOptions):
     """Critique-GRPO options (paper App. G defaults), on top of GRPO's options.
 
     Not GRPO's KL options (the objective has no KL term) nor `dual_clip` (the mixed loss clips ρ and the
@@ -74,9 +74,6 @@ class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOpt
     }
 
     name: Literal["critique_grpo"] = "critique_grpo"
-    singleton: Literal["raw", "zero"] = Field(
-        "raw", description="Advantage of a task with one sample: its raw return (verl) or 0."
-    )
     scale_by_std: bool = Field(False, description="Paper: no std (the released code divides by it).")
     clip_high: float = Field(0.2, gt=0, description="Upper clip ε (paper 0.2).")
     aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = Field(
@@ -159,15 +156,20 @@ class CritiqueGRPOTrainer(GRPOTrainer):
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
         super().__init__(config, **kwargs)
-        algo: CritiqueGRPOConfig = config.algorithm
+        algo = self.algo
         self.critic: Critic = (
             PolicyCritic(self.policy, show_reference=algo.critic_reference)
             if algo.critic == "self"
             else RuleCritic(algo.critic)
         )
 
+    @property
+    def algo(self) -> CritiqueGRPOConfig:
+        """This run's Critique-GRPO options (`config.algorithm`)."""
+        return CritiqueGRPOConfig.of(self.config.algorithm)
+
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
-        algo: CritiqueGRPOConfig = self.config.algorithm
+        algo = self.algo
         trajectories, metrics = await super().collect(tasks)
         if any(t.num_turns > 1 for t in trajectories):
             raise ValueError(
@@ -208,7 +210,7 @@ class CritiqueGRPOTrainer(GRPOTrainer):
         return out, metrics
 
     def make_loss_config(self) -> LossConfig:
-        algo: CritiqueGRPOConfig = self.config.algorithm
+        algo = self.algo
         return LossConfig(
             clip_low=algo.clip_low,
             clip_high=algo.clip_high,
@@ -234,7 +236,7 @@ class CritiqueGRPOTrainer(GRPOTrainer):
         entropy: torch.Tensor | None,
         norm: Normalizers,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        algo: CritiqueGRPOConfig = self.config.algorithm
+        algo = self.algo
         rows = batch.off_policy.to(logp.dtype)  # (B,)
         loss, metrics = critique_grpo_loss(
             logp,

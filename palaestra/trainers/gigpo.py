@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Hashable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -51,6 +52,7 @@ from palaestra.trainers.core.advantages import (
     turn_token_advantages,
 )
 from palaestra.trainers.core.batching import Advantages
+from palaestra.trainers.core.model_setup import hf_model
 from palaestra.trainers.grpo import (
     DynamicSamplingOptions,
     GroupNormOptions,
@@ -69,6 +71,8 @@ from palaestra.trainers.spa import (
 )
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from palaestra.config import TrainConfig
 
 __all__ = ["GiGPOConfig", "GiGPOTrainer", "anchor_metrics", "gigpo_advantages", "turn_anchors"]
@@ -187,14 +191,14 @@ def gigpo_advantages(
             flat_return.append(ret - invalid_penalty * bad[t])
             flat_episode.append(total - invalid_penalty * bad[t])
             owner.append(i)
-    norm = {"scale_by_std": scale_by_std, "eps": eps}
+    normalise = partial(group_advantages, scale_by_std=scale_by_std, eps=eps)
     if episode_stats == "trajectories":
-        per_episode = group_advantages(episode_scores, list(groups), **norm, singleton="raw")
+        per_episode = normalise(episode_scores, list(groups), singleton="raw")
         a_episode = per_episode[torch.as_tensor(owner, dtype=torch.long)] if owner else per_episode[:0]
     else:
-        a_episode = group_advantages(flat_episode, flat_group, **norm, singleton="raw")
+        a_episode = normalise(flat_episode, flat_group, singleton="raw")
     cluster = anchor_groups(flat_anchor, flat_group, similarity=similarity)
-    a_step = group_advantages(flat_return, cluster, **norm, singleton="zero")
+    a_step = normalise(flat_return, cluster, singleton="zero")
     combined = (a_episode + step_weight * a_step).tolist()
     out: list[list[float]] = [[] for _ in range(n)]
     for i, value in zip(owner, combined, strict=True):
@@ -246,11 +250,16 @@ def turn_anchors(trajectory: Trajectory) -> list[str]:
     return observations[: len(trajectory.turns)]
 
 
+def _vocab_size(model: PreTrainedModel) -> int:
+    """Rows of the model's output embedding (the LM head): the logits' width."""
+    return int(model.get_output_embeddings().weight.shape[0])
+
+
 class GiGPOTrainer(GRPOTrainer):
     """GRPO's sampling and loss with GiGPO's step-level advantages (see the module docstring)."""
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
-        algo: GiGPOConfig = config.algorithm
+        algo = GiGPOConfig.of(config.algorithm)
         use_model = algo.step_rewards == "progress" and algo.progress_estimator == "model"
         given = kwargs.get("model")
         initial = (
@@ -260,23 +269,28 @@ class GiGPOTrainer(GRPOTrainer):
         self.progress: StepProgress | None = None
         if algo.step_rewards != "progress":
             return
-        vocab = int(self.module.get_output_embeddings().weight.shape[0])
+        vocab = _vocab_size(hf_model(self.module))
         if use_model:
             self.progress = self._progress_model(initial, vocab)
         else:
             head = ProgressEstimator(vocab, lr=algo.progress_lr, fit_iters=algo.progress_fit_iters)
             self.progress = HeadProgress(head, self._turn_end_logits)
 
+    @property
+    def algo(self) -> GiGPOConfig:
+        """This run's GiGPO options (`config.algorithm`)."""
+        return GiGPOConfig.of(self.config.algorithm)
+
     def _progress_model(self, lm: torch.nn.Module | None, vocab: int) -> ProgressModel:
         """The separate estimator LM: `progress_model`, else a copy of the policy's initial weights."""
         from palaestra.agents.models import load_model
 
-        algo: GiGPOConfig = self.config.algorithm
+        algo = self.algo
         if lm is None:
             name = algo.progress_model or self.config.model.name
             lm = load_model(name, dtype=self.config.model.dtype, device=str(self.device))
-        lm.to(self.device)
-        got = int(lm.get_output_embeddings().weight.shape[0])
+        lm = hf_model(lm.to(self.device))
+        got = _vocab_size(lm)
         if got != vocab:
             raise ValueError(
                 f"algorithm.progress_model={algo.progress_model!r} has a vocabulary of {got} but the policy's has "
@@ -295,7 +309,7 @@ class GiGPOTrainer(GRPOTrainer):
         """(T, V) the policy's logits at the last token of each reply (zeros for text-only turns)."""
         ends = turn_ends(trajectory)
         if ends is None:
-            return torch.zeros(trajectory.num_turns, self.module.get_output_embeddings().weight.shape[0])
+            return torch.zeros(trajectory.num_turns, _vocab_size(hf_model(self.module)))
         was_training = self.model.training
         self.model.eval()
         ids = torch.tensor([trajectory.token_ids], device=self.device)
@@ -311,7 +325,7 @@ class GiGPOTrainer(GRPOTrainer):
         Returns:
             The step rewards and the estimator's fit error (`progress/mse`).
         """
-        algo: GiGPOConfig = self.config.algorithm
+        algo = self.algo
         assert self.progress is not None
         contributions = self.progress.predict(trajectories)
         rewards = [
@@ -326,7 +340,7 @@ class GiGPOTrainer(GRPOTrainer):
         return rewards, self.progress.fit(trajectories, [t.reward for t in trajectories])
 
     def advantages(self, trajectories: list[Trajectory]) -> Advantages:
-        algo: GiGPOConfig = self.config.algorithm
+        algo = self.algo
         step_rewards = [t.step_rewards for t in trajectories]
         metrics: dict[str, float] = {}
         if self.progress is not None:
@@ -354,7 +368,9 @@ class GiGPOTrainer(GRPOTrainer):
                 similarity=algo.similarity,
             )
         )
-        values = [turn_token_advantages(t, adv) for t, adv in zip(trajectories, per_turn, strict=True)]
+        values: list[float | list[float]] = [
+            turn_token_advantages(t, adv) for t, adv in zip(trajectories, per_turn, strict=True)
+        ]
         return Advantages(values, metrics)
 
     def _state(self) -> dict[str, Any]:

@@ -57,6 +57,7 @@ __all__ = [
     "DynamicSamplingOptions",
     "GRPOConfig",
     "GRPOTrainer",
+    "GroupAdvantageOptions",
     "GroupNormOptions",
     "KLOptions",
     "OverlongOptions",
@@ -71,6 +72,14 @@ class GroupNormOptions(AlgorithmConfig):
         True, description="Divide group-centred returns by the group std (Dr. GRPO: false)."
     )
     adv_eps: float = Field(1e-6, gt=0, description="Added to the std before dividing (verl: 1e-6).")
+
+
+class GroupAdvantageOptions(GroupNormOptions):
+    """GRPO's group-relative advantage: its normalisation, and the advantage of a lone sample."""
+
+    singleton: Literal["raw", "zero"] = Field(
+        "raw", description="Advantage of a task with one sample: its raw return (verl) or 0."
+    )
 
 
 class ClippedLossOptions(AlgorithmConfig):
@@ -140,13 +149,10 @@ class OverlongOptions(AlgorithmConfig):
     )
 
 
-class GRPOConfig(OverlongOptions, DynamicSamplingOptions, PolicyLossOptions, GroupNormOptions):
+class GRPOConfig(OverlongOptions, DynamicSamplingOptions, PolicyLossOptions, GroupAdvantageOptions):
     """Options of GRPO and its DAPO / Dr. GRPO / StarPO-S variants."""
 
     name: Literal["grpo"] = "grpo"
-    singleton: Literal["raw", "zero"] = Field(
-        "raw", description="Advantage of a task with one sample: its raw return (verl) or 0."
-    )
 
 
 class GRPOTrainer(Trainer):
@@ -158,7 +164,7 @@ class GRPOTrainer(Trainer):
 
     def make_loss_config(self) -> LossConfig:
         """The shared loss's options from the algorithm's (Dr. GRPO's default `norm_len` filled in)."""
-        algo: PolicyLossOptions = self.config.algorithm
+        algo = PolicyLossOptions.of(self.config.algorithm)
         return LossConfig(
             clip_low=algo.clip_low,
             clip_high=algo.clip_high,
@@ -173,30 +179,30 @@ class GRPOTrainer(Trainer):
     @property
     def norm_len(self) -> int | None:
         """`norm_len`, or for seq-mean-token-sum-norm without one, max_new_tokens x turns."""
-        algo: ClippedLossOptions = self.config.algorithm
+        algo = ClippedLossOptions.of(self.config.algorithm)
         if algo.aggregation == "seq-mean-token-sum-norm" and algo.norm_len is None:
             return self.config.rollout.max_new_tokens * (self.config.rollout.max_turns or 1)
         return algo.norm_len
 
     @property
     def needs_reference(self) -> bool:
-        algo: KLOptions = self.config.algorithm
+        algo = KLOptions.of(self.config.algorithm)
         return algo.kl_coef > 0
 
     @property
     def recompute_old_logprobs(self) -> bool:
-        algo: ClippedLossOptions = self.config.algorithm
+        algo = ClippedLossOptions.of(self.config.algorithm)
         return algo.recompute_old_logprobs
 
     @property
     def needs_entropy_grad(self) -> bool:
-        algo: ClippedLossOptions = self.config.algorithm
+        algo = ClippedLossOptions.of(self.config.algorithm)
         return algo.entropy_coef > 0
 
     # -- sampling strategy -------------------------------------------------------------------------
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
         """Groups of rollouts; with dynamic sampling, more tasks until enough informative groups."""
-        algo: DynamicSamplingOptions = self.config.algorithm
+        algo = DynamicSamplingOptions.of(self.config.algorithm)
         config = self.rollout_config(self.step)
         trajectories, metrics = await self.roll_out(tasks, config)
         if algo.dynamic_sampling:
@@ -219,7 +225,7 @@ class GRPOTrainer(Trainer):
 
         After `max_sampling_rounds` rounds the informative groups found so far are used, even if fewer.
         """
-        algo: DynamicSamplingOptions = self.config.algorithm
+        algo = DynamicSamplingOptions.of(self.config.algorithm)
         kept: list[Trajectory] = []
         dropped = 0
         rounds = 0
@@ -250,7 +256,7 @@ class GRPOTrainer(Trainer):
     # -- advantages --------------------------------------------------------------------------------
     def scores(self, trajectories: list[Trajectory]) -> list[float]:
         """Episode returns, plus DAPO's soft overlong penalty per reply when `overlong="penalty"`."""
-        algo: OverlongOptions = self.config.algorithm
+        algo = OverlongOptions.of(self.config.algorithm)
         if algo.overlong != "penalty":
             return [t.reward for t in trajectories]
         max_len = self.config.rollout.max_new_tokens
@@ -265,7 +271,7 @@ class GRPOTrainer(Trainer):
         ]
 
     def advantages(self, trajectories: list[Trajectory]) -> Advantages:
-        algo: GRPOConfig = self.config.algorithm
+        algo = GroupAdvantageOptions.of(self.config.algorithm)
         adv = group_advantages(
             self.scores(trajectories),
             [t.group_index for t in trajectories],
@@ -277,7 +283,7 @@ class GRPOTrainer(Trainer):
 
     def trainable(self, trajectories: list[Trajectory]) -> list[bool]:
         """DAPO overlong filtering (§2.2 item 5a): episodes with a truncated reply leave the loss."""
-        algo: OverlongOptions = self.config.algorithm
+        algo = OverlongOptions.of(self.config.algorithm)
         if algo.overlong != "filter":
             return super().trainable(trajectories)
         return [not cut for cut in truncated_replies(trajectories)]

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -66,6 +67,7 @@ from palaestra.trainers.core.advantages import group_advantages, truncated_disco
 from palaestra.trainers.core.batching import Advantages
 from palaestra.trainers.core.ray_source import reject_ray
 from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv
+from palaestra.trainers.core.tracking import mean_or_zero
 from palaestra.trainers.core.trainer import Trainer
 from palaestra.trainers.grpo import GroupNormOptions, GRPOTrainer, PolicyLossOptions
 from palaestra.trainers.registry import register_algorithm
@@ -195,22 +197,18 @@ def semi_online_advantages(
         raise ValueError(
             "step_returns, episode_scores, groups, rollouts and steps must have one entry per row"
         )
-    norm = {"scale_by_std": scale_by_std, "eps": eps}
+    normalise = partial(group_advantages, scale_by_std=scale_by_std, eps=eps)
     if episode_advantage == "trajectory":
         first: dict[Hashable, int] = {}
         for i, r in enumerate(rollouts):
             first.setdefault(r, i)
         keys = list(first)
-        per_rollout = group_advantages(
-            [episode_scores[first[k]] for k in keys], [groups[first[k]] for k in keys], **norm
-        )
+        per_rollout = normalise([episode_scores[first[k]] for k in keys], [groups[first[k]] for k in keys])
         index = {k: j for j, k in enumerate(keys)}
         a_episode = [float(per_rollout[index[r]]) for r in rollouts]
     else:
-        a_episode = group_advantages(list(episode_scores), list(groups), **norm).tolist()
-    a_step = group_advantages(
-        list(step_returns), list(zip(groups, steps, strict=True)), **norm, singleton="zero"
-    )
+        a_episode = normalise(list(episode_scores), list(groups)).tolist()
+    a_step = normalise(list(step_returns), list(zip(groups, steps, strict=True)), singleton="zero")
     return [episode_weight * e + step_weight * float(s) for e, s in zip(a_episode, a_step, strict=True)]
 
 
@@ -230,19 +228,24 @@ class SemiOnlineTrainer(GRPOTrainer):
     def __init__(self, config: TrainConfig, **kwargs: Any):
         reject_ray(config)  # before the rollout source starts any worker
         super().__init__(config, **kwargs)
-        algo: SemiOnlineConfig = config.algorithm
+        algo = self.algo
         self.demos: list[Trajectory] = []
         if algo.demos is not None:
             self.demos = [d for d in load_trajectories(algo.demos) if d.turns]
             if not self.demos:
                 raise ValueError(f"algorithm.demos={algo.demos} holds no demonstration with turns")
             pool = [WeightedEnv(DEMO_TASK)]
-            self.sampler = TaskPoolSampler(pool, range(len(self.demos)), seed=config.run.seed)  # type: ignore[assignment]
+            self.sampler = TaskPoolSampler(pool, range(len(self.demos)), seed=config.run.seed)
         self.thought_writer = self._thought_writer()
+
+    @property
+    def algo(self) -> SemiOnlineConfig:
+        """This run's UI-S1 options (`config.algorithm`)."""
+        return SemiOnlineConfig.of(self.config.algorithm)
 
     def _thought_writer(self) -> ThoughtWriter | None:
         """The patch strategy's thought writer (None: thought-free)."""
-        algo: SemiOnlineConfig = self.config.algorithm
+        algo = self.algo
         if algo.patch == "thought_free":
             return None
         r = self.config.rollout
@@ -257,7 +260,7 @@ class SemiOnlineTrainer(GRPOTrainer):
         return ModelThought(writer, sampling=sampling, with_history=algo.patch == "on_policy_thought")
 
     def _runner(self, config: RolloutConfig, env_id: str) -> SemiOnlineRunner:
-        algo: SemiOnlineConfig = self.config.algorithm
+        algo = self.algo
         factory = None
         if env_id == DEMO_TASK:  # offline: the task seed indexes the demo set
             factory = lambda task: DemoReplayEnv(self.demos[task.seed])  # noqa: E731
@@ -276,7 +279,7 @@ class SemiOnlineTrainer(GRPOTrainer):
         )
 
     async def _semi_online(self, tasks: list[Task], offset: int) -> list[SemiOnlineRollout]:
-        algo: SemiOnlineConfig = self.config.algorithm
+        algo = self.algo
         config = self.rollout_config(self.step)
         out: list[SemiOnlineRollout] = []
         for g, task in enumerate(tasks):  # one runner per task: the matcher depends on the env
@@ -289,7 +292,7 @@ class SemiOnlineTrainer(GRPOTrainer):
         return out
 
     async def collect(self, tasks: list[Task]) -> tuple[list[Trajectory], dict[str, float]]:
-        algo: SemiOnlineConfig = self.config.algorithm
+        algo = self.algo
         kept: list[SemiOnlineRollout] = []
         wanted, rounds, dropped, offset, all_rollouts = len(tasks), 0, 0, 0, []
         while True:
@@ -318,15 +321,15 @@ class SemiOnlineTrainer(GRPOTrainer):
         if not kept:  # nothing informative: train on the last round rather than skip the step
             kept = [r for r in rollouts if r.rows]
         # a failed rollout counts as one failed episode, as in the plain path (its completed steps train)
-        self._check_env_errors(all_rollouts)  # type: ignore[arg-type]  # it reads `.error` only
+        self._check_env_errors([r.error for r in all_rollouts])
         rows = [(i, row) for i, r in enumerate(kept) for row in r.rows]
         for i, row in rows:
             row.sample_index = i  # unique rollout id across the step (`semi_online_advantages`)
         metrics = {
-            "semi_online/match_rate": float(np.mean([m for r in all_rollouts for m in r.matches] or [0.0])),
-            "semi_online/patches_mean": float(np.mean([sum(r.patched) for r in all_rollouts] or [0.0])),
-            "semi_online/stopped_rate": float(np.mean([r.stopped for r in all_rollouts] or [0.0])),
-            "semi_online/patched_success": float(np.mean([r.success for r in all_rollouts] or [0.0])),
+            "semi_online/match_rate": mean_or_zero([m for r in all_rollouts for m in r.matches]),
+            "semi_online/patches_mean": mean_or_zero([sum(r.patched) for r in all_rollouts]),
+            "semi_online/stopped_rate": mean_or_zero([r.stopped for r in all_rollouts]),
+            "semi_online/patched_success": mean_or_zero([r.success for r in all_rollouts]),
             "rollout/env_errors": float(sum(r.error is not None for r in all_rollouts)),
             "sampling/rounds": float(rounds),
             "sampling/low_std_dropped": float(dropped),
@@ -336,7 +339,7 @@ class SemiOnlineTrainer(GRPOTrainer):
     trainable = Trainer.trainable  # every row (GRPO's overlong filter does not apply)
 
     def advantages(self, trajectories: list[Trajectory]) -> Advantages:
-        algo: SemiOnlineConfig = self.config.algorithm
+        algo = self.algo
         data = [t.algo_data(SemiOnlineStep) for t in trajectories]
         returns = [d.returns() for d in data]
         if algo.episode_advantage == "trajectory":
@@ -360,7 +363,7 @@ class SemiOnlineTrainer(GRPOTrainer):
     def evaluate(self) -> tuple[dict[str, float], list[EvalResult]]:
         """Online success (the core's evaluation) and, next to it, SOP on the same held-out tasks."""
         metrics, results = super().evaluate()
-        algo: SemiOnlineConfig = self.config.algorithm
+        algo = self.algo
         if not algo.sop_eval:
             return metrics, results
         cfg = self.config

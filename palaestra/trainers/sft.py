@@ -52,7 +52,7 @@ def demo_rows(demos: Sequence[Trajectory], tokenizer: PreTrainedTokenizerBase) -
     """
     chat = TokenChat(tokenizer)
     close = list(tokenizer(chat.reply_close_text, add_special_tokens=False)["input_ids"])[:1]
-    rows = []
+    rows: list[Trajectory] = []
     for demo in demos:
         messages = list(demo.messages)
         first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)

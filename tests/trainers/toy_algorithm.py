@@ -66,7 +66,7 @@ class ToyTrainer(Trainer):
         entropy: torch.Tensor | None,
         norm: Normalizers,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        clip = self.config.algorithm.clip
+        clip = ToyConfig.of(self.config.algorithm).clip  # the run's options, typed as ToyConfig
         return policy_loss(
             logp,
             batch.old_logp,

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -187,7 +188,11 @@ def checkpoint_step(path: Path) -> int:
 def _check_matches(path: Path, expected: dict[str, Any]) -> None:
     """Raise a clear error when the saved tensors are not the model's (names and global shapes)."""
     saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
-    saved_shapes = {k[len("model.") :]: tuple(v.size) for k, v in saved.items() if k.startswith("model.")}
+    saved_shapes = {
+        k[len("model.") :]: tuple(v.size)
+        for k, v in saved.items()
+        if k.startswith("model.") and isinstance(v, TensorStorageMetadata)  # a model saves only tensors
+    }
     current = {k: tuple(v.shape) for k, v in expected.items()}
     wrong = sorted(k for k in set(saved_shapes) & set(current) if saved_shapes[k] != current[k])
     if set(saved_shapes) != set(current) or wrong:

@@ -15,11 +15,13 @@ algorithm (`earlier_defaults`); exactly those values are dropped, so the runs st
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["AlgorithmConfig"]
+
+_Options = TypeVar("_Options", bound="AlgorithmConfig")
 
 
 class AlgorithmConfig(BaseModel):
@@ -55,3 +57,19 @@ class AlgorithmConfig(BaseModel):
                     name = cls.model_fields["name"].default
                     raise ValueError(f"{key} is not an option of {name}: {why}; remove algorithm.{key}")
         return data
+
+    @classmethod
+    def of(cls: type[_Options], algorithm: AlgorithmConfig) -> _Options:
+        """`algorithm` as this class: an algorithm's config class, or an options class it extends.
+
+        A trainer reads its options through this (`ARPOConfig.of(config.algorithm)`), once per use.
+
+        Raises:
+            TypeError: `algorithm` is another algorithm's config (the trainer was built for another name).
+        """
+        if not isinstance(algorithm, cls):
+            raise TypeError(
+                f"algorithm.name={algorithm.name} has {type(algorithm).__name__} options, but this trainer "
+                f"reads {cls.__name__}; build the trainer with palaestra.trainers.make_trainer(config)"
+            )
+        return algorithm

@@ -160,7 +160,7 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -
         # buffers (rotary tables) are constant: syncing them would add a collective per forward
         # (the option's name changed in torch 2.13)
         params = inspect.signature(DistributedDataParallel).parameters
-        no_buffer_sync = {
+        no_buffer_sync: dict[str, Any] = {
             "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False
         }
         ids = [device.index] if device.type == "cuda" else None
@@ -176,16 +176,18 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -
 @contextlib.contextmanager
 def gradient_sync(model: torch.nn.Module, ctx: DistContext, *, sync: bool) -> Iterator[None]:
     """Accumulate gradients locally (`sync=False`) or reduce them in this backward (`sync=True`)."""
-    if not ctx.enabled or sync:
-        if ctx.enabled and ctx.strategy == "fsdp":
-            model.set_requires_gradient_sync(True)
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not ctx.enabled:
         yield
-        return
-    if ctx.strategy == "ddp":
-        with model.no_sync():
+    elif ctx.strategy == "ddp":
+        assert isinstance(model, DistributedDataParallel), f"expected `wrap_model`'s DDP, got {type(model)}"
+        with contextlib.nullcontext() if sync else model.no_sync():
             yield
     else:
-        model.set_requires_gradient_sync(False)
+        assert isinstance(model, FSDPModule), f"expected `wrap_model`'s FSDP2 module, got {type(model)}"
+        model.set_requires_gradient_sync(sync)
         yield
 
 
@@ -198,7 +200,8 @@ def full_model_state(model: torch.nn.Module, *, rank0_only: bool = False) -> dic
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=rank0_only)
-    return get_model_state_dict(model, options=options)
+    # full_state_dict: plain tensors (torch types the values as any state-dict value)
+    return get_model_state_dict(model, options=options)  # type: ignore[return-value]
 
 
 def shard_range(n: int, ctx: DistContext) -> tuple[int, int]:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from palaestra.trainers.core.batching import MicroBatch, PrefixPlan
+from palaestra.trainers.core.model_setup import hf_model
 
 __all__ = ["TargetLogits", "model_allows_shared_prefix", "target_logits"]
 
@@ -97,7 +98,7 @@ def _shared_prefix_logits(model: torch.nn.Module, p: PrefixPlan, width: int) -> 
     """
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=model.config)
+    cache = DynamicCache(config=hf_model(model).config)
     last = p.prefix_len - 1  # (P,)
     keep = torch.unique(last)  # positions whose logits are needed, shared by all prompts
     out = model(

@@ -261,7 +261,7 @@ class Learner:
         mismatch.total, mismatch.count = sum(t for t, _ in totals), sum(c for _, c in totals)
         metrics = {**mismatch.metrics(), **{k: nan_mean(v) for k, v in merged.items()}}
         metrics["update/grad_norm"] = nan_mean(grad_norms)
-        metrics["update/lr"] = self.scheduler.get_last_lr()[0]
+        metrics["update/lr"] = float(self.scheduler.get_last_lr()[0])
         metrics["update/micro_batches"] = float(len(micro))
         metrics["update/padding_fraction"] = 1.0 - sum(int(mb.attention_mask.sum()) for mb in micro) / sum(
             mb.input_ids.numel() for mb in micro

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
     from palaestra.config import ModelConfig
 
-__all__ = ["autocast", "check_precision", "prepare_model", "reference_context", "reference_model"]
+__all__ = [
+    "autocast",
+    "check_precision",
+    "hf_model",
+    "prepare_model",
+    "reference_context",
+    "reference_model",
+]
 
 
 def _cpu_has_native_bf16() -> bool:
@@ -47,23 +54,40 @@ def prepare_model(
     model: PreTrainedModel, cfg: ModelConfig, dist: DistContext, device: torch.device
 ) -> torch.nn.Module:
     """Move the model to `device`, turn on gradient checkpointing and wrap it in LoRA adapters if asked."""
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers types `to` through a decorator that drops `self`
     if cfg.gradient_checkpointing:
         # non-reentrant checkpointing is the form DDP and FSDP2 support
         kwargs = {"use_reentrant": False} if dist.enabled else None
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         model.config.use_cache = False
-    if cfg.lora is not None:
-        from peft import LoraConfig, get_peft_model
+    if cfg.lora is None:
+        return model
+    from peft import LoraConfig, get_peft_model
 
-        lora = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            task_type="CAUSAL_LM",
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,  # type: ignore[arg-type]  # peft types it int, but scales by alpha / r
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def hf_model(module: torch.nn.Module) -> PreTrainedModel:
+    """The transformers model of a trained module: the module itself, or (LoRA) the one its adapters wrap.
+
+    Raises:
+        TypeError: the module is no transformers model (nor a PEFT wrapper of one).
+    """
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+    model = module.get_base_model() if isinstance(module, PeftModel) else module
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(
+            f"expected a transformers PreTrainedModel (or a PEFT model of one), got {type(model)}"
         )
-        model = get_peft_model(model, lora)
     return model
 
 
@@ -89,7 +113,10 @@ def reference_context(ref: torch.nn.Module | None, module: torch.nn.Module) -> I
     if ref is not None:
         yield ref
     else:
-        with module.disable_adapter():  # type: ignore[operator]
+        from peft import PeftModel
+
+        assert isinstance(module, PeftModel), f"no reference model and no LoRA adapters: {type(module)}"
+        with module.disable_adapter():
             yield module
 
 

@@ -24,9 +24,10 @@ import torch
 
 from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
 from palaestra.rollout.trajectory import Trajectory
+from palaestra.trainers.core.model_setup import hf_model
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from palaestra.agents.base import Policy
     from palaestra.config import TrainConfig
@@ -56,9 +57,14 @@ class RolloutSource(Protocol):
         ...
 
 
-def merged_model(model: torch.nn.Module, *, lora: bool) -> torch.nn.Module:
+def merged_model(model: torch.nn.Module, *, lora: bool) -> PreTrainedModel:
     """The model itself, or with LoRA a copy with the adapters merged into the base weights."""
-    return copy.deepcopy(model).merge_and_unload() if lora else model
+    if not lora:
+        return hf_model(model)
+    from peft import PeftModel
+
+    assert isinstance(model, PeftModel), f"model.lora is set, but the model is a {type(model)}"
+    return hf_model(copy.deepcopy(model).merge_and_unload())
 
 
 def trained_weights(model: torch.nn.Module, *, lora: bool, full: bool = True) -> dict[str, torch.Tensor]:
@@ -147,7 +153,7 @@ def make_rollout_source(
 
     agent, lora = config.agent, config.model.lora is not None
     hf = HFPolicy(
-        model,
+        model,  # type: ignore[arg-type]  # with LoRA a PeftModel, which forwards the HF model's API
         tokenizer,
         name=f"hf:{config.model.name}",
         max_batch_size=agent.max_batch_size,

@@ -16,7 +16,14 @@ import numpy as np
 from palaestra.io import atomic_write_text, read_jsonl
 from palaestra.rollout.trajectory import Trajectory
 
-__all__ = ["MetricsWriter", "merge_rank_metrics", "nan_mean", "read_metrics", "rollout_metrics"]
+__all__ = [
+    "MetricsWriter",
+    "mean_or_zero",
+    "merge_rank_metrics",
+    "nan_mean",
+    "read_metrics",
+    "rollout_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +129,11 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def nan_mean(values: Sequence[float]) -> float:
     """The mean, or NaN for no values (a metric with nothing to average)."""
     return float(np.mean(values)) if len(values) else float("nan")
+
+
+def mean_or_zero(values: Sequence[float]) -> float:
+    """The mean, or 0.0 for no values (a rate over no events, e.g. the match rate of no step)."""
+    return float(np.mean(values)) if len(values) else 0.0
 
 
 def rollout_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:

@@ -95,6 +95,8 @@ class Trainer(Learner):
         tokenizer: its tokenizer (required with `model`).
     """
 
+    writer: MetricsWriter  # the run's metrics log: `train()` opens it, in the folder it prepared
+
     def __init__(
         self,
         config: TrainConfig,
@@ -163,7 +165,6 @@ class Trainer(Learner):
             min_lr_ratio=opt.min_lr_ratio,
         )
         self.step = 0
-        self.writer: MetricsWriter | None = None
         # (step, folder) of the newest checkpoint this run wrote or resumed from
         self._saved: tuple[int, Path] | None = None
 
@@ -259,7 +260,7 @@ class Trainer(Learner):
         t0 = time.perf_counter()
         tasks = self.sampler.sample(r.tasks_per_step)
         trajectories, collect_metrics = asyncio.run(self.collect(tasks))
-        self._check_env_errors(trajectories)
+        self._check_env_errors([t.error for t in trajectories])
         t1 = time.perf_counter()
         self.rollouts.release_memory()  # vllm sleep mode: free the engine's GPU memory for the update
         batch, adv_metrics = self.step_batch(trajectories)
@@ -279,14 +280,14 @@ class Trainer(Learner):
         )
         return metrics
 
-    def _check_env_errors(self, trajectories: Sequence[Trajectory]) -> None:
-        """Raise `RunStopped` when at least `rollout.max_env_error_fraction` of the episodes failed."""
-        failed = [t.error for t in trajectories if t.error is not None]
+    def _check_env_errors(self, errors: Sequence[str | None]) -> None:
+        """`RunStopped` when at least `rollout.max_env_error_fraction` of the episodes' `errors` are set."""
+        failed = [e for e in errors if e is not None]
         limit = self.config.rollout.max_env_error_fraction
-        if failed and len(failed) / len(trajectories) >= limit:
+        if failed and len(failed) / len(errors) >= limit:
             first = failed[0].partition("\n")[0]
             raise RunStopped(
-                f"step {self.step + 1}: {len(failed)} of {len(trajectories)} episodes failed with an env "
+                f"step {self.step + 1}: {len(failed)} of {len(errors)} episodes failed with an env "
                 f"error (rollout.max_env_error_fraction={limit:g}); first: {first}"
             )
 
@@ -301,7 +302,7 @@ class Trainer(Learner):
         """
         if not self.dist.enabled:
             return self._evaluate_here()
-        metrics, results = self._evaluate_here() if self.dist.is_main else (None, [])
+        metrics, results = self._evaluate_here() if self.dist.is_main else ({}, [])
         return broadcast_object(metrics, self.dist), results
 
     def _evaluate_here(self) -> tuple[dict[str, float], list[EvalResult]]:
