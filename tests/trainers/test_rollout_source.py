@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from palaestra.trainers.core.rollout_source import trained_weights
+from palaestra.trainers.core.model_setup import trained_weights
 
 
 def test_lora_ships_only_the_merged_adapted_layers(tiny_model):

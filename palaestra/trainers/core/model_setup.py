@@ -1,4 +1,5 @@
-"""The trained model's set-up: gradient checkpointing, LoRA adapters, the reference model, precision.
+"""The trained model's set-up: gradient checkpointing, LoRA adapters, the reference model, precision,
+and what rollout engines get of it (the weights with LoRA merged, a vLLM engine's options).
 
 Functions of the model and the config's `model:` section; `Trainer.__init__` calls them in order
 (`prepare_model`, then `reference_model`) and the learner enters `autocast` and `reference_context`
@@ -11,7 +12,7 @@ import contextlib
 import copy
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,15 +21,18 @@ from palaestra.trainers.core.distributed import DistContext, wrap_model
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from palaestra.config import ModelConfig
+    from palaestra.config import ModelConfig, TrainConfig
 
 __all__ = [
     "autocast",
     "check_precision",
     "hf_model",
+    "merged_model",
     "prepare_model",
     "reference_context",
     "reference_model",
+    "trained_weights",
+    "vllm_options",
 ]
 
 
@@ -128,3 +132,47 @@ def autocast(cfg: ModelConfig, device: torch.device) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def merged_model(model: torch.nn.Module, *, lora: bool) -> PreTrainedModel:
+    """The model itself, or with LoRA a copy with the adapters merged into the base weights."""
+    if not lora:
+        return hf_model(model)
+    from peft import PeftModel
+
+    assert isinstance(model, PeftModel), f"model.lora is set, but the model is a {type(model)}"
+    return hf_model(copy.deepcopy(model).merge_and_unload())
+
+
+def trained_weights(model: torch.nn.Module, *, lora: bool, full: bool = True) -> dict[str, torch.Tensor]:
+    """The weights a rollout backend needs after an update, under plain HF parameter names.
+
+    Args:
+        model: the rollout model (a peft model with LoRA).
+        lora: whether `model` carries LoRA adapters (they are merged into the base weights).
+        full: every weight; if False with LoRA, only the merged weights of the adapted layers (all
+            that training changed: far less to ship to remote workers).
+    """
+    merged = merged_model(model, lora=lora)
+    state = merged.state_dict()
+    if not lora or full:
+        return state
+    prefix = "base_model.model."
+    adapted = {
+        name.removeprefix(prefix).rsplit(".lora_A", 1)[0] + "."
+        for name, _ in model.named_parameters()
+        if ".lora_A." in name
+    }
+    return {k: v for k, v in state.items() if any(k.startswith(a) for a in adapted)}
+
+
+def vllm_options(config: TrainConfig) -> dict[str, Any]:
+    """`make_policy` options for a vLLM engine of this run."""
+    agent, model = config.agent, config.model
+    return {
+        "dtype": model.dtype,
+        "seed": config.run.seed,
+        "gpu_memory_utilization": agent.gpu_memory_utilization,
+        "sleep_mode": agent.sleep_mode,
+        "cpu_kv_cache_gib": agent.cpu_kv_cache_gib if model.device == "cpu" else None,
+    }

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from palaestra.rollout.runner import RolloutConfig, Task
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.core.rollout_source import merged_model, trained_weights, vllm_options
+from palaestra.trainers.core.model_setup import merged_model, trained_weights, vllm_options
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -15,24 +15,23 @@ that generate outside the plain group rollout (critiques, expert patching, self-
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
 from palaestra.rollout.trajectory import Trajectory
-from palaestra.trainers.core.model_setup import hf_model
+from palaestra.trainers.core.model_setup import trained_weights, vllm_options
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
     from palaestra.agents.base import Policy
     from palaestra.config import TrainConfig
 
-__all__ = ["LocalRollouts", "RolloutSource", "make_rollout_source", "merged_model", "trained_weights"]
+__all__ = ["LocalRollouts", "RolloutSource", "make_rollout_source"]
 
 
 class RolloutSource(Protocol):
@@ -55,38 +54,6 @@ class RolloutSource(Protocol):
     def close(self) -> None:
         """Stop whatever the source started (engines, workers)."""
         ...
-
-
-def merged_model(model: torch.nn.Module, *, lora: bool) -> PreTrainedModel:
-    """The model itself, or with LoRA a copy with the adapters merged into the base weights."""
-    if not lora:
-        return hf_model(model)
-    from peft import PeftModel
-
-    assert isinstance(model, PeftModel), f"model.lora is set, but the model is a {type(model)}"
-    return hf_model(copy.deepcopy(model).merge_and_unload())
-
-
-def trained_weights(model: torch.nn.Module, *, lora: bool, full: bool = True) -> dict[str, torch.Tensor]:
-    """The weights a rollout backend needs after an update, under plain HF parameter names.
-
-    Args:
-        model: the rollout model (a peft model with LoRA).
-        lora: whether `model` carries LoRA adapters (they are merged into the base weights).
-        full: every weight; if False with LoRA, only the merged weights of the adapted layers (all
-            that training changed: far less to ship to remote workers).
-    """
-    merged = merged_model(model, lora=lora)
-    state = merged.state_dict()
-    if not lora or full:
-        return state
-    prefix = "base_model.model."
-    adapted = {
-        name.removeprefix(prefix).rsplit(".lora_A", 1)[0] + "."
-        for name, _ in model.named_parameters()
-        if ".lora_A." in name
-    }
-    return {k: v for k, v in state.items() if any(k.startswith(a) for a in adapted)}
 
 
 class LocalRollouts:
@@ -173,18 +140,6 @@ def make_rollout_source(
             _vllm_policy(config, export), shares_model=False, lora=lora, sleep_mode=agent.sleep_mode
         )
     return LocalRollouts(hf, shares_model=True, lora=lora)
-
-
-def vllm_options(config: TrainConfig) -> dict[str, Any]:
-    """`make_policy` options for a vLLM engine of this run."""
-    agent, model = config.agent, config.model
-    return {
-        "dtype": model.dtype,
-        "seed": config.run.seed,
-        "gpu_memory_utilization": agent.gpu_memory_utilization,
-        "sleep_mode": agent.sleep_mode,
-        "cpu_kv_cache_gib": agent.cpu_kv_cache_gib if model.device == "cpu" else None,
-    }
 
 
 def _vllm_policy(config: TrainConfig, export: Callable[[Path], Path]) -> Policy:

@@ -58,10 +58,10 @@ from palaestra.trainers.core.distributed import (
 from palaestra.trainers.core.forward import model_allows_shared_prefix
 from palaestra.trainers.core.held_out import evaluate_held_out, save_held_out
 from palaestra.trainers.core.learner import Learner
-from palaestra.trainers.core.model_setup import check_precision, prepare_model, reference_model
+from palaestra.trainers.core.model_setup import check_precision, merged_model, prepare_model, reference_model
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
 from palaestra.trainers.core.preflight import RunStart, check_envs, prepare_run_dir
-from palaestra.trainers.core.rollout_source import make_rollout_source, merged_model
+from palaestra.trainers.core.rollout_source import make_rollout_source
 from palaestra.trainers.core.sampler import WeightedEnv, make_task_sampler
 from palaestra.trainers.core.self_play import self_play
 from palaestra.trainers.core.tracking import MetricsWriter, merge_rank_metrics, rollout_metrics
