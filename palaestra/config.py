@@ -340,6 +340,8 @@ def _format_error(exc: ValidationError, source: str, raw: dict[str, Any]) -> str
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = f"unknown key{_algorithm_keys_hint(loc, raw) or _allowed_keys_hint(loc)}"
+        elif err["type"] == "value_error" and isinstance(err.get("input"), dict):
+            msg = str(err.get("ctx", {}).get("error", msg))  # a section's own check: its message says it all
         elif "input" in err and err["type"] not in ("missing",):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"  {path}: {msg}")

@@ -164,3 +164,14 @@ def test_run_folders_saved_before_the_registry_still_load(algorithm, saved):
             envs={"train": [{"id": "palaestra/Math-Arith-v0"}]},
             algorithm={"name": algorithm, key: other[key]},
         )
+
+
+def test_a_sections_own_check_is_one_line_without_the_section_dumped():
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            envs={"train": [{"id": "palaestra/Math-Arith-v0"}]},
+            algorithm={"name": "semi_online", "dynamic_sampling": True},
+        )
+    lines = str(info.value).splitlines()
+    assert lines[1].startswith("  algorithm: dynamic_sampling is not an option of semi_online:"), lines
+    assert "Value error" not in str(info.value) and "'gamma'" not in str(info.value)
