@@ -304,6 +304,7 @@ class CritiqueGuidedRunner:
         max_turns: cap on steps (None: the env's own limit).
         config: how env calls run (`env_executor`, `step_timeout_s`) and how many episodes at once
             (`max_concurrency`); its sampling and turn settings are not used.
+        env_factory: builds the env of a task (default: `palaestra.make(task.env_id, **task.env_kwargs)`).
     """
 
     def __init__(
@@ -315,9 +316,11 @@ class CritiqueGuidedRunner:
         matcher: Callable[[str, str], object] | None = None,
         max_turns: int | None = None,
         config: RolloutConfig | None = None,
+        env_factory: Callable[[Task], gym.Env] | None = None,
     ):
         self.policy, self.critic, self.sampling = policy, critic, sampling
         self.matcher, self.max_turns = matcher, max_turns
+        self.env_factory = env_factory or (lambda task: make(task.env_id, **task.env_kwargs))
         self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
         self.config = config or RolloutConfig()
 
@@ -343,7 +346,7 @@ class CritiqueGuidedRunner:
         driver = driver or EpisodeDriver(self.config)
         strategy = CritiqueGuidedTurns(self, task, group, sample)
         episode = Episode(
-            partial(make, task.env_id, **task.env_kwargs),
+            partial(self.env_factory, task),
             task.seed,
             task.options,
             self.max_turns,

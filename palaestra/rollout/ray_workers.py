@@ -5,6 +5,9 @@ rollout worker, which runs it with the ordinary `RolloutRunner.run_episode` (sam
 token-exact trajectory as a local run). Env workers, when asked for, host the envs (heavy ones:
 browsers, sandboxes) in their own processes; the rollout worker steps them through a proxy env.
 
+Other rollout kinds (semi-online, critique-guided) go as `WorkerJob`s (`rollout/remote_jobs.py`): picklable
+descriptions that the rollout worker runs with its own policy (`run_jobs_async`, same order as the jobs).
+
 Failures: actors are created with `max_restarts` and `max_task_retries`, so when a worker process dies
 Ray restarts it and re-runs its in-flight episodes; an episode whose env worker died is re-run from
 the start. An episode that still fails is returned with `Trajectory.error` set: none is lost.
@@ -22,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, SupportsFloat
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, Protocol, SupportsFloat
 
 import gymnasium as gym
 
@@ -31,7 +34,7 @@ from palaestra.agents.base import Policy
 from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
 from palaestra.rollout.trajectory import Trajectory
 
-__all__ = ["RayRollout", "RemoteEnv"]
+__all__ = ["RayRollout", "RemoteEnv", "WorkerJob"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +125,25 @@ class RemoteEnv(gym.Env):
             pass  # the worker died with the env in it
 
 
+class WorkerJob(Protocol):
+    """One episode of another rollout kind (semi-online, critique-guided; `rollout/remote_jobs.py`): a
+    picklable description that the worker runs with its own policy."""
+
+    @property
+    def label(self) -> str:
+        """Names the episode in logs."""
+        ...
+
+    async def run(self, worker: _RolloutWorker) -> Any:
+        """Run the episode on `worker` (`policy`, `make_env`, `cached`); never raises for env failures:
+        the result's `error` says why it failed."""
+        ...
+
+    def failed(self, error: str) -> Any:
+        """The result of an episode whose worker was lost (its `error` set)."""
+        ...
+
+
 class _RolloutWorker:
     """Owns one policy backend and runs episodes on it (an async actor: episodes run concurrently)."""
 
@@ -147,6 +169,21 @@ class _RolloutWorker:
         self.env_factory = self._remote_env if env_workers else None
         self.runner = RolloutRunner(self.policy, config, env_factory=self.env_factory)
         self.limit: asyncio.Semaphore | None = None
+        self.cache: dict[Hashable, Any] = {}
+
+    def make_env(self, env_id: str, **kwargs: Any) -> gym.Env:
+        """The env of a task: in an env worker when there are any, else in this process."""
+        if self.env_factory is not None:
+            return self.env_factory(env_id, **kwargs)
+        from palaestra.envs.registration import make
+
+        return make(env_id, **kwargs)
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """What jobs build once per worker (an auxiliary model, a demo set), by `key`."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
 
     def _remote_env(self, env_id: str, **kwargs: Any) -> RemoteEnv:
         worker = self.env_workers[next(self.round_robin) % len(self.env_workers)]
@@ -169,6 +206,20 @@ class _RolloutWorker:
                     return traj
                 logger.warning("env worker lost in %s seed=%d (attempt %d)", task.env_id, task.seed, attempt)
         return traj
+
+    async def job(self, job: WorkerJob) -> Any:
+        """Run one `WorkerJob`; re-run when its env worker was lost, like `episode`."""
+        if self.limit is None:
+            self.limit = asyncio.Semaphore(self.runner.config.max_concurrency)
+        lost = tuple(cls.__name__ for cls in _lost_actor_errors())
+        async with self.limit:
+            for attempt in range(self.env_retries + 1):
+                result = await job.run(self)
+                error = getattr(result, "error", None)
+                if error is None or not error.startswith(lost):
+                    return result
+                logger.warning("env worker lost in %s (attempt %d)", job.label, attempt)
+        return result
 
     def sync_weights(self, state_dict: Any) -> None:
         sync = getattr(self.policy, "sync_weights", None)
@@ -290,6 +341,23 @@ class RayRollout:
                 error=f"{type(exc).__name__}: {exc}",
                 success=False,
             )
+
+    async def run_jobs_async(self, jobs: Sequence[WorkerJob]) -> list[Any]:
+        """Run `WorkerJob`s (episodes of other rollout kinds) on the workers; results in the order of
+        `jobs`. A job whose worker was lost past its retries gives `job.failed(error)`."""
+        calls = [self._job(self.workers[i % len(self.workers)], job) for i, job in enumerate(jobs)]
+        return list(await asyncio.gather(*calls))
+
+    async def _job(self, worker: Any, job: WorkerJob) -> Any:
+        try:
+            return await worker.job.remote(job)
+        except Exception as exc:  # the worker died past its retries, or the call failed
+            logger.warning("episode %s lost its worker: %s", job.label, exc)
+            return job.failed(f"{type(exc).__name__}: {exc}")
+
+    def run_jobs(self, jobs: Sequence[WorkerJob]) -> list[Any]:
+        """`run_jobs_async` for code without an event loop."""
+        return asyncio.run(self.run_jobs_async(jobs))
 
     def sync_weights(self, state_dict: Mapping[str, Any]) -> None:
         """Send new weights to every rollout worker (put in the object store once).

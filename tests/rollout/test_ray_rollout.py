@@ -110,3 +110,132 @@ def test_dead_env_worker_reruns_the_episode(cluster, tmp_path):
         assert marker.exists() and traj.error is None and traj.success
     finally:
         remote.close()
+
+
+def _semi_key(r):
+    return (r.error, r.patched, r.matches, r.rewards, r.success, [_key(t) for t in r.rows], r.history)
+
+
+def _guided_key(e):
+    rows = [_key(t) for t in e.refined_rows + e.direct_rows]
+    return (e.error, e.candidates, e.critiques, e.success, e.reward, rows)
+
+
+def test_semi_online_and_critique_guided_jobs_match_the_local_runners(cluster, tiny_model_dir, tmp_path):
+    import asyncio
+
+    from palaestra.rollout.critique import CritiqueGuidedRunner, PolicyCritic, RuleCritic
+    from palaestra.rollout.demos import collect_demos, write_demos
+    from palaestra.rollout.patches import ModelThought
+    from palaestra.rollout.remote_jobs import (
+        CriticSpec,
+        CritiqueGuidedJob,
+        ModelSpec,
+        SemiOnlineJob,
+        ThoughtSpec,
+    )
+    from palaestra.rollout.semi_online import DemoReplayEnv, SemiOnlineRunner, match_exact
+    from palaestra.rollout.storage import load_trajectories
+
+    demos = str(write_demos(collect_demos(TASKS[0].env_id, episodes=2, seed=5), tmp_path))
+    replayed = [d for d in load_trajectories(demos) if d.turns]
+    demo_tasks = [Task("offline-demo", seed=i) for i in range(len(replayed))]
+
+    spec = f"hf:{tiny_model_dir}"
+    policy, aux = make_policy(spec), make_policy(spec)
+    thought = SamplingParams(max_new_tokens=4, temperature=0)
+    semi = SemiOnlineRunner(
+        policy,
+        sampling=CONFIG.sampling,
+        patch_threshold=None,
+        matcher=match_exact,
+        max_turns=2,
+        thought_writer=ModelThought(aux, sampling=thought, with_history=False),
+        config=CONFIG,
+    )
+    guided = CritiqueGuidedRunner(
+        policy,
+        PolicyCritic(policy, SamplingParams(max_new_tokens=4, temperature=0)),
+        sampling=CONFIG.sampling,
+        max_turns=2,
+        config=CONFIG,
+    )
+    ruled = CritiqueGuidedRunner(
+        policy,
+        RuleCritic("ground_truth"),
+        sampling=CONFIG.sampling,
+        matcher=match_exact,
+        max_turns=2,
+        config=CONFIG,
+    )
+
+    offline = SemiOnlineRunner(
+        policy,
+        sampling=CONFIG.sampling,
+        matcher=match_exact,
+        env_factory=lambda task: DemoReplayEnv(replayed[task.seed]),
+        config=CONFIG,
+    )
+
+    async def local():
+        return (
+            await semi.run(TASKS[:2], 2) + await offline.run(demo_tasks, 1),
+            await guided.run(TASKS[:1], 2),
+            await ruled.run(TASKS[:1], 2),
+        )
+
+    semi_local, guided_local, ruled_local = asyncio.run(local())
+    off_policy = ThoughtSpec(thought, with_history=False, model=ModelSpec(spec))
+    jobs = [
+        *(
+            SemiOnlineJob(t, g, s, CONFIG, match_exact, None, max_turns=2, thought=off_policy)
+            for g, t in enumerate(TASKS[:2])
+            for s in range(2)
+        ),
+        *(SemiOnlineJob(t, g, 0, CONFIG, match_exact, demos=demos) for g, t in enumerate(demo_tasks)),
+        *(
+            CritiqueGuidedJob(
+                TASKS[0],
+                0,
+                s,
+                CONFIG,
+                CriticSpec(SamplingParams(max_new_tokens=4, temperature=0)),
+                max_turns=2,
+            )
+            for s in range(2)
+        ),
+        *(
+            CritiqueGuidedJob(TASKS[0], 0, s, CONFIG, RuleCritic("ground_truth"), match_exact, 2)
+            for s in range(2)
+        ),
+    ]
+    remote = RayRollout(spec, config=CONFIG, num_workers=2, num_env_workers=1)
+    try:
+        out = remote.run_jobs(jobs)
+    finally:
+        remote.close()
+    n = 4 + len(demo_tasks)
+    assert [_semi_key(r) for r in out[:n]] == [_semi_key(r) for r in semi_local]
+    assert any(any(r.patched) for r in semi_local) and all(r.error is None and r.rows for r in out[:n])
+    assert [_guided_key(e) for e in out[n : n + 2]] == [_guided_key(e) for e in guided_local]
+    assert [_guided_key(e) for e in out[n + 2 :]] == [_guided_key(e) for e in ruled_local]
+
+
+def test_a_job_that_always_kills_its_worker_is_a_failed_result(cluster):
+    from palaestra.rollout.critique import RuleCritic
+    from palaestra.rollout.remote_jobs import CritiqueGuidedJob
+
+    config = RolloutConfig(sampling=SamplingParams(max_new_tokens=4))
+    remote = RayRollout(
+        "scripted:random", config=config, worker_setup=SETUP, max_restarts=3, max_task_retries=1
+    )
+    crash = Task("test/Crash-v0", seed=0, env_kwargs={"always": True})
+    try:
+        (bad,) = remote.run_jobs([CritiqueGuidedJob(crash, 0, 0, config, RuleCritic("indicative"))])
+        assert bad.error is not None and not bad.success and bad.refined_rows == []
+        (good,) = remote.run_jobs(
+            [CritiqueGuidedJob(Task("test/Crash-v0", seed=1), 0, 0, config, RuleCritic())]
+        )
+        assert good.error is None and good.success and len(good.refined_rows) == 1
+    finally:
+        remote.close()
