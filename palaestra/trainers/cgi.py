@@ -40,6 +40,7 @@ from pydantic import Field
 
 from palaestra.agents.base import SamplingParams
 from palaestra.rollout.critique import Critic, CritiqueGuidedRunner, GuidedEpisode, PolicyCritic, RuleCritic
+from palaestra.rollout.remote_jobs import CriticSpec, CritiqueGuidedJob
 from palaestra.rollout.runner import Task
 from palaestra.rollout.semi_online import matcher_for
 from palaestra.rollout.storage import save_trajectories
@@ -47,7 +48,7 @@ from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.batching import MicroBatch, Normalizers
 from palaestra.trainers.core.config import AlgorithmConfig
 from palaestra.trainers.core.losses import masked_mean
-from palaestra.trainers.core.ray_source import reject_ray
+from palaestra.trainers.core.ray_source import RayRollouts, reject_ray
 from palaestra.trainers.critic import (
     CriticTrainer,
     CriticTrainingConfig,
@@ -95,7 +96,8 @@ class CGITrainer(SupervisedTrainer):
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
         algo = CGIConfig.of(config.algorithm)
-        reject_ray(config)  # before the rollout source starts any worker
+        # the trained critic (and its Stage-1 teacher) lives in the trainer's process
+        reject_ray(config, ["algorithm.critic=trained"] if algo.critic == "trained" else [])
         model = kwargs.get("model")
         critic_init = copy.deepcopy(model) if algo.critic == "trained" and model is not None else None
         super().__init__(config, **kwargs)
@@ -123,9 +125,33 @@ class CGITrainer(SupervisedTrainer):
         """This run's CGI options (`config.algorithm`)."""
         return CGIConfig.of(self.config.algorithm)
 
+    def _critic_on_worker(self, critic: Critic) -> Critic | CriticSpec:
+        """`rollout.ray`: a rule critic as it is; the self-critic as the worker's own policy."""
+        if isinstance(critic, PolicyCritic) and critic.policy is self.policy:
+            return CriticSpec(critic.sampling, critic.show_reference)
+        if isinstance(critic, RuleCritic):
+            return critic
+        raise TypeError(f"critic {critic!r} cannot be sent to Ray workers")  # rejected in __init__
+
     async def _guided(self, tasks: list[Task], critic: Critic) -> list[GuidedEpisode]:
         algo = self.algo
         config = self.rollout_config(self.step)
+        if isinstance(self.rollouts, RayRollouts):
+            sent = self._critic_on_worker(critic)
+            jobs = [
+                CritiqueGuidedJob(
+                    task,
+                    0,
+                    s,
+                    config,
+                    sent,
+                    matcher=matcher_for(task.env_id, algo.matcher),
+                    max_turns=self.config.rollout.max_turns,
+                )
+                for task in tasks
+                for s in range(config.group_size)
+            ]
+            return list(await self.rollouts.run_jobs(jobs))
         episodes = []
         for task in tasks:  # one runner per task: the matcher depends on the env
             runner = CritiqueGuidedRunner(

@@ -45,6 +45,7 @@ import asyncio
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -53,6 +54,7 @@ from pydantic import Field, model_validator
 from palaestra.agents.base import Policy, SamplingParams
 from palaestra.evaluation.evaluate import EvalResult
 from palaestra.rollout.patches import THOUGHT_TEMPLATE, ModelThought, ThoughtWriter
+from palaestra.rollout.remote_jobs import ModelSpec, SemiOnlineJob, ThoughtSpec
 from palaestra.rollout.runner import RolloutConfig, Task
 from palaestra.rollout.semi_online import (
     DemoReplayEnv,
@@ -65,7 +67,7 @@ from palaestra.rollout.storage import load_trajectories
 from palaestra.rollout.trajectory import SemiOnlineStep, Trajectory
 from palaestra.trainers.core.advantages import group_advantages, truncated_discounted_returns
 from palaestra.trainers.core.batching import Advantages
-from palaestra.trainers.core.ray_source import reject_ray
+from palaestra.trainers.core.ray_source import RayRollouts
 from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv
 from palaestra.trainers.core.tracking import mean_or_zero
 from palaestra.trainers.core.trainer import Trainer
@@ -226,7 +228,6 @@ class SemiOnlineTrainer(GRPOTrainer):
     """Semi-online sampling and UI-S1 advantages with the shared loss (see the module docstring)."""
 
     def __init__(self, config: TrainConfig, **kwargs: Any):
-        reject_ray(config)  # before the rollout source starts any worker
         super().__init__(config, **kwargs)
         algo = self.algo
         self.demos: list[Trajectory] = []
@@ -243,8 +244,8 @@ class SemiOnlineTrainer(GRPOTrainer):
         """This run's UI-S1 options (`config.algorithm`)."""
         return SemiOnlineConfig.of(self.config.algorithm)
 
-    def _thought_writer(self) -> ThoughtWriter | None:
-        """The patch strategy's thought writer (None: thought-free)."""
+    def _thought_spec(self) -> ThoughtSpec | None:
+        """The patch strategy's thought writer, as a description (None: thought-free)."""
         algo = self.algo
         if algo.patch == "thought_free":
             return None
@@ -252,12 +253,23 @@ class SemiOnlineTrainer(GRPOTrainer):
         sampling = SamplingParams(
             max_new_tokens=algo.thought_max_new_tokens, temperature=r.temperature, top_p=r.top_p
         )
-        writer: Policy = self.policy
+        model = None
         if algo.patch == "off_policy_thought":
+            model = ModelSpec(str(algo.thought_model), dict(algo.thought_model_options))
+        return ThoughtSpec(sampling, with_history=algo.patch == "on_policy_thought", model=model)
+
+    def _thought_writer(self) -> ThoughtWriter | None:
+        """The patch strategy's thought writer (None: thought-free); with `rollout.ray` the workers
+        build their own (`_thought_spec`), so none is built here."""
+        spec = self._thought_spec()
+        if spec is None or self.config.rollout.ray is not None:
+            return None
+        writer: Policy = self.policy
+        if spec.model is not None:
             from palaestra.agents.spec import make_policy
 
-            writer = make_policy(str(algo.thought_model), **algo.thought_model_options)
-        return ModelThought(writer, sampling=sampling, with_history=algo.patch == "on_policy_thought")
+            writer = make_policy(spec.model.spec, **spec.model.options)
+        return ModelThought(writer, sampling=spec.sampling, with_history=spec.with_history)
 
     def _runner(self, config: RolloutConfig, env_id: str) -> SemiOnlineRunner:
         algo = self.algo
@@ -278,12 +290,44 @@ class SemiOnlineTrainer(GRPOTrainer):
             config=config,
         )
 
+    def _jobs(self, config: RolloutConfig, task: Task) -> list[SemiOnlineJob]:
+        """`rollout.ray`: the task's rollouts as jobs for the workers (`_runner`'s arguments)."""
+        algo, env_id, demos = self.algo, task.env_id, None
+        if env_id == DEMO_TASK:  # the workers read the demos from the path
+            env_id, demos = self.demos[0].env_id, str(Path(str(algo.demos)).resolve())
+        matcher, thought = matcher_for(env_id, algo.matcher), self._thought_spec()
+        return [
+            SemiOnlineJob(
+                task,
+                0,
+                s,
+                config,
+                matcher=matcher,
+                patch_threshold=algo.patch_threshold,
+                reward_scheme=algo.reward_scheme,
+                max_turns=self.config.rollout.max_turns,
+                thought=thought,
+                thought_template=algo.thought_template,
+                demos=demos,
+            )
+            for s in range(config.group_size)
+        ]
+
+    async def _rollouts(self, tasks: list[Task], config: RolloutConfig) -> list[list[SemiOnlineRollout]]:
+        """Per task, its `group_size` rollouts: on the Ray workers (`rollout.ray`) or here."""
+        if isinstance(self.rollouts, RayRollouts):
+            jobs = [self._jobs(config, task) for task in tasks]
+            done = await self.rollouts.run_jobs([j for per_task in jobs for j in per_task])
+            n = config.group_size
+            return [done[g * n : (g + 1) * n] for g in range(len(tasks))]
+        # one runner per task: the matcher depends on the env
+        return [await self._runner(config, t.env_id).run([t], config.group_size) for t in tasks]
+
     async def _semi_online(self, tasks: list[Task], offset: int) -> list[SemiOnlineRollout]:
         algo = self.algo
         config = self.rollout_config(self.step)
         out: list[SemiOnlineRollout] = []
-        for g, task in enumerate(tasks):  # one runner per task: the matcher depends on the env
-            rollouts = await self._runner(config, task.env_id).run([task], config.group_size)
+        for g, rollouts in enumerate(await self._rollouts(tasks, config)):
             for r in rollouts:
                 annotate_returns(r, algo.gamma, algo.include_mismatch)
                 for row in r.rows:

@@ -13,7 +13,9 @@ instead of the trainer's process:
 What runs where. Rollout workers own the policy backend and run whole episodes (the ordinary
 `RolloutRunner`, so the same seeds give the same trajectories as a local run); envs run inside them, or in
 env workers when `num_env_workers > 0`. The trainer keeps an hf policy over its own model for evaluation
-and for the algorithms' extra generation (critiques, expert patching); self-play games are not sent to Ray.
+and for the algorithms' extra generation in the trainer (Critique-GRPO's critiques); semi-online and
+critique-guided episodes run on the workers as jobs (`run_jobs`, `rollout/remote_jobs.py`: expert patches,
+thoughts and critiques by the worker's policy or a model it builds); self-play games are not sent to Ray.
 
 Weights. hf backend: the trainer ships its model (config, tokenizer and CPU weights, put in the object
 store once) and each worker builds an `HFPolicy` from it; no shared filesystem needed. After every
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from palaestra.agents.base import Policy
     from palaestra.agents.hf import HFPolicy
     from palaestra.config import TrainConfig
+    from palaestra.rollout.ray_workers import WorkerJob
 
 __all__ = ["RayConfig", "RayRollouts", "build_hf_policy", "reject_ray"]
 
@@ -193,6 +196,10 @@ class RayRollouts:
     async def run(self, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
         return await self.remote.run_async(tasks, config)
 
+    async def run_jobs(self, jobs: Sequence[WorkerJob]) -> list[Any]:
+        """Episodes of other rollout kinds (`rollout/remote_jobs.py`) on the workers, in the order of `jobs`."""
+        return await self.remote.run_jobs_async(jobs)
+
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.policy.sync_weights()  # type: ignore[attr-defined]  # shares the trainer's model
         full = self.backend == "vllm"  # a vLLM reload takes whole layers; hf loads any subset
@@ -205,16 +212,20 @@ class RayRollouts:
         self.remote.close()
 
 
-def reject_ray(config: TrainConfig) -> None:
-    """Raise if `rollout.ray` is set for an algorithm whose episodes run only in the trainer's process.
+def reject_ray(config: TrainConfig, options: Sequence[str]) -> None:
+    """Raise if `rollout.ray` is set with algorithm options whose models live only in the trainer's process.
+
+    Args:
+        config: the run's configuration.
+        options: the offending options that are set, as `key=value` (none: nothing to reject).
 
     Raises:
-        ValueError: `rollout.ray` is set.
+        ValueError: `rollout.ray` is set and `options` is not empty.
     """
-    if config.rollout.ray is not None:
+    if config.rollout.ray is not None and options:
         raise ValueError(
-            f"rollout.ray is not supported with algorithm.name={config.algorithm.name}: its episodes "
-            "(expert patches, critiques) run in the trainer's process; remove rollout.ray"
+            f"rollout.ray is not supported with {', '.join(options)}: it lives in the trainer's process; "
+            "remove rollout.ray or choose another option"
         )
 
 
