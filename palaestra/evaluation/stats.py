@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from palaestra.rollout.trajectory import Trajectory
 
@@ -68,6 +67,8 @@ def macro_mean_ci(
     if not varying:
         return (point, point)
     fixed = sum(float(a.mean()) for a in arrays if np.ptp(a) == 0)
+    from scipy import stats as sps  # here: the trainers import this module, and need no scipy to train
+
     res = sps.bootstrap(
         tuple(varying),
         lambda *xs, axis=-1: (_mean_stat(*xs, axis=axis) * len(varying) + fixed) / len(arrays),
@@ -139,6 +140,8 @@ def bootstrap_difference(
     diff = float(statistic(*data))
     if all(np.ptp(x) == 0 for x in data):  # no spread at all: the difference is exact
         return BootstrapDifference(diff, (diff, diff), 1.0 if diff == 0 else 0.0, paired)
+    from scipy import stats as sps  # here: the trainers import this module, and need no scipy to train
+
     res = sps.bootstrap(
         data,
         statistic,
