@@ -51,6 +51,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import shapes
+
 ENV_ID = "bench/Vowels-v0"
 PROMPTS = [
     "Write a word.",
@@ -158,6 +162,27 @@ def load_model(spec: dict[str, Any]) -> tuple[Any, Any]:
 
 
 # -- workers ---------------------------------------------------------------------------------------
+def cuda_peak_reset(spec: dict[str, Any]) -> None:
+    if spec["device"] == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def cuda_report(spec: dict[str, Any]) -> dict[str, float]:
+    """Peak GPU memory of the training phase (since `cuda_peak_reset`): allocated by tensors, and
+    reserved by torch's caching allocator (what the process holds on the device)."""
+    if spec["device"] != "cuda":
+        return {}
+    import torch
+
+    return {
+        "peak_gpu_alloc_mib": torch.cuda.max_memory_allocated() / 2**20,
+        "peak_gpu_reserved_mib": torch.cuda.max_memory_reserved() / 2**20,
+    }
+
+
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from palaestra.config import load_config
     from palaestra.trainers import make_trainer
@@ -169,7 +194,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         None,
         spec["ours_overrides"],
         run={"name": "ours", "output_dir": spec["workdir"], "seed": spec["seed"], "steps": total},
-        model={"name": spec["model_dir"]},
+        model={"name": spec["model_dir"], "device": spec["device"], "precision": spec["precision"]},
         agent={"max_batch_size": p * g},
         envs={"train": [{"id": ENV_ID}]},
         rollout={"tasks_per_step": p, "group_size": g, "max_new_tokens": spec["max_new_tokens"]},
@@ -189,6 +214,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     turns = Turns(spec, "ours")
     rss_before = _status_kib("VmRSS")
     reset_peak_rss()
+    cuda_peak_reset(spec)
     steps = []
     for i in range(total):  # train_step() alone: train() adds a checkpoint and an export at the end
         env_class.seen.clear()
@@ -216,7 +242,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
             }
         )
         print(f"[ours] step {i}: {wall:.2f}s reward {m['reward/mean']:.3f}", file=sys.stderr, flush=True)
-    return {"steps": steps, **memory_report(rss_before)}
+    return {"steps": steps, **memory_report(rss_before), **cuda_report(spec)}
 
 
 def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
@@ -259,8 +285,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         loss_type="dapo",
         scale_rewards="group",
         gradient_checkpointing=spec["gradient_checkpointing"],
-        use_cpu=True,
-        bf16=False,
+        use_cpu=spec["device"] == "cpu",
+        bf16=spec["precision"] == "bf16",  # autocast over float32 weights, as ours (model.precision)
         shuffle_dataset=False,
         max_steps=total,
         logging_steps=1,
@@ -325,18 +351,25 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     trainer.add_callback(StepTimer())
     rss_before = _status_kib("VmRSS")
     reset_peak_rss()
+    cuda_peak_reset(spec)
     trainer.train()
-    return {"steps": steps, **memory_report(rss_before)}
+    return {"steps": steps, **memory_report(rss_before), **cuda_report(spec)}
 
 
 # -- driver ----------------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Save the model both workers load, and draw the per-step prompts with palaestra's task sampler."""
+    from transformers import AutoTokenizer
+
     import palaestra
     from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer, load_model_and_tokenizer
     from palaestra.trainers.core.sampler import TaskSampler, WeightedEnv
 
-    if args.model == "tiny":
+    if args.model in shapes.SHAPES:
+        model_dir = shapes.build(args.model, workdir / "model", device=args.device, seed=args.seed)
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        model = None
+    elif args.model == "tiny":
         tok = build_tiny_tokenizer()
         model = build_tiny_model(
             tok,
@@ -349,9 +382,13 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
     else:
         model, tok = load_model_and_tokenizer(args.model)
-    model_dir = workdir / "model"
-    model.save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
+    if model is not None:
+        model_dir = workdir / "model"
+        model.save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+        params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    else:
+        params_m = _params_m(model_dir)
 
     register_env()
     total = args.warmup + args.steps
@@ -368,7 +405,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         **vars(args),
         "workdir": str(workdir),
         "model_dir": str(model_dir),
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "params_m": params_m,
         "schedule": schedule,
         "micro_batch": micro,
         # ours buckets by tokens: a budget that fits `micro` of the longest possible rows
@@ -376,6 +413,15 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "ours_overrides": args.ours_override
         + (["model.gradient_checkpointing=true"] if args.gradient_checkpointing else []),
     }
+
+
+def _params_m(model_dir: Path) -> float:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    return sum(p.numel() for p in model.parameters()) / 1e6
 
 
 def _worker_cmd(name: str, spec_path: Path, workdir: Path) -> list[str]:
@@ -466,6 +512,14 @@ def summarise(result: dict[str, Any], warmup: int) -> dict[str, float]:
         "peak RSS, training MiB": result["peak_rss_train_mib"],
         "RSS before training MiB": result["rss_before_mib"],
         "reward mean": statistics.fmean(s.get("reward", float("nan")) for s in steps),
+        **(
+            {
+                "peak GPU allocated MiB": result["peak_gpu_alloc_mib"],
+                "peak GPU reserved MiB": result["peak_gpu_reserved_mib"],
+            }
+            if "peak_gpu_alloc_mib" in result
+            else {}
+        ),
     }
 
 
@@ -480,6 +534,8 @@ BETTER = {
     "peak RSS, process MiB": "lower",
     "peak RSS, training MiB": "lower",
     "RSS before training MiB": "lower",
+    "peak GPU allocated MiB": "lower",
+    "peak GPU reserved MiB": "lower",
 }
 
 
@@ -500,7 +556,14 @@ def table(ours: dict[str, float], trl: dict[str, float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--model", default="tiny", help="tiny (Llama, hidden 256, 4 layers) | smollm2-135m | HF path"
+        "--model",
+        default="tiny",
+        help="tiny (Llama, hidden 256, 4 layers) | qwen2.5-0.5b | qwen2.5-1.5b (real shapes, random weights: "
+        "benchmarks/shapes.py) | smollm2-135m | HF path",
+    )
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both trainers run")
+    ap.add_argument(
+        "--precision", choices=["fp32", "bf16"], help="both trainers (default: bf16 on cuda, fp32 on cpu)"
     )
     ap.add_argument("--steps", type=int, default=6, help="measured RL steps per trainer")
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured RL steps first")
@@ -525,6 +588,8 @@ def main() -> None:
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
+    if args.precision is None:
+        args.precision = "bf16" if args.device == "cuda" else "fp32"
     if args.worker:
         spec = json.loads(args.spec.read_text())
         result = (run_ours if args.worker == "ours" else run_trl)(spec)
@@ -551,10 +616,12 @@ def main() -> None:
     print(
         f"\nmodel {args.model} ({spec['params_m']:.1f}M params), {args.prompts_per_step} prompts x "
         f"{args.group_size} samples, {args.max_new_tokens} new tokens, micro-batch {spec['micro_batch']} rows, "
-        f"lr {args.lr}; median of {args.steps} steps after {args.warmup} warm-up, "
+        f"lr {args.lr}, {args.device} {args.precision}; median of {args.steps} steps after {args.warmup} warm-up, "
         f"{'one trainer after the other' if args.sequential else 'taking turns step by step'}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, trl {trl.__version__}\n"
     )
+    if args.device == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}\n")
     print(table(ours, theirs))
     for name, res in results.items():
         print(f"{name} step s: " + " ".join(f"{s['step_s']:.2f}" for s in res["steps"]))

@@ -166,8 +166,8 @@ def raw_hf(model: Any, tokenizer: Any, sampling: SamplingParams, max_batch: int)
             mask[i, width - len(p) :] = 1
         with torch.inference_mode():
             out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
                 max_new_tokens=sampling.max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
