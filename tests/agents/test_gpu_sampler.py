@@ -41,7 +41,9 @@ def _generate(model, prompts, max_new, eos, pad_id=0):
             output_logits=True,
         )
     new = out.sequences[:, width:]
-    steps = [torch.log_softmax(s.float(), -1).gather(-1, new[:, k, None])[:, 0] for k, s in enumerate(out.logits)]
+    steps = [
+        torch.log_softmax(s.float(), -1).gather(-1, new[:, k, None])[:, 0] for k, s in enumerate(out.logits)
+    ]
     return new.cpu(), torch.stack(steps, 1).cpu()
 
 
@@ -75,7 +77,12 @@ def test_the_policy_samples_in_a_worker_thread_and_matches_the_sampler():
 
     async def run():
         try:
-            return [r[0] for r in await asyncio.gather(*(policy.generate([GenerationRequest(m, greedy)]) for m in messages))]
+            return [
+                r[0]
+                for r in await asyncio.gather(
+                    *(policy.generate([GenerationRequest(m, greedy)]) for m in messages)
+                )
+            ]
         finally:
             await policy.close()
 
