@@ -44,12 +44,25 @@ SHAPES["qwen2-tiny"] = {
 QWEN_VOCAB = 151_936
 
 
+def _letters(i: int) -> str:
+    """`i` in base 26 as lowercase letters (0 -> "a", 26 -> "ba"): distinct names with varied vowels."""
+    out = chr(97 + i % 26)
+    while i >= 26:
+        i //= 26
+        out = chr(97 + i % 26) + out
+    return out
+
+
 def padded_tokenizer(vocab_size: int) -> Any:
-    """The tiny tokenizer with placeholder tokens `<xN>` up to `vocab_size` ids."""
+    """The tiny tokenizer with placeholder tokens `<letters>` up to `vocab_size` ids.
+
+    The placeholders' letters vary, so replies of a random model get varied vowel-fraction rewards in
+    `grpo_vs_trl.py` (non-zero advantages: both trainers do the whole update).
+    """
     from palaestra.agents.models import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
-    tok.add_tokens([f"<x{i}>" for i in range(vocab_size - len(tok))])
+    tok.add_tokens([f"<{_letters(i)}>" for i in range(vocab_size - len(tok))])
     return tok
 
 

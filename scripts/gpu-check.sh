@@ -50,7 +50,8 @@
 #
 # Environment: OUT (output folder; default runs/gpu-check), PYTHON (the interpreter with torch; default
 # python3, or .venv/bin/python when rehearsing), GPU_CHECK_BUDGET_S (default 480), GPU_WHEELS (default
-# .gpu-wheels; the rehearsal builds its own for this Python).
+# .gpu-wheels; the rehearsal builds its own for this Python), GPU_CHECK_OVERLAY (rehearsal only: a folder
+# put first on the path, e.g. the GPU machine's transformers release installed with pip --target).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REHEARSE=0
@@ -111,7 +112,7 @@ if [ "$REHEARSE" = 1 ]; then
     GPU_WHEELS=${GPU_WHEELS:-$SCRATCH/wheels}
     PYVER=$("$HOST" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
     PIP="$HOST -m pip" bash scripts/gpu-wheels.sh "$GPU_WHEELS" "$PYVER" >/dev/null
-    BASE=$SCRATCH/venv/machine:
+    BASE=${GPU_CHECK_OVERLAY:+$GPU_CHECK_OVERLAY:}$SCRATCH/venv/machine:
     DEVICE=cpu
 else
     PY=${PYTHON:-python3}
