@@ -140,9 +140,9 @@ install_wheels() {
     done
     echo "installing ${#missing[@]} wheels into $SCRATCH/site"
     [ "${#missing[@]}" = 0 ] && return 0
-    if "${PIP[@]}" --version >/dev/null 2>&1; then
-        "${PIP[@]}" install --quiet --no-deps --no-index --target "$SCRATCH/site" "${missing[@]}"
-    else  # no pip: a wheel is a zip of what goes into site-packages
+    if ! "${PIP[@]}" install --quiet --no-deps --no-index --target "$SCRATCH/site" "${missing[@]}"; then
+        # no pip (or it refuses): a wheel is a zip of what goes into site-packages
+        echo "pip failed; unpacking the wheels instead"
         "$PY" -c "import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]" \
             "$SCRATCH/site" "${missing[@]}"
     fi
