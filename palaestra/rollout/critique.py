@@ -32,6 +32,7 @@ from palaestra.rollout.driver import (
     Step,
     TurnStrategy,
     jsonable,
+    run_samples,
     tagged_seed,
 )
 from palaestra.rollout.runner import RolloutConfig, Task
@@ -326,17 +327,9 @@ class CritiqueGuidedRunner:
 
     async def run(self, tasks: Sequence[Task], group_size: int = 1) -> list[GuidedEpisode]:
         """`group_size` episodes of every task, ordered by (task, sample); a failed one has `error` set."""
-        driver = EpisodeDriver(self.config)
-        try:
-            return await driver.run_all(
-                [
-                    partial(self.episode, task, g, s, driver=driver)
-                    for g, task in enumerate(tasks)
-                    for s in range(group_size)
-                ]
-            )
-        finally:
-            driver.close()
+        return await run_samples(
+            self.config, tasks, group_size, lambda task, g, s, driver: self.episode(task, g, s, driver=driver)
+        )
 
     async def episode(
         self, task: Task, group: int = 0, sample: int = 0, *, driver: EpisodeDriver | None = None

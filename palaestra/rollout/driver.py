@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
@@ -39,11 +40,21 @@ import numpy as np
 if TYPE_CHECKING:
     from palaestra.rollout.runner import RolloutConfig
 
-__all__ = ["Episode", "EpisodeDriver", "EpisodeError", "Step", "TurnStrategy", "episode_seed", "tagged_seed"]
+__all__ = [
+    "Episode",
+    "EpisodeDriver",
+    "EpisodeError",
+    "Step",
+    "TurnStrategy",
+    "episode_seed",
+    "run_samples",
+    "tagged_seed",
+]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class EpisodeError(RuntimeError):
@@ -315,3 +326,23 @@ class EpisodeDriver:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+async def run_samples(
+    config: RolloutConfig,
+    tasks: Sequence[K],
+    group_size: int,
+    episode: Callable[[K, int, int, EpisodeDriver], Awaitable[T]],
+) -> list[T]:
+    """`episode(task, group, sample, driver)` for `group_size` samples of every task, on one driver.
+
+    Results are ordered by (task, sample); the driver (and its thread pool) is closed afterwards.
+    """
+    driver = EpisodeDriver(config)
+    try:
+        jobs = [
+            partial(episode, task, g, s, driver) for g, task in enumerate(tasks) for s in range(group_size)
+        ]
+        return await driver.run_all(jobs)
+    finally:
+        driver.close()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -43,6 +42,7 @@ from palaestra.rollout.driver import (
     TurnStrategy,
     episode_seed,
     jsonable,
+    run_samples,
 )
 from palaestra.rollout.patches import THOUGHT_TEMPLATE, PatchRequest, ThoughtWriter, patched_reply
 from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
@@ -239,17 +239,9 @@ class SemiOnlineRunner:
 
     async def run(self, tasks: Sequence[Task], group_size: int) -> list[SemiOnlineRollout]:
         """`group_size` rollouts of every task, ordered by (task, sample); a failed one has `error` set."""
-        driver = EpisodeDriver(self.config)
-        try:
-            return await driver.run_all(
-                [
-                    partial(self.rollout, task, g, s, driver=driver)
-                    for g, task in enumerate(tasks)
-                    for s in range(group_size)
-                ]
-            )
-        finally:
-            driver.close()
+        return await run_samples(
+            self.config, tasks, group_size, lambda task, g, s, driver: self.rollout(task, g, s, driver=driver)
+        )
 
     async def rollout(
         self, task: Task, group_index: int = 0, sample_index: int = 0, *, driver: EpisodeDriver | None = None
