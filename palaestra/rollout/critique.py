@@ -32,6 +32,7 @@ from palaestra.rollout.driver import (
     Step,
     TurnStrategy,
     jsonable,
+    run_one,
     run_samples,
     tagged_seed,
 )
@@ -335,8 +336,6 @@ class CritiqueGuidedRunner:
         self, task: Task, group: int = 0, sample: int = 0, *, driver: EpisodeDriver | None = None
     ) -> GuidedEpisode:
         """One episode; never raises for env or generation failures (see `GuidedEpisode.error`)."""
-        own = driver is None
-        driver = driver or EpisodeDriver(self.config)
         strategy = CritiqueGuidedTurns(self, task, group, sample)
         episode = Episode(
             partial(self.env_factory, task),
@@ -345,11 +344,7 @@ class CritiqueGuidedRunner:
             self.max_turns,
             f"{task.env_id} seed={task.seed} (critique-guided)",
         )
-        try:
-            await driver.run(episode, strategy)
-        finally:
-            if own:
-                driver.close()
+        await run_one(self.config, episode, strategy, driver)
         return strategy.out
 
     async def _reply(

@@ -47,6 +47,7 @@ __all__ = [
     "Step",
     "TurnStrategy",
     "episode_seed",
+    "run_one",
     "run_samples",
     "tagged_seed",
 ]
@@ -346,3 +347,15 @@ async def run_samples(
         return await driver.run_all(jobs)
     finally:
         driver.close()
+
+
+async def run_one(
+    config: RolloutConfig, episode: Episode, strategy: TurnStrategy, driver: EpisodeDriver | None = None
+) -> None:
+    """Run one episode on `driver`, or on a driver of its own that is closed afterwards."""
+    used = driver or EpisodeDriver(config)
+    try:
+        await used.run(episode, strategy)
+    finally:
+        if driver is None:
+            used.close()

@@ -42,6 +42,7 @@ from palaestra.rollout.driver import (
     TurnStrategy,
     episode_seed,
     jsonable,
+    run_one,
     run_samples,
 )
 from palaestra.rollout.patches import THOUGHT_TEMPLATE, PatchRequest, ThoughtWriter, patched_reply
@@ -247,8 +248,6 @@ class SemiOnlineRunner:
         self, task: Task, group_index: int = 0, sample_index: int = 0, *, driver: EpisodeDriver | None = None
     ) -> SemiOnlineRollout:
         """One rollout; never raises for env or generation failures (see `SemiOnlineRollout.error`)."""
-        own = driver is None
-        driver = driver or EpisodeDriver(self.config)
         strategy = ExpertPatchedTurns(self, task, group_index, sample_index)
         episode = Episode(
             lambda: self.env_factory(task),
@@ -257,11 +256,7 @@ class SemiOnlineRunner:
             self.max_turns,
             f"{task.env_id} seed={task.seed} (semi-online)",
         )
-        try:
-            await driver.run(episode, strategy)
-        finally:
-            if own:
-                driver.close()
+        await run_one(self.config, episode, strategy, driver)
         return strategy.out
 
     def _seed(self, task: Task, sample: int, t: int, salt: int = 0) -> int | None:
