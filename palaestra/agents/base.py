@@ -112,6 +112,9 @@ class Generation:
         prompt_token_ids: the prompt as the engine saw it, where that differs from the request's ids: a
             vision model's engine expands each image placeholder into the image's feature tokens
             (`palaestra.agents.vision`); None otherwise.
+        token_versions: per sampled token, the policy version (weight-sync count) whose weights sampled
+            it; a reply whose generation spans a weight update mixes versions. None when the backend
+            does not track versions (the rollout then records the version current at request time).
     """
 
     text: str
@@ -120,10 +123,13 @@ class Generation:
     finish_reason: FinishReason = "stop"
     error: str | None = None
     prompt_token_ids: tuple[int, ...] | None = None
+    token_versions: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.logprobs is not None and len(self.logprobs) != len(self.token_ids):
             raise ValueError(f"{len(self.logprobs)} logprobs for {len(self.token_ids)} token ids")
+        if self.token_versions is not None and len(self.token_versions) != len(self.token_ids):
+            raise ValueError(f"{len(self.token_versions)} token versions for {len(self.token_ids)} token ids")
 
 
 @runtime_checkable
