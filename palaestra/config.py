@@ -274,20 +274,41 @@ class TrainConfig(Section):
         description="Modules imported before the rest is validated, e.g. a module that registers an "
         "algorithm (`palaestra.trainers.registry`).",
     )
-    run: RunConfig = Field(default_factory=RunConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    agent: AgentConfig = Field(default_factory=AgentConfig)
-    envs: EnvsConfig
-    rollout: RolloutSection = Field(default_factory=RolloutSection)
+    run: RunConfig = Field(
+        default_factory=RunConfig, description="Name, output folder, seed and length of the run."
+    )
+    model: ModelConfig = Field(
+        default_factory=ModelConfig,
+        description="The model trained: which one, dtype, precision, device, LoRA.",
+    )
+    agent: AgentConfig = Field(
+        default_factory=AgentConfig, description="The rollout backend that samples the policy's replies."
+    )
+    envs: EnvsConfig = Field(description="Training envs with their weights, and held-out evaluation envs.")
+    rollout: RolloutSection = Field(
+        default_factory=RolloutSection,
+        description="How each step's episodes are collected: tasks, group size, turns, sampling, where.",
+    )
     algorithm: SerializeAsAny[AlgorithmConfig] = Field(
         default_factory=_default_algorithm,
         description="The algorithm (`name`, default grpo) and its options; the name selects the config class.",
     )
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="AdamW, the LR schedule, clipping and micro-batching."
+    )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig, description="When and how the held-out envs (`envs.eval`) are evaluated."
+    )
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig, description="TensorBoard, W&B, progress display and the final report."
+    )
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig, description="How often checkpoints are saved and how many are kept."
+    )
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig,
+        description="DDP or FSDP2 when launched with several processes (torchrun, accelerate launch).",
+    )
     placement: PlacementConfig | None = Field(
         None, description="GPU cluster layout of trainer and rollout engines (`palaestra placement`)."
     )

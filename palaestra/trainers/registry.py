@@ -36,6 +36,7 @@ __all__ = [
     "AlgorithmSpec",
     "UnknownAlgorithmError",
     "algorithm_names",
+    "builtin_algorithms",
     "import_modules",
     "register_algorithm",
     "resolve_algorithm",
@@ -144,6 +145,11 @@ def _load_entry_point(name: str) -> None:
 def algorithm_names() -> list[str]:
     """Every algorithm name known without importing one: registered, built-in, and entry points."""
     return sorted({*_registry, *_BUILTIN, *_entry_points()})
+
+
+def builtin_algorithms() -> list[str]:
+    """palaestra's own algorithm names, grpo first (the configuration reference documents these)."""
+    return list(_BUILTIN)
 
 
 def resolve_algorithm(name: str) -> AlgorithmSpec:
