@@ -1,4 +1,4 @@
-# palaestra: `make quickstart` (install + main job), `make test` (install + lint + tests).
+# palaestra: `make quickstart` (install + main job), `make test` (install + lint + tests; the tests build the docs).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 VLLM_STAMP := $(VENV)/.vllm-installed
 
-.PHONY: install quickstart test test-fast test-random lint clean sysdeps lint-containers vllm-cpu
+.PHONY: install quickstart test test-fast test-random lint clean sysdeps lint-containers vllm-cpu docs docs-config
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -74,5 +74,17 @@ test-fast: $(STAMP) lint
 lint-containers: $(STAMP)
 	$(BIN)/hadolint --config containers/hadolint.yaml containers/*.Dockerfile
 
+# The documentation site (mkdocs.yml): docs/ built into site/ with --strict, so a broken link, a page
+# missing from the nav or a docstring mkdocstrings cannot render fails; it needs no network.
+# tests/test_docs.py runs the same build, so `make test` fails on a broken site. NO_MKDOCS_2_WARNING
+# silences the Material theme's end-of-life banner, printed on every build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Regenerate docs/reference/config.md from the config models' field descriptions (after a config field
+# changes; tests/test_docs.py fails while the committed page is out of date).
+docs-config: $(STAMP)
+	$(BIN)/python -m palaestra.config_reference docs/reference/config.md
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+	rm -rf $(VENV) site runs .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
