@@ -10,6 +10,7 @@ is this module's output; `tests/test_docs.py` fails when the committed page diff
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 import typing
@@ -98,7 +99,9 @@ def _bounds(info: FieldInfo) -> str:
         if (sign := _BOUNDS.get(type(m)))
     ]
     parts += [
-        f"at least {m.min_length} entries" for m in info.metadata if isinstance(m, annotated_types.MinLen)
+        f"at least {m.min_length} {'entry' if m.min_length == 1 else 'entries'}"
+        for m in info.metadata
+        if isinstance(m, annotated_types.MinLen)
     ]
     return f" ({', '.join(parts)})" if parts else ""
 
@@ -129,11 +132,28 @@ def _description(model: type[BaseModel], name: str) -> str | None:
     return None
 
 
-def _table(model: type[BaseModel]) -> list[str]:
+def _anchor(path: str) -> str:
+    """The heading id MkDocs (and GitHub) give the heading `path` in backticks: `model.lora` -> modellora."""
+    return re.sub(r"[^\w-]", "", path.lower())
+
+
+def _section_type(annotation: Any, path: str) -> str | None:
+    """A nested section's type as a link to its table (`[section](#modellora) or null`); None otherwise."""
+    nested = _section_model(annotation)
+    if nested is None:
+        return None
+    section, is_list = nested
+    anchor = "algorithm" if issubclass(section, AlgorithmConfig) else _anchor(path)
+    text = f"list of [sections](#{anchor})" if is_list else f"[section](#{anchor})"
+    return text + (" or `null`" if type(None) in _options(annotation) else "")
+
+
+def _table(model: type[BaseModel], path: str) -> list[str]:
     lines = ["| key | type | default | description |", "|---|---|---|---|"]
     for name, info in model.model_fields.items():
         description = (_description(model, name) or "").replace("|", "\\|").replace("\n", " ")
-        type_text = _type_name(info.annotation) + _bounds(info)
+        child = f"{path}.{name}" if path else name
+        type_text = (_section_type(info.annotation, child) or _type_name(info.annotation)) + _bounds(info)
         lines.append(f"| `{name}` | {type_text} | {_default(info)} | {description} |")
     return lines
 
@@ -142,7 +162,7 @@ def _sections(model: type[BaseModel], path: str, level: int) -> Iterator[str]:
     """Markdown for `model` at `path` and, below it, each nested section model."""
     doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
     heading = f"`{path}`" if path else "Top level"
-    yield "\n".join([f"{'#' * level} {heading}", "", *([doc, ""] if doc else []), *_table(model)])
+    yield "\n".join([f"{'#' * level} {heading}", "", *([doc, ""] if doc else []), *_table(model, path)])
     for name, info in model.model_fields.items():
         nested = _section_model(info.annotation)
         if nested is None:
