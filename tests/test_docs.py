@@ -61,14 +61,26 @@ def test_reference_covers_every_section_and_algorithm():
     assert "| `schedule` | one of `constant`, `cosine`, `linear` | `constant` |" in page
 
 
+def _heading_ids(markdown: str) -> set[str]:
+    """The ids GitHub gives a page's headings (lower case, punctuation dropped, spaces to hyphens)."""
+    titles = re.findall(r"^#+ (.+)$", markdown, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-") for title in titles}
+
+
 def test_readme_is_short_and_its_links_exist():
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) < 250
     assert "make quickstart" in text and "make test" in text
-    targets = re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)", text)
-    assert targets, "the README links into docs/"
-    missing = [t for t in targets if not (ROOT / t).is_file()]
+    links = re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)(?:#([^)]+))?\)", text)
+    assert links, "the README links into docs/"
+    missing = [path for path, _ in links if not (ROOT / path).is_file()]
     assert missing == []
+    bad_anchors = [
+        f"{path}#{anchor}"
+        for path, anchor in links
+        if anchor and anchor not in _heading_ids((ROOT / path).read_text())
+    ]
+    assert bad_anchors == []
 
 
 def test_docs_site_builds_strict(tmp_path):
