@@ -83,6 +83,16 @@ def test_readme_is_short_and_its_links_exist():
     assert bad_anchors == []
 
 
+def test_custom_env_example_is_the_same_in_readme_and_docs():
+    """tests/envs/test_registration.py runs the README's copy; the docs page must show the same code."""
+    marker = "<!-- example: custom env -->"
+    readme, page = ((ROOT / name).read_text() for name in ("README.md", "docs/writing-an-env.md"))
+    block = readme[
+        readme.index(marker) : readme.index("```\n", readme.index("```python", readme.index(marker)) + 1)
+    ]
+    assert block in page
+
+
 def test_docs_site_builds_strict(tmp_path):
     """`mkdocs build --strict` (as `make docs`): every page in the nav, every link and anchor resolves,
     the API pages render from the docstrings, the benchmarks page includes benchmarks/README.md."""
