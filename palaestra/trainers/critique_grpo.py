@@ -57,13 +57,14 @@ __all__ = ["CritiqueGRPOConfig", "CritiqueGRPOTrainer", "critique_grpo_loss", "s
 
 
 _NO_KL = "Critique-GRPO has no KL term (paper: none, to let refinements move the policy)"
+_NO_CORRECTION = "its mixed loss (critique_grpo_loss) has no off-policy correction"
 
 
 class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOptions, GroupAdvantageOptions):
     """Critique-GRPO options (paper App. G defaults), on top of GRPO's options.
 
-    Not GRPO's KL options (the objective has no KL term) nor `dual_clip` (the mixed loss clips ρ and the
-    shaped ratio, never dual-clips).
+    Not GRPO's KL options (the objective has no KL term), `dual_clip` (the mixed loss clips ρ and the
+    shaped ratio, never dual-clips) nor the off-policy corrections (`correction` and its caps).
     """
 
     earlier_defaults: ClassVar[dict[str, Any]] = {"dual_clip": None, "kl_coef": 0.0, "kl_estimator": "k3"}
@@ -71,6 +72,7 @@ class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOpt
         "kl_coef": _NO_KL,
         "kl_estimator": _NO_KL,
         "dual_clip": "its mixed loss (critique_grpo_loss) has no dual-clip",
+        **dict.fromkeys(("correction", "tis_cap", "behav_weight_cap"), _NO_CORRECTION),
     }
 
     name: Literal["critique_grpo"] = "critique_grpo"

@@ -20,7 +20,8 @@ std scaling, group size 8. §15 choices, each a config field:
     3. aggregation: `aggregation` (token-mean | seq-mean-token-mean | seq-mean-token-sum-norm); normalised
        with counts of the whole mini-batch, so gradient accumulation is exact (not verl's per-micro-batch).
     DAPO dynamic sampling (`dynamic_sampling`), StarPO-S variance filtering (`starpo_s_keep_ratio`),
-    overlong shaping (`overlong`), dual-clip (`dual_clip`).
+    overlong shaping (`overlong`), dual-clip (`dual_clip`), off-policy corrections of stale or
+    mismatched sampling logprobs (`correction`: tis | decoupled, docs/algorithms.md §16.1).
 
 Departures from `trainers/core`: none; this module only supplies `advantages`, `loss` and `collect`.
 """
@@ -44,7 +45,7 @@ from palaestra.trainers.core.filters import (
     starpo_s_filter,
     truncated_replies,
 )
-from palaestra.trainers.core.losses import LossConfig, policy_loss
+from palaestra.trainers.core.losses import Correction, LossConfig, policy_loss
 from palaestra.trainers.core.trainer import Trainer
 from palaestra.trainers.registry import register_algorithm
 
@@ -60,6 +61,7 @@ __all__ = [
     "GroupAdvantageOptions",
     "GroupNormOptions",
     "KLOptions",
+    "OffPolicyOptions",
     "OverlongOptions",
     "PolicyLossOptions",
 ]
@@ -124,8 +126,49 @@ class KLOptions(AlgorithmConfig):
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (GRPO: k3).")
 
 
-class PolicyLossOptions(KLOptions, DualClipOption, ClippedLossOptions):
+class OffPolicyOptions(AlgorithmConfig):
+    """Off-policy corrections of the clipped surrogate (docs/algorithms.md §16.1)."""
+
+    correction: Correction = Field(
+        "none",
+        description="Off-policy correction: none; tis (truncated IS of the sampler-vs-trainer logprob mismatch, "
+        "weight min(pi_old/pi_rollout, tis_cap)); decoupled (stale samples: clip around pi_prox, weight "
+        "min(pi_prox/pi_behav, behav_weight_cap)). Both recompute the trainer's own old logprobs.",
+    )
+    tis_cap: float = Field(
+        2.0, ge=1, description="C of truncated IS: per-token weight min(pi_old/pi_rollout, C) (verl: 2)."
+    )
+    behav_weight_cap: float | None = Field(
+        5.0,
+        ge=1,
+        description="Truncation of the decoupled weight pi_prox/pi_behav (AReaL: 5); null: not truncated.",
+    )
+
+    @model_validator(mode="after")
+    def _caps_fit(self) -> OffPolicyOptions:
+        defaults = type(self).model_fields
+        for key, used_by in (("tis_cap", "tis"), ("behav_weight_cap", "decoupled")):
+            value = getattr(self, key)
+            if value != defaults[key].default and self.correction != used_by:
+                raise ValueError(
+                    f"{key}={value} only applies to correction={used_by} (got correction={self.correction}); "
+                    f"set algorithm.correction: {used_by} or remove algorithm.{key}"
+                )
+        return self
+
+
+class PolicyLossOptions(OffPolicyOptions, KLOptions, DualClipOption, ClippedLossOptions):
     """Every option of the shared policy loss (`trainers/core/losses.py: policy_loss`)."""
+
+    @model_validator(mode="after")
+    def _correction_recomputes(self) -> PolicyLossOptions:
+        if self.correction != "none" and not self.recompute_old_logprobs:
+            raise ValueError(
+                f"correction={self.correction} weighs the sampler's logprobs against the trainer's own, "
+                "but recompute_old_logprobs=false uses the sampler's as old logprobs; "
+                "set algorithm.recompute_old_logprobs: true or algorithm.correction: none"
+            )
+        return self
 
 
 class DynamicSamplingOptions(AlgorithmConfig):
@@ -174,6 +217,9 @@ class GRPOTrainer(Trainer):
             kl_coef=algo.kl_coef,
             kl_estimator=algo.kl_estimator,
             entropy_coef=algo.entropy_coef,
+            correction=algo.correction,
+            tis_cap=algo.tis_cap,
+            behav_weight_cap=algo.behav_weight_cap,
         )
 
     @property
@@ -304,6 +350,7 @@ class GRPOTrainer(Trainer):
             batch.adv,
             batch.loss_mask,
             self.loss_config,
+            behav_logp=batch.behav_logp,
             ref_logp=ref_logp,
             entropy=entropy,
             total_tokens=norm["tokens"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -241,3 +243,52 @@ def test_task_pool_trains_on_recurring_seeds_and_eval_samples_each_task(tmp_path
     assert sorted(t.seed for t in drawn) == [0, 0, 1, 1, 2, 2]  # two shuffled epochs of the pool
     _, results = trainer.evaluate()
     assert sorted(t.seed for t in results[0].trajectories) == [0, 0, 0, 1, 1, 1]
+
+
+WEIGHT_METRICS = {
+    "tis": ("offpolicy/tis_weight_mean", "offpolicy/tis_capped_frac"),
+    "decoupled": ("offpolicy/behav_weight_mean", "offpolicy/behav_weight_capped_frac"),
+}
+
+
+@pytest.mark.parametrize(
+    ("correction", "passes"),
+    [("tis", ["algorithm.epochs=1"]), ("decoupled", ["algorithm.epochs=2", "algorithm.mini_batches=2"])],
+)
+def test_off_policy_corrections_train(tmp_path, tiny_tok, correction, passes):
+    """fp32 sampler and trainer agree, so on fresh samples the correction's weight is 1 (docs §16.1)."""
+    cfg = _config(tmp_path, ["run.steps=2", f"algorithm.correction={correction}", *passes])
+    history = _trainer(cfg, tiny_tok).train()["history"]
+    mean, capped = WEIGHT_METRICS[correction]
+    for metrics in history:
+        assert all(
+            torch.isfinite(torch.tensor(v)) for k, v in metrics.items() if k.startswith(("loss/", "update/"))
+        )
+        assert metrics[mean] == pytest.approx(1.0, abs=1e-3) and metrics[capped] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("correction", "weight", "capped_frac"),
+    [("tis", 2.0, 1.0), ("decoupled", 3.0, 0.0), ("none", None, None)],
+)
+def test_stale_sampling_logprobs_are_weighted(tmp_path, tiny_tok, correction, weight, capped_frac):
+    """Sampling logprobs log 3 below the trainer's: decoupled weighs each token 3 (cap 5), TIS min(3, 2)."""
+    trainer = _trainer(_config(tmp_path, ["run.steps=1", f"algorithm.correction={correction}"]), tiny_tok)
+    collect = trainer.collect
+
+    async def stale(tasks):
+        trajectories, metrics = await collect(tasks)
+        for t in trajectories:
+            t.logprobs = [
+                lp - math.log(3.0) if m else lp for lp, m in zip(t.logprobs, t.loss_mask, strict=True)
+            ]
+        return trajectories, metrics
+
+    trainer.collect = stale  # type: ignore[method-assign]
+    metrics = trainer.train()["history"][0]
+    assert metrics["rollout/logprob_mismatch"] == pytest.approx(math.log(3.0), abs=1e-4)
+    if correction == "none":
+        assert not any(k.startswith("offpolicy/") for k in metrics)
+        return
+    mean, capped = WEIGHT_METRICS[correction]
+    assert metrics[mean] == pytest.approx(weight, abs=1e-3) and metrics[capped] == capped_frac

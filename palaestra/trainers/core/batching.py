@@ -2,7 +2,8 @@
 
 Every tensor is aligned to *target* positions: column t of a `(B, T-1)` tensor describes the prediction
 of token t+1 from tokens 0..t. So `loss_mask[b, t]` is 1 when token t+1 of row b was sampled by the
-policy, `old_logp[b, t]` is that token's sampling logprob and `adv[b, t]` its advantage.
+policy, `behav_logp[b, t]` is that token's sampling logprob, `old_logp[b, t]` the logprob the loss
+takes as π_old (the sampling one, or the trainer's own when recomputed) and `adv[b, t]` its advantage.
 
 Rows are sorted by length and cut into micro-batches whose padded size (rows x longest row) stays under
 a token budget, so short sequences are not padded to the longest of the whole batch.
@@ -187,6 +188,8 @@ class MicroBatch:
         attention_mask: (B, T) 1 on real tokens.
         loss_mask: (B, T-1) 1 where the target token was sampled by the policy.
         old_logp: (B, T-1) sampling logprob of each target token (replaced by recomputed ones if asked).
+        behav_logp: (B, T-1) sampling logprob of each target token, kept when `old_logp` is replaced
+            (the behaviour policy of the off-policy corrections).
         adv: (B, T-1) advantage of each target token (0 where loss_mask is 0).
         indices: (B,) row indices in the step's batch.
         off_policy: (B,) bool, `Row.off_policy` of each row.
@@ -197,6 +200,7 @@ class MicroBatch:
     attention_mask: torch.Tensor
     loss_mask: torch.Tensor
     old_logp: torch.Tensor
+    behav_logp: torch.Tensor
     adv: torch.Tensor
     indices: list[int]
     off_policy: torch.Tensor
@@ -223,6 +227,7 @@ class MicroBatch:
             self.attention_mask.to(device),
             self.loss_mask.to(device),
             self.old_logp.to(device),
+            self.behav_logp.to(device),
             self.adv.to(device),
             self.indices,
             self.off_policy.to(device),
@@ -277,11 +282,13 @@ def collate(rows: Sequence[Row], pad_id: int, *, share_prefix: bool = False) -> 
         adv[i, :n] = torch.as_tensor(row.advantage, dtype=torch.float32)
     # shift to target positions: column t predicts token t+1
     loss_mask = loss_mask[:, 1:]
+    old_logp = old_logp[:, 1:] * loss_mask
     return MicroBatch(
         input_ids=input_ids,
         attention_mask=attention_mask,
         loss_mask=loss_mask,
-        old_logp=old_logp[:, 1:] * loss_mask,
+        old_logp=old_logp,
+        behav_logp=old_logp.clone(),
         adv=adv[:, 1:] * loss_mask,
         indices=[r.index for r in rows],
         off_policy=torch.tensor([r.off_policy for r in rows], dtype=torch.bool),

@@ -5,7 +5,8 @@ the loop. The hooks an algorithm overrides here:
 
     loss(logp, batch, ...)     the policy loss of a micro-batch (its per-row data is in the batch)
     needs_reference            the loss has a KL term: compute reference logprobs
-    recompute_old_logprobs     use the trainer's own logprobs as pi_old instead of the sampler's
+    recompute_old_logprobs     use the trainer's own logprobs as pi_old instead of the sampler's (which
+                               stay in `MicroBatch.behav_logp`, for the off-policy corrections)
     needs_entropy_grad         the loss uses the entropy (else it is a metric, without gradient)
 
 Updates are exact under gradient accumulation: the loss of each micro-batch is normalised with counts
@@ -184,9 +185,12 @@ class Learner:
 
     @staticmethod
     def _take_old_logp(mb: MicroBatch, logp: torch.Tensor, mismatch: _Mismatch) -> None:
-        """Use the trainer's logprobs as old logprobs; record how far the sampler's were from them."""
+        """Use the trainer's logprobs as old logprobs; record how far the sampler's were from them.
+
+        The sampler's stay in `mb.behav_logp` for the off-policy corrections (`losses.policy_loss`).
+        """
         logp = logp.detach() * mb.loss_mask
-        mismatch.add(float(((logp - mb.old_logp).abs() * mb.loss_mask).sum()), mb.num_tokens)
+        mismatch.add(float(((logp - mb.behav_logp).abs() * mb.loss_mask).sum()), mb.num_tokens)
         mb.old_logp = logp
 
     # -- one update --------------------------------------------------------------------------------

@@ -1,15 +1,18 @@
-"""Policy-loss maths shared by every critic-free trainer (docs/algorithms.md §1.4-§1.8).
+"""Policy-loss maths shared by every critic-free trainer (docs/algorithms.md §1.4-§1.8, §16.1).
 
 Pure functions of tensors aligned to target positions (see `batching.py`):
 
-    logp, old_logp, ref_logp, adv, loss_mask, entropy      # (B, T)
+    logp, old_logp, behav_logp, ref_logp, adv, loss_mask, entropy      # (B, T)
 
 `loss_mask` is 1 on policy-sampled (assistant) tokens; other tokens add no loss, KL or entropy (§1.2).
 These are *losses* (minimised): surrogate and entropy bonus enter with a minus sign, the KL with a plus.
 
 `policy_loss` composes agg(clipped_pg_token_loss) + kl_coef·agg(KL_tok) − entropy_coef·agg(H_tok), `agg` one of
 the aggregations of §1.5; each takes an optional *global* count so that gradient accumulation over
-micro-batches gives exactly the full mini-batch loss (see `token_mean`).
+micro-batches gives exactly the full mini-batch loss (see `token_mean`). With an off-policy correction
+(§16.1) each token's surrogate is first multiplied by a detached importance weight of the sampler's
+logprobs `behav_logp`: truncated IS (`tis_pg_token_loss`) or the decoupled objective
+(`decoupled_pg_token_loss`).
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ __all__ = [
     "KL_ESTIMATORS",
     "LOG_RATIO_LIMIT",
     "Aggregation",
+    "Correction",
     "LossConfig",
+    "behav_weight",
     "bind_aggregation",
     "clipped_pg_token_loss",
+    "decoupled_pg_token_loss",
     "entropy_from_logits",
     "kl_k1",
     "kl_k2",
@@ -39,12 +45,16 @@ __all__ = [
     "selected_logprobs",
     "seq_mean_token_mean",
     "seq_mean_token_sum_norm",
+    "tis_pg_token_loss",
+    "tis_weight",
     "token_mean",
 ]
 
 Tensor = torch.Tensor
 Aggregation = Callable[[Tensor, Tensor], Tensor]
 """`(loss_tok, loss_mask) -> scalar`, an aggregation bound to its normalising counts."""
+Correction = Literal["none", "tis", "decoupled"]
+"""Off-policy correction of the surrogate (§16.1): none, truncated IS, or the decoupled objective."""
 
 LOG_RATIO_LIMIT = 20.0
 """|log π_θ − log π_old| is clamped to this before `exp` (as verl) so a stray ratio cannot overflow."""
@@ -104,6 +114,104 @@ def clipped_pg_token_loss(
         clipped_low = (adv < 0) & (ratio < 1.0 - clip_low)
         clipped_high = (adv > 0) & (ratio > 1.0 + clip_high)
     return loss_tok, clipped_low, clipped_high
+
+
+# -- off-policy corrections (§16.1) --------------------------------------------------------------------
+def _truncated_ratio(logp_num: Tensor, logp_den: Tensor, cap: float | None) -> Tensor:
+    """min(exp(logp_num − logp_den), cap) per token, detached; cap None: not truncated."""
+    with torch.no_grad():
+        ratio = torch.exp((logp_num - logp_den).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
+        return ratio if cap is None else ratio.clamp(max=cap)
+
+
+def tis_weight(old_logp: Tensor, rollout_logp: Tensor, cap: float) -> Tensor:
+    """Truncated importance weight of the rollout-vs-trainer mismatch: min(π_old / π_rollout, C).
+
+    Args:
+        old_logp: (B, T) log π_old, the trainer's own logprobs of the weights that sampled.
+        rollout_logp: (B, T) log π_rollout, the sampler's logprobs of the same tokens.
+        cap: C >= 1 (verl examples, Yao et al. 2025: 2.0).
+
+    Returns:
+        (B, T) detached weights in (0, C].
+    """
+    return _truncated_ratio(old_logp, rollout_logp, cap)
+
+
+def behav_weight(prox_logp: Tensor, behav_logp: Tensor, cap: float | None) -> Tensor:
+    """Decoupled PPO's behaviour weight π_prox / π_behav, truncated at `cap` (AReaL's behav_imp_weight).
+
+    Args:
+        prox_logp: (B, T) log π_prox, the policy at the start of the current update.
+        behav_logp: (B, T) log π_behav, the logprobs recorded when each token was sampled.
+        cap: truncation bound >= 1, or None for the untruncated weight.
+
+    Returns:
+        (B, T) detached weights.
+    """
+    return _truncated_ratio(prox_logp, behav_logp, cap)
+
+
+def tis_pg_token_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    rollout_logp: Tensor,
+    adv: Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    cap: float,
+    dual_clip: float | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """PPO-clip around π_old times the truncated IS weight: L_tok = min(π_old / π_rollout, C) · L_clip.
+
+    `L_clip` is `clipped_pg_token_loss(logp, old_logp, adv, ...)`; the weight carries no gradient.
+
+    Returns:
+        loss_tok, clipped_low, clipped_high: as `clipped_pg_token_loss`.
+        weight: (B, T) the truncated weight (see `tis_weight`).
+    """
+    weight = tis_weight(old_logp, rollout_logp, cap)
+    loss_tok, clipped_low, clipped_high = clipped_pg_token_loss(
+        logp, old_logp, adv, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip
+    )
+    return weight * loss_tok, clipped_low, clipped_high, weight
+
+
+def decoupled_pg_token_loss(
+    logp: Tensor,
+    prox_logp: Tensor,
+    behav_logp: Tensor,
+    adv: Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    behav_weight_cap: float | None,
+    dual_clip: float | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Decoupled clipped objective (Hilton et al. 2021; AReaL): clip around π_prox, weight by π_prox / π_behav.
+
+    With r = exp(logp − prox_logp) and w = min(π_prox / π_behav, behav_weight_cap), detached:
+
+        L_tok = w · max(−A·r, −A·clip(r, 1 − clip_low, 1 + clip_high))      (dual-clip as §1.4)
+
+    Args:
+        logp: (B, T) log π_θ (carries the gradient).
+        prox_logp: (B, T) log π_prox, the policy at the start of the current update (no gradient).
+        behav_logp: (B, T) log π_behav, recorded when each token was sampled (no gradient).
+        adv: (B, T) advantage of each token.
+        clip_low, clip_high, dual_clip: as `clipped_pg_token_loss`.
+        behav_weight_cap: truncation of w (AReaL `behav_imp_weight_cap`: 5.0), or None.
+
+    Returns:
+        loss_tok, clipped_low, clipped_high: as `clipped_pg_token_loss` (clipping of r).
+        weight: (B, T) w (see `behav_weight`).
+    """
+    weight = behav_weight(prox_logp, behav_logp, behav_weight_cap)
+    loss_tok, clipped_low, clipped_high = clipped_pg_token_loss(
+        logp, prox_logp, adv, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip
+    )
+    return weight * loss_tok, clipped_low, clipped_high, weight
 
 
 # -- aggregations (§1.5) -------------------------------------------------------------------------------
@@ -261,6 +369,12 @@ class LossConfig:
     """Per-token KL estimator (GRPO: k3)."""
     entropy_coef: float = 0.0
     """Entropy bonus coefficient (§1.7; RAGEN / verl-agent 0.001)."""
+    correction: Correction = "none"
+    """§16.1: none; tis (truncated IS of the sampler-vs-trainer mismatch); decoupled (stale samples)."""
+    tis_cap: float = 2.0
+    """C of truncated IS: each token's weight is min(π_old / π_rollout, C) (verl examples: 2)."""
+    behav_weight_cap: float | None = 5.0
+    """Truncation of the decoupled weight π_prox / π_behav (AReaL: 5); None: not truncated."""
 
     def __post_init__(self) -> None:
         if not 0 < self.clip_low < 1:
@@ -282,6 +396,12 @@ class LossConfig:
             )
         if self.kl_coef < 0 or self.entropy_coef < 0:
             raise ValueError(f"kl_coef={self.kl_coef}, entropy_coef={self.entropy_coef}: expected >= 0")
+        if self.correction not in ("none", "tis", "decoupled"):
+            raise ValueError(f"correction={self.correction!r}; expected one of none, tis, decoupled")
+        if not self.tis_cap >= 1:
+            raise ValueError(f"tis_cap={self.tis_cap}, expected C >= 1 (verl: 2.0)")
+        if self.behav_weight_cap is not None and not self.behav_weight_cap >= 1:
+            raise ValueError(f"behav_weight_cap={self.behav_weight_cap}, expected >= 1 (AReaL: 5.0) or None")
 
 
 def bind_aggregation(
@@ -313,6 +433,7 @@ def policy_loss(
     loss_mask: Tensor,
     cfg: LossConfig,
     *,
+    behav_logp: Tensor | None = None,
     ref_logp: Tensor | None = None,
     entropy: Tensor | None = None,
     total_tokens: int | None = None,
@@ -322,15 +443,20 @@ def policy_loss(
 
         loss = agg(L_tok) + kl_coef · agg(KL_tok(logp, ref_logp)) − entropy_coef · agg(H_tok)
 
+    L_tok is `clipped_pg_token_loss`, or with `cfg.correction` its off-policy corrected form (§16.1):
+    `tis_pg_token_loss` (old_logp = π_old, behav_logp = π_rollout) or `decoupled_pg_token_loss`
+    (old_logp = π_prox, behav_logp = π_behav).
+
     Every term uses the same aggregation and the same global counts, so summing the losses of the
     micro-batches of one optimizer step gives exactly the loss of the whole mini-batch.
 
     Args:
         logp: (B, T) log π_θ of the sampled tokens.
-        old_logp: (B, T) log π_old of the same tokens.
+        old_logp: (B, T) log π_old of the same tokens (π_prox of the decoupled objective).
         adv: (B, T) per-token advantages (a sequence's scalar broadcast over its mask).
         loss_mask: (B, T) 1 on policy-sampled tokens.
         cfg: loss options.
+        behav_logp: (B, T) the sampler's logprobs; required when cfg.correction is not "none", else unused.
         ref_logp: (B, T) log π_ref; required when cfg.kl_coef > 0, else only logged.
         entropy: (B, T) per-token entropy; required when cfg.entropy_coef > 0, else only logged.
         total_tokens: masked tokens of the whole optimizer step (exact accumulation; token-mean).
@@ -341,7 +467,9 @@ def policy_loss(
         metrics: floats normalised by *this* batch's own counts (so averaging them over micro-batches
             estimates the step's value): `loss/pg`, `loss/kl` (if ref_logp), `loss/entropy` (if entropy),
             `clip/frac_low`, `clip/frac_high`, `clip/frac_dual` (if dual-clip), `clip/frac` (any of them),
-            `loss/approx_kl` (k3 of π_old vs π_θ), `loss/ratio_mean`.
+            `loss/approx_kl` (k3 of π_old vs π_θ), `loss/ratio_mean`; with a correction
+            `offpolicy/tis_weight_mean` and `offpolicy/tis_capped_frac`, or
+            `offpolicy/behav_weight_mean` and `offpolicy/behav_weight_capped_frac`.
 
     Raises:
         ValueError: a coefficient is > 0 but its input is missing.
@@ -350,14 +478,18 @@ def policy_loss(
         raise ValueError(f"kl_coef={cfg.kl_coef} but no ref_logp given; compute reference logprobs")
     if cfg.entropy_coef > 0 and entropy is None:
         raise ValueError(f"entropy_coef={cfg.entropy_coef} but no entropy given; pass entropy_from_logits")
+    if cfg.correction != "none" and behav_logp is None:
+        raise ValueError(
+            f"correction={cfg.correction!r} but no behav_logp given; pass the sampler's logprobs"
+        )
     agg = bind_aggregation(cfg, total_tokens=total_tokens, num_sequences=num_sequences)
     local_agg = bind_aggregation(cfg)
-    loss_tok, clipped_low, clipped_high = clipped_pg_token_loss(
-        logp, old_logp, adv, clip_low=cfg.clip_low, clip_high=cfg.clip_high, dual_clip=cfg.dual_clip
+    loss_tok, clipped_low, clipped_high, weight_metrics = _surrogate(
+        logp, old_logp, behav_logp, adv, loss_mask, cfg
     )
     loss = agg(loss_tok, loss_mask)
     with torch.no_grad():
-        metrics = {"loss/pg": float(local_agg(loss_tok, loss_mask))}
+        metrics = {"loss/pg": float(local_agg(loss_tok, loss_mask)), **weight_metrics}
     if ref_logp is not None:
         kl_tok = KL_ESTIMATORS[cfg.kl_estimator](logp, ref_logp)  # (B, T)
         if cfg.kl_coef > 0:
@@ -369,6 +501,57 @@ def policy_loss(
         metrics["loss/entropy"] = float(local_agg(entropy.detach(), loss_mask))
     metrics.update(_ratio_metrics(logp.detach(), old_logp, adv, loss_mask, cfg, clipped_low, clipped_high))
     return loss, metrics
+
+
+def _surrogate(
+    logp: Tensor,
+    old_logp: Tensor,
+    behav_logp: Tensor | None,
+    adv: Tensor,
+    loss_mask: Tensor,
+    cfg: LossConfig,
+) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
+    """The per-token surrogate that `cfg.correction` names, its clip masks and its weight's metrics."""
+    if cfg.correction == "none":
+        loss_tok, low, high = clipped_pg_token_loss(
+            logp, old_logp, adv, clip_low=cfg.clip_low, clip_high=cfg.clip_high, dual_clip=cfg.dual_clip
+        )
+        return loss_tok, low, high, {}
+    assert behav_logp is not None  # policy_loss checks it
+    cap: float | None
+    if cfg.correction == "tis":
+        cap, keys = cfg.tis_cap, ("offpolicy/tis_weight_mean", "offpolicy/tis_capped_frac")
+        loss_tok, low, high, weight = tis_pg_token_loss(
+            logp,
+            old_logp,
+            behav_logp,
+            adv,
+            clip_low=cfg.clip_low,
+            clip_high=cfg.clip_high,
+            cap=cap,
+            dual_clip=cfg.dual_clip,
+        )
+    else:
+        cap, keys = (
+            cfg.behav_weight_cap,
+            ("offpolicy/behav_weight_mean", "offpolicy/behav_weight_capped_frac"),
+        )
+        loss_tok, low, high, weight = decoupled_pg_token_loss(
+            logp,
+            old_logp,
+            behav_logp,
+            adv,
+            clip_low=cfg.clip_low,
+            clip_high=cfg.clip_high,
+            behav_weight_cap=cap,
+            dual_clip=cfg.dual_clip,
+        )
+    capped = _truncated_ratio(old_logp, behav_logp, None) > cap if cap is not None else torch.zeros_like(low)
+    metrics = {
+        keys[0]: float(masked_mean(weight, loss_mask)),
+        keys[1]: float(masked_mean(capped.to(weight.dtype), loss_mask)),
+    }
+    return loss_tok, low, high, metrics
 
 
 def _ratio_metrics(
