@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from palaestra.agents.transformers_api import cache_kwargs
+
 if TYPE_CHECKING:
     from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -132,7 +134,11 @@ def sample(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     out = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, logits_to_keep=1
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        **cache_kwargs(model, cache),
+        logits_to_keep=1,
     )
     logits = out.logits[:, -1]
     if len(distinct) < n_rows:  # copy each distinct prompt's cache to its rows
@@ -184,7 +190,10 @@ def sample(
         # a finished row not compacted away yet keeps decoding; its output is never written
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
         out = model(
-            input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position, past_key_values=cache
+            input_ids=chosen[:, None],
+            attention_mask=mask,
+            position_ids=next_position,
+            **cache_kwargs(model, cache),
         )
         logits = out.logits[:, -1]
         next_position = next_position + 1

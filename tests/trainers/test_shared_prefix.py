@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
+from palaestra.agents.transformers_api import enable_activation_checkpointing
 from palaestra.trainers.core.batching import Row, bucket_by_length, collate, plan
 from palaestra.trainers.core.forward import model_allows_shared_prefix, target_logits
 from palaestra.trainers.core.losses import entropy_from_logits, selected_logprobs
@@ -89,5 +90,5 @@ def test_bucketing_keeps_a_prompts_rows_together():
 def test_gradient_checkpointing_disables_sharing():
     m = build_tiny_model(build_tiny_tokenizer(), seed=0)
     assert model_allows_shared_prefix(m)
-    m.gradient_checkpointing_enable()
+    enable_activation_checkpointing(m)
     assert not model_allows_shared_prefix(m)

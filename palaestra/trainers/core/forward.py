@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from palaestra.agents.transformers_api import cache_kwargs, is_activation_checkpointing
 from palaestra.trainers.core.batching import MicroBatch, PrefixPlan
 from palaestra.trainers.core.model_setup import hf_model
 
@@ -70,7 +71,7 @@ def model_allows_shared_prefix(model: torch.nn.Module) -> bool:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return False
-    if getattr(model, "is_gradient_checkpointing", False):
+    if is_activation_checkpointing(model):
         return False  # transformers turns the cache off under gradient checkpointing
     try:
         layers = DynamicCache(config=config).layers
@@ -98,13 +99,14 @@ def _shared_prefix_logits(model: torch.nn.Module, p: PrefixPlan, width: int) -> 
     """
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=hf_model(model).config)
+    lm = hf_model(model)
+    cache = DynamicCache(config=lm.config)
     last = p.prefix_len - 1  # (P,)
     keep = torch.unique(last)  # positions whose logits are needed, shared by all prompts
     out = model(
         input_ids=p.prefix_ids,
         attention_mask=p.prefix_mask,
-        past_key_values=cache,
+        **cache_kwargs(lm, cache),
         use_cache=True,
         logits_to_keep=keep,
     )
@@ -116,7 +118,7 @@ def _shared_prefix_logits(model: torch.nn.Module, p: PrefixPlan, width: int) -> 
         input_ids=p.suffix_ids,
         attention_mask=torch.cat([p.prefix_mask[p.owner], p.suffix_mask], dim=1),
         position_ids=rows_len[:, None] + steps[None, :],
-        past_key_values=cache,
+        **cache_kwargs(lm, cache),
         use_cache=True,
     ).logits
     logits = torch.cat([prompt_logits[p.owner][:, None], logits[:, :-1]], dim=1)  # (B, Ls, V)

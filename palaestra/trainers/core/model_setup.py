@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from palaestra.agents.transformers_api import enable_activation_checkpointing
 from palaestra.trainers.core.distributed import DistContext, wrap_model
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def prepare_model(
     if cfg.gradient_checkpointing:
         # non-reentrant checkpointing is the form DDP and FSDP2 support
         kwargs = {"use_reentrant": False} if dist.enabled else None
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        enable_activation_checkpointing(model, kwargs)
         model.config.use_cache = False
     if cfg.lora is None:
         return model
@@ -75,7 +76,13 @@ def prepare_model(
         target_modules=cfg.lora.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft (0.21) reads the model's `is_gradient_checkpointing`, which transformers >= 5.2x deprecates
+        # in favour of `is_activation_checkpointing`: peft's to change, nothing palaestra passes differently
+        warnings.filterwarnings(
+            "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        return get_peft_model(model, lora)
 
 
 def hf_model(module: torch.nn.Module) -> PreTrainedModel:
