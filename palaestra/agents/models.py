@@ -6,6 +6,9 @@ Names `load_model`/`load_tokenizer` accept:
     * "tiny-random": a tiny randomly initialised Llama with SmolLM2's tokenizer (tests, benchmarks).
     * a local folder in HF format, a folder holding one `.gguf` file, or a path to a `.gguf` file;
     * anything else is passed to transformers as a hub id (works with a local cache or network).
+
+A GGUF file is converted (de-quantized to float32 safetensors, with its tokenizer) on its first load
+only: `gguf_cache` keeps the result on disk, and later loads read that folder.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+from palaestra.agents.gguf_cache import converted_gguf
+from palaestra.agents.transformers_api import progress_bars_off
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -148,8 +154,7 @@ def _cached_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
     gguf = _gguf_location(name)
     if gguf is not None:
-        folder, file = gguf
-        return AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        return AutoTokenizer.from_pretrained(str(converted_gguf(Path(*gguf))))
     return AutoTokenizer.from_pretrained(
         str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
     )
@@ -181,16 +186,6 @@ def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[Any]) -> 
     return [int(i) for i in cast("list[int]", ids)]  # transformers types every return form as one union
 
 
-def _strip_gguf_quantizer(model: PreTrainedModel) -> None:
-    """GGUF weights are dequantized on load, but transformers keeps a GGUF quantizer on the model that
-    makes `save_pretrained` refuse; the weights are ordinary tensors, so drop the marker."""
-    # torch types `Module.__setattr__`'s value as Tensor | Module; these are plain attributes
-    model.hf_quantizer = None  # type: ignore[assignment]
-    model.is_quantized = False  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-
-
 def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", seed: int = 0) -> PreTrainedModel:
     """Load a causal LM by name (see module docstring), in eval mode on `device`.
 
@@ -210,12 +205,15 @@ def load_model(name: str, *, dtype: str = "float32", device: str = "cpu", seed: 
     if name == "tiny-random":
         model = build_tiny_model(load_tokenizer(name), seed=seed).to(torch_dtype)
     elif (gguf := _gguf_location(name)) is not None:
-        folder, file = gguf
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch_dtype)
-        _strip_gguf_quantizer(model)
+        with progress_bars_off():  # a plain safetensors read, under a second
+            model = AutoModelForCausalLM.from_pretrained(str(converted_gguf(Path(*gguf))), dtype=torch_dtype)
     else:
         path = Path(name).expanduser()
-        model = AutoModelForCausalLM.from_pretrained(str(path) if path.exists() else name, dtype=torch_dtype)
+        if path.exists():
+            with progress_bars_off():  # a local folder: a few seconds at most, no bar needed
+                model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+        else:  # a hub id: a download shows its progress
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype)
     return model.to(device).eval()
 
 

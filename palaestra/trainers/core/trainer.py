@@ -41,6 +41,7 @@ import torch
 import yaml
 
 from palaestra.agents.base import SamplingParams
+from palaestra.agents.transformers_api import progress_bars_off
 from palaestra.evaluation.evaluate import EvalResult
 from palaestra.io import atomic_write_text
 from palaestra.rollout.runner import RolloutConfig, Task
@@ -489,8 +490,9 @@ class Trainer(Learner):
             model = merged_model(self.rollout_model, lora=self.config.model.lora is not None)
             tmp = path.with_name(f".tmp-{path.name}")
             shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
+            with progress_bars_off():  # the run's own progress says what happens
+                model.save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
         self.dist.barrier()

@@ -1,0 +1,134 @@
+"""GGUF files converted once: de-quantized to a safetensors model folder (with the tokenizer) kept on disk.
+
+transformers reads a GGUF file by de-quantizing every tensor, several seconds for SmolLM2-135M on
+every load. `converted_gguf` does that on a file's first load only and keeps the result under
+`cache_root()/gguf/`, in a folder named after the file and keyed by its absolute path, size and
+modification time (a changed file gets a new folder). Later loads read the folder as an ordinary
+HF model, in well under a second.
+
+The folder is written under a temporary name and renamed when complete, while a file lock keeps a
+second process (a pytest-xdist worker, a second run) from converting at the same time: it waits and
+then reads the finished folder. A folder whose files do not match its manifest (a disk filled up, a
+file removed by hand) is converted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from palaestra.agents.transformers_api import progress_bars_off
+
+__all__ = ["CACHE_ENV", "cache_root", "converted_gguf"]
+
+_MANIFEST = "palaestra-gguf.json"
+CACHE_ENV = "PALAESTRA_CACHE"
+
+
+def cache_root() -> Path:
+    """palaestra's cache folder: `$PALAESTRA_CACHE`, else the platform's user cache (`~/.cache/palaestra`,
+    or `$XDG_CACHE_HOME/palaestra`, on Linux)."""
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get(CACHE_ENV) or user_cache_dir("palaestra")).expanduser()
+
+
+def _source_record(gguf: Path) -> dict[str, str | int]:
+    stat = gguf.stat()
+    return {"source": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _folder_for(gguf: Path, record: dict[str, str | int]) -> Path:
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / "gguf" / f"{gguf.stem}-{key}"
+
+
+def _is_complete(folder: Path) -> bool:
+    """Whether `folder` holds every file its manifest lists, at the listed size."""
+    try:
+        files = json.loads((folder / _MANIFEST).read_text())["files"]
+        return all((folder / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    """De-quantize `gguf` into the empty folder `out`: an HF model folder (float32 weights, config, tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # transformers' own "Converting and de-quantizing" bar stays: this is the slow part, done once
+    with progress_bars_off():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # The weights are de-quantized on load, but transformers keeps a GGUF quantizer on the model that
+        # makes `save_pretrained` refuse; the weights are ordinary tensors, so drop the marker.
+        model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module attributes Tensor | Module
+        model.is_quantized = False  # type: ignore[assignment]
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+
+def _convert_with_manifest(gguf: Path, out: Path, record: dict[str, str | int]) -> None:
+    """`_convert`, then the manifest (the source and every file's size), written last."""
+    _convert(gguf, out)
+    files = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
+    (out / _MANIFEST).write_text(json.dumps({**record, "files": files}, indent=1))
+
+
+def converted_gguf(gguf: Path) -> Path:
+    """The HF model folder converted from the GGUF file `gguf`, converting it on its first use.
+
+    When the cache folder cannot be written, the conversion goes to a temporary folder (removed at
+    exit) with a warning: every load then converts again.
+    """
+    gguf = gguf.expanduser().resolve()
+    record = _source_record(gguf)
+    folder = _folder_for(gguf, record)
+    if _is_complete(folder):
+        return folder
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = folder.with_name(folder.name + ".lock")
+        lock_path.touch()
+    except OSError as exc:
+        warnings.warn(
+            f"cannot write the model cache {folder.parent} ({exc}); {gguf.name} is converted on every load: "
+            f"set {CACHE_ENV} to a writable folder",
+            stacklevel=3,
+        )
+        return _convert_to_temporary(gguf, record)
+    from filelock import FileLock
+
+    with FileLock(str(lock_path)):
+        if _is_complete(folder):  # another process converted it while this one waited
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)  # stale or incomplete
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+        print(f"converting {gguf.name} to safetensors, once: later loads read {folder}", file=sys.stderr)
+        try:
+            _convert_with_manifest(gguf, tmp, record)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _convert_to_temporary(gguf: Path, record: dict[str, str | int]) -> Path:
+    import atexit
+
+    out = Path(tempfile.mkdtemp(prefix="palaestra-gguf-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    print(f"converting {gguf.name} to safetensors in {out}", file=sys.stderr)
+    _convert_with_manifest(gguf, out, record)
+    return out
