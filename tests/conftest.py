@@ -53,7 +53,9 @@ def tiny_policy(tiny_model, smollm2_tokenizer):
 @pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory):
     """The README's main job, shortened and run once per session through the CLI: configs/quickstart.yaml,
-    2 GRPO steps of SmolLM2, evaluated before and after on 2 held-out envs. Returns (run folder, CLI output).
+    2 GRPO steps of SmolLM2, evaluated before and after on 2 held-out envs. Returns (run folder, stdout,
+    stderr) of `palaestra train` run in a process of its own, as a user runs it (so stderr holds every
+    warning and progress bar the user would see).
 
     Under pytest-xdist the first worker to ask runs it and the others wait for it (a file lock in the
     base temp folder all workers share), so the embedded model trains once however the tests are spread.
@@ -66,15 +68,26 @@ def quickstart_run(tmp_path_factory):
     out, record = root / "quickstart-runs", root / "quickstart-run.json"
     with FileLock(str(root / "quickstart-run.lock")):
         if not record.exists():
-            record.write_text(json.dumps({"output": _train_quickstart(out)}))
-    return out / "quickstart", json.loads(record.read_text())["output"]
+            stdout, stderr = _train_quickstart(out)
+            record.write_text(json.dumps({"stdout": stdout, "stderr": stderr}))
+    outputs = json.loads(record.read_text())
+    return out / "quickstart", outputs["stdout"], outputs["stderr"]
 
 
-def _train_quickstart(out) -> str:
-    from typer.testing import CliRunner
+def _train_quickstart(out) -> tuple[str, str]:
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from palaestra.cli import app
-
+    repo = Path(__file__).parents[1]
+    env = {
+        **os.environ,
+        "COLUMNS": "200",
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # its share of the cores, as in `pytest_configure`
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     overrides = [
         f"run.output_dir={out}",
         "run.steps=2",
@@ -83,12 +96,12 @@ def _train_quickstart(out) -> str:
         "rollout.max_new_tokens=16",
         "envs.eval=[{id: palaestra/Math-ArithEasy-v0, kwargs: {split: test}, episodes: 4},"
         " {id: palaestra/Math-ArithRetry-v0, kwargs: {split: test}, episodes: 3}]",
-        "logging.progress=false",
         "logging.tensorboard=false",
     ]
-    result = CliRunner().invoke(app, ["train", "configs/quickstart.yaml", *overrides], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    return result.output
+    command = [sys.executable, "-m", "palaestra.cli", "train", "configs/quickstart.yaml", *overrides]
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=840)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, result.stderr
 
 
 @pytest.fixture(scope="session")
