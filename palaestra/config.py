@@ -148,15 +148,24 @@ class AgentConfig(Section):
         return self
 
 
+_SERVER_HELP = (
+    "URL of an OpenEnv server the env runs on (`palaestra serve`, or any OpenEnv server), e.g. "
+    "ws://127.0.0.1:8765; null: in this process. With another OpenEnv server, `id` is a label and "
+    "`kwargs` are the adapter's options (action_field, observation_field, system_prompt)."
+)
+
+
 class EnvEntry(Section):
     id: str = Field(description="Registered env id.")
     weight: float = Field(1.0, gt=0, description="Relative sampling weight among training envs.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs.")
+    server: str | None = Field(None, description=_SERVER_HELP)
 
 
 class EvalEnvEntry(Section):
     id: str = Field(description="Registered env id.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs (e.g. split: test).")
+    server: str | None = Field(None, description=_SERVER_HELP)
     episodes: int = Field(50, ge=1, description="Held-out episodes (seeds seed..seed+episodes-1).")
     seed: int = Field(0, description="First held-out seed.")
     samples: int = Field(

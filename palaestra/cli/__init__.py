@@ -1,9 +1,9 @@
 """The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `export`, `placement`, `demos`,
-`report`, `view`.
+`report`, `view`, `serve`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options. This module builds the typer app;
 each subcommand lives in a module of its own: `envs` (envs list, envs show), `evaluate` (eval),
-`results` (compare, report, view), `train` (train, export, placement) and `demos`; `shared` holds the
+`results` (compare, report, view), `train` (train, export, placement), `serve` and `demos`; `shared` holds the
 consoles and the error exit.
 """
 
@@ -17,6 +17,7 @@ from palaestra.cli.demos import demos_command
 from palaestra.cli.envs import envs_list, envs_show
 from palaestra.cli.evaluate import eval_command
 from palaestra.cli.results import compare_command, report_command, view_command
+from palaestra.cli.serve import serve_command
 from palaestra.cli.shared import console
 from palaestra.cli.train import export_command, placement_command, train_command
 
@@ -35,6 +36,7 @@ app.command("train")(train_command)
 app.command("demos")(demos_command)
 app.command("export")(export_command)
 app.command("placement")(placement_command)
+app.command("serve")(serve_command)
 
 
 @app.command("version")

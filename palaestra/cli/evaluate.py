@@ -20,6 +20,13 @@ def eval_command(
         ),
     ],
     env: Annotated[str | None, typer.Option("--env", help="Env id to evaluate on.")] = None,
+    env_server: Annotated[
+        str | None,
+        typer.Option(
+            help="Run --env on this OpenEnv server (ws://HOST:PORT): `palaestra serve` or any OpenEnv "
+            "server (then --env is a label and --env-kwarg sets the adapter's options)."
+        ),
+    ] = None,
     suite: Annotated[
         str | None,
         typer.Option(help="Benchmark suite: a name in configs/suites/ (math-core, ...) or a .yaml path."),
@@ -92,11 +99,13 @@ def eval_command(
 
         eval_suite(suite, agent, out, agent_options=agent_options, chunk_size=chunk_size)
         return
+    if env_server is not None and (env is None or opponent):
+        raise fail("--env-server runs an --env on a server; it cannot go with --suite or --opponent")
     if len(agent) != 1:
         raise fail(f"--env takes one --agent, got {len(agent)}; use --suite to evaluate several agents")
     assert env is not None  # exactly one of --env and --suite, checked above
     try:
-        env_id = check_env(env, env_kwargs)
+        env_id = check_env(env, env_kwargs, server=env_server)
         if opponent:
             check_opponents(env_id, env_kwargs, opponent)
         if out is not None:
@@ -127,6 +136,7 @@ def eval_command(
             progress=progress,
             out_dir=out,
             chunk_size=chunk_size,
+            server=env_server,
         )
     except (ValueError, TypeError) as exc:
         raise fail(str(exc)) from None

@@ -217,11 +217,13 @@ def env_card(env_id: str) -> EnvCard:
     )
 
 
-def make(env_id: str, **kwargs: Any) -> gym.Env:
+def make(env_id: str, *, server: str | None = None, **kwargs: Any) -> gym.Env:
     """Create an env by id, like `gymnasium.make`, with palaestra's checks.
 
     Args:
         env_id: full id or a palaestra id without its namespace.
+        server: an OpenEnv server's URL ("ws://host:port"): the env runs there, in a session of its
+            own (`palaestra.envs.remote.RemoteEnv`; the id and kwargs are the server's to check).
         **kwargs: override the registered kwargs.
 
     Raises:
@@ -229,6 +231,10 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
         EnvUnavailableError: the env cannot run here (the message says why and the fix).
         TypeError: a required kwarg is missing, or the env rejected a kwarg.
     """
+    if server is not None:
+        from palaestra.envs.remote import RemoteEnv
+
+        return RemoteEnv(server, env_id, env_kwargs=kwargs)
     card = env_card(env_id)
     if (reason := card.unavailable) is not None:
         raise EnvUnavailableError(f"{card.id} cannot run here: {reason}")

@@ -16,17 +16,27 @@ from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, re
 __all__ = ["check_env", "check_opponents", "check_out_dir"]
 
 
-def check_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
+def check_env(env_id: str, env_kwargs: dict[str, Any] | None = None, server: str | None = None) -> str:
     """`registration.check_env` (build the env once with `env_kwargs`, close it), as one `ValueError` line.
 
+    With `server`, the env is reset once on that OpenEnv server instead (`check_remote_env`).
+
     Returns:
-        The env's full id.
+        The env's full id (with `server`: `env_id` as given; the server resolves it).
 
     Raises:
         ValueError: an unknown id (naming close matches), or kwargs the env rejects: an unknown or
             missing kwarg, a bad value, a data file that is not there, a missing optional dependency,
             an env that cannot run here.
     """
+    if server is not None:
+        from palaestra.envs.remote import RemoteEnvError, check_remote_env
+
+        try:
+            check_remote_env(server, env_id, env_kwargs)
+        except RemoteEnvError as exc:
+            raise ValueError(" ".join(str(exc).split())) from None
+        return env_id
     try:
         full_id = resolve_id(env_id)
         registration.check_env(full_id, env_kwargs)

@@ -59,6 +59,7 @@ class EvalResult:
         trajectories: every episode.
         complete: False while the evaluation is still running (a partial result: `trajectories` holds
             the finished episodes only).
+        server: the OpenEnv server the env ran on; None: in process.
     """
 
     env_id: str
@@ -69,6 +70,7 @@ class EvalResult:
     summary: EvalSummary
     trajectories: list[Trajectory] = field(repr=False, default_factory=list)
     complete: bool = True
+    server: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         from palaestra import __version__
@@ -81,6 +83,7 @@ class EvalResult:
             "env_id": self.env_id,
             "agent": self.agent,
             "env_kwargs": self.env_kwargs,
+            "server": self.server,
             "seeds": self.seeds,
             "rollout": dataclasses.asdict(self.config),
             "summary": self.summary.to_dict(),
@@ -136,24 +139,32 @@ async def evaluate_async(
     progress: bool = False,
     out_dir: str | os.PathLike[str] | None = None,
     chunk_size: int = 32,
+    server: str | None = None,
 ) -> EvalResult:
     """Async form of `evaluate`, for callers that already run an event loop."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes}; it must be >= 1")
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size}; it must be >= 1")
-    env_id = resolve_id(env_id)
     config = config or RolloutConfig()
     env_kwargs = dict(env_kwargs or {})
-    make(env_id, **env_kwargs).close()  # fail fast on bad kwargs, before any episode runs
+    if server is None:
+        env_id = resolve_id(env_id)
+        make(env_id, **env_kwargs).close()  # fail fast on bad kwargs, before any episode runs
+    else:
+        from palaestra.envs.remote import check_remote_env  # openenv-core: only for remote envs
+
+        check_remote_env(server, env_id, env_kwargs)
     seeds = [seed + i for i in range(episodes)]
-    tasks = [Task(env_id, s, env_kwargs) for s in seeds]
+    tasks = [Task(env_id, s, env_kwargs, server=server) for s in seeds]
     runner = RolloutRunner(policy, config)
     start = time.perf_counter()
 
     def result(trajectories: list[Trajectory], complete: bool) -> EvalResult:
         summary = summarize(trajectories, time.perf_counter() - start)
-        return EvalResult(env_id, policy.name, seeds, env_kwargs, config, summary, trajectories, complete)
+        return EvalResult(
+            env_id, policy.name, seeds, env_kwargs, config, summary, trajectories, complete, server
+        )
 
     writer = None
     if out_dir is not None:
@@ -187,6 +198,7 @@ def evaluate(
     progress: bool = False,
     out_dir: str | os.PathLike[str] | None = None,
     chunk_size: int = 32,
+    server: str | None = None,
 ) -> EvalResult:
     """Run `episodes` episodes (seeds `seed`, `seed+1`, ...) of `policy` on `env_id`.
 
@@ -200,6 +212,8 @@ def evaluate(
         progress: show a rich progress bar.
         out_dir: if set, write the results here (`write_results`) as episodes finish and at the end.
         chunk_size: with `out_dir`: rewrite the partial results every this many finished episodes.
+        server: run the env on this OpenEnv server ("ws://host:port": `palaestra serve` or any
+            OpenEnv server) instead of in process.
 
     Returns:
         The result with its summary and trajectories.
@@ -218,6 +232,7 @@ def evaluate(
             progress=progress,
             out_dir=out_dir,
             chunk_size=chunk_size,
+            server=server,
         )
     )
 

@@ -36,7 +36,7 @@ from palaestra.rollout.driver import (
     run_samples,
     tagged_seed,
 )
-from palaestra.rollout.runner import RolloutConfig, Task
+from palaestra.rollout.runner import RolloutConfig, Task, task_env
 from palaestra.rollout.trajectory import GuidedStep, Refinement, Trajectory, Turn
 
 __all__ = [
@@ -306,7 +306,7 @@ class CritiqueGuidedRunner:
         max_turns: cap on steps (None: the env's own limit).
         config: how env calls run (`env_executor`, `step_timeout_s`) and how many episodes at once
             (`max_concurrency`); its sampling and turn settings are not used.
-        env_factory: builds the env of a task (default: `palaestra.make(task.env_id, **task.env_kwargs)`).
+        env_factory: builds the env of a task (default: `task_env`, i.e. `palaestra.make` or the task's server).
     """
 
     def __init__(
@@ -322,7 +322,7 @@ class CritiqueGuidedRunner:
     ):
         self.policy, self.critic, self.sampling = policy, critic, sampling
         self.matcher, self.max_turns = matcher, max_turns
-        self.env_factory = env_factory or (lambda task: make(task.env_id, **task.env_kwargs))
+        self.env_factory = env_factory or task_env
         self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
         self.config = config or RolloutConfig()
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from palaestra.agents.base import Policy, SamplingParams
 from palaestra.rollout.critique import Critic, CritiqueGuidedRunner, GuidedEpisode, PolicyCritic
 from palaestra.rollout.patches import THOUGHT_TEMPLATE, ModelThought
-from palaestra.rollout.runner import RolloutConfig, Task
+from palaestra.rollout.runner import RolloutConfig, Task, task_env
 from palaestra.rollout.semi_online import (
     DemoReplayEnv,
     Matcher,
@@ -104,7 +104,7 @@ def _demo_env(worker: _RolloutWorker, path: str) -> Any:
 
 
 def _env_factory(worker: _RolloutWorker) -> Any:
-    return lambda task: worker.make_env(task.env_id, **task.env_kwargs)
+    return lambda task: task_env(task) if task.server else worker.make_env(task.env_id, **task.env_kwargs)
 
 
 @dataclass(frozen=True)

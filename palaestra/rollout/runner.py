@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -32,7 +33,7 @@ from palaestra.rollout.driver import (
 )
 from palaestra.rollout.trajectory import Trajectory, Turn
 
-__all__ = ["EpisodeError", "PolicyTurns", "RolloutConfig", "RolloutRunner", "Task", "rollout"]
+__all__ = ["EpisodeError", "PolicyTurns", "RolloutConfig", "RolloutRunner", "Task", "rollout", "task_env"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,19 @@ class Task:
         seed: `reset` seed; the `group_size` samples of a task share it.
         env_kwargs: kwargs for `palaestra.make`.
         options: `reset` options (e.g. {"task_index": 3} for dataset envs).
+        server: the OpenEnv server the env runs on ("ws://host:port"); None: in this process.
     """
 
     env_id: str
     seed: int
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] | None = None
+    server: str | None = None
+
+
+def task_env(task: Task) -> gym.Env:
+    """The env of `task`: made here, or a session on its server."""
+    return make(task.env_id, server=task.server, **task.env_kwargs)
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,8 @@ class RolloutRunner:
     Args:
         policy: any `Policy`; token-level backends (with a tokenizer) get exact prompt ids.
         config: rollout settings.
-        env_factory: builds an env from (env_id, kwargs); defaults to `palaestra.make`.
+        env_factory: builds an env from (env_id, kwargs); defaults to `palaestra.make`. A task with a
+            `server` always runs there.
     """
 
     def __init__(
@@ -149,7 +158,9 @@ class RolloutRunner:
             env_kwargs=dict(task.env_kwargs),
         )
         episode = Episode(
-            lambda: self.env_factory(task.env_id, **task.env_kwargs),
+            partial(task_env, task)
+            if task.server
+            else partial(self.env_factory, task.env_id, **task.env_kwargs),
             task.seed,
             task.options,
             self.config.max_turns,

@@ -32,7 +32,6 @@ from palaestra.agents.scripted import OraclePolicy
 from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.games.grid import parse_direction
 from palaestra.envs.games.parsing import last_bracketed
-from palaestra.envs.registration import make
 from palaestra.rollout.chat import TokenChat, env_message, observation_text
 from palaestra.rollout.driver import (
     Episode,
@@ -46,7 +45,7 @@ from palaestra.rollout.driver import (
     run_samples,
 )
 from palaestra.rollout.patches import THOUGHT_TEMPLATE, PatchRequest, ThoughtWriter, patched_reply
-from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task, task_env
 from palaestra.rollout.trajectory import SemiOnlineStep, Trajectory, Turn
 
 __all__ = [
@@ -206,7 +205,7 @@ class SemiOnlineRunner:
         matcher: compares an action with the expert's.
         reward_scheme: "paper" (Eq. 8) or "code" step rewards.
         max_turns: cap on steps (None: the env's own limit).
-        env_factory: builds the env of a task (default: `palaestra.make(task.env_id, **task.env_kwargs)`;
+        env_factory: builds the env of a task (default: `task_env`, i.e. `palaestra.make` or the task's server;
             offline demos: a `DemoReplayEnv`).
         thought_writer: writes the thought of patched steps (None: thought-free patch).
         thought_template: joins a thought and the expert action into the patched history entry.
@@ -234,7 +233,7 @@ class SemiOnlineRunner:
         self.patch_threshold, self.matcher = patch_threshold, matcher
         self.reward_scheme, self.max_turns = reward_scheme, max_turns
         self.chat = TokenChat(policy.tokenizer) if policy.tokenizer is not None else None
-        self.env_factory = env_factory or (lambda task: make(task.env_id, **task.env_kwargs))
+        self.env_factory = env_factory or task_env
         self.thought_writer, self.thought_template = thought_writer, thought_template
         self.config = config or RolloutConfig()
 

@@ -46,6 +46,7 @@ def evaluate_held_out(policy: Policy, cfg: TrainConfig) -> tuple[dict[str, float
                 seed=e.seed,
                 env_kwargs=e.kwargs,
                 config=replace(config, group_size=e.samples),
+                server=e.server,
             )
             for e in cfg.envs.eval
         ]

@@ -51,17 +51,24 @@ def check_envs(config: TrainConfig) -> None:
     """Build every training and held-out env of `config` once (and close it).
 
     With `rollout.ray` set the training envs are built on the Ray workers, which may have packages
-    this process lacks, so only the held-out envs (evaluated here) are checked.
+    this process lacks, so only the held-out envs (evaluated here) are checked. An env with a
+    `server` is reset once on its server.
 
     Raises:
         RunSetupError: naming the entry (`envs.train[0]`) and what is wrong with it.
     """
-    entries = [(f"envs.eval[{i}]", e.id, e.kwargs) for i, e in enumerate(config.envs.eval)]
-    if config.rollout.ray is None:
-        entries = [(f"envs.train[{i}]", e.id, e.kwargs) for i, e in enumerate(config.envs.train)] + entries
-    for where, env_id, kwargs in entries:
+    entries = [(f"envs.eval[{i}]", e.id, e.kwargs, e.server) for i, e in enumerate(config.envs.eval)]
+    train = [(f"envs.train[{i}]", e.id, e.kwargs, e.server) for i, e in enumerate(config.envs.train)]
+    # a served env is checked on its server; a local one here unless the Ray workers build it
+    entries = [e for e in train if config.rollout.ray is None or e[3] is not None] + entries
+    for where, env_id, kwargs, server in entries:
         try:
-            check_env(env_id, kwargs)
+            if server is None:
+                check_env(env_id, kwargs)
+            else:
+                from palaestra.envs.remote import check_remote_env  # openenv-core: only for served envs
+
+                check_remote_env(server, env_id, kwargs)
         except Exception as exc:  # whatever the env raises, the user gets one line naming the entry
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RunSetupError(f"{where}: {message}") from exc

@@ -24,6 +24,7 @@ class WeightedEnv:
     env_id: str
     weight: float = 1.0
     kwargs: dict[str, Any] | None = None
+    server: str | None = None
 
 
 class TaskSampler:
@@ -47,7 +48,7 @@ class TaskSampler:
     def _draw(self, index: int) -> Task:
         rng = np.random.default_rng([self.seed, index])
         env = self.envs[int(rng.choice(len(self.envs), p=self.probs))]
-        return Task(env.env_id, int(rng.integers(0, 2**31 - 1)), dict(env.kwargs or {}))
+        return Task(env.env_id, int(rng.integers(0, 2**31 - 1)), dict(env.kwargs or {}), server=env.server)
 
     def sample(self, n: int) -> list[Task]:
         """The next `n` tasks."""
@@ -74,7 +75,9 @@ class TaskPoolSampler:
     """
 
     def __init__(self, envs: Sequence[WeightedEnv], seeds: Sequence[int], seed: int):
-        self.pool = [Task(e.env_id, int(s), dict(e.kwargs or {})) for e in envs for s in seeds]
+        self.pool = [
+            Task(e.env_id, int(s), dict(e.kwargs or {}), server=e.server) for e in envs for s in seeds
+        ]
         if not self.pool:
             raise ValueError("the task pool is empty (no env or no seed); check rollout.task_pool")
         self.seed, self.drawn = seed, 0
@@ -95,7 +98,7 @@ class TaskPoolSampler:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        pool = [[t.env_id, t.seed, t.env_kwargs] for t in self.pool]
+        pool = [[t.env_id, t.seed, t.env_kwargs, t.server] for t in self.pool]
         return {"seed": self.seed, "drawn": self.drawn, "pool": pool}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -104,7 +107,9 @@ class TaskPoolSampler:
                 "the checkpoint's tasks come from fresh seeds, not a pool; rollout.task_pool changed"
             )
         self.seed, self.drawn = int(state["seed"]), int(state["drawn"])
-        self.pool = [Task(e, int(s), dict(kw)) for e, s, kw in state["pool"]]
+        self.pool = [
+            Task(e, int(s), dict(kw), server=(rest or [None])[0]) for e, s, kw, *rest in state["pool"]
+        ]
 
 
 def make_task_sampler(

@@ -150,7 +150,7 @@ class Trainer(Learner):
         )
         self.policy = self.rollouts.policy
         self.sampler = make_task_sampler(
-            [WeightedEnv(e.id, e.weight, e.kwargs) for e in config.envs.train],
+            [WeightedEnv(e.id, e.weight, e.kwargs, e.server) for e in config.envs.train],
             seed=config.run.seed,
             task_pool=config.rollout.task_pool,
         )
