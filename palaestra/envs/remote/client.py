@@ -63,9 +63,19 @@ def wire_for(server: str, options: dict[str, Any] | None = None, timeout_s: floa
                 return PalaestraWire()
             schema = http.get("/schema")
             schema.raise_for_status()
-            return OpenEnvWire(schema.json(), **(options or {}))
+            schema_ = schema.json()
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         raise RemoteEnvError(f"cannot reach the OpenEnv server at {server}: {exc}") from exc
+    unknown = sorted(set(options or {}) - {"action_field", "observation_field", "system_prompt"})
+    if unknown:
+        raise RemoteEnvError(
+            f"{server} is an OpenEnv server, not palaestra's: its env kwargs are the adapter's options "
+            f"action_field, observation_field and system_prompt, not {', '.join(unknown)}"
+        )
+    try:
+        return OpenEnvWire(schema_, **(options or {}))
+    except ValueError as exc:
+        raise RemoteEnvError(f"{server}: {exc}") from exc
 
 
 class RemoteEnv(gym.Env[str, str]):
