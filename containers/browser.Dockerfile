@@ -3,6 +3,9 @@
 #   docker build -f containers/browser.Dockerfile -t palaestra-browser .
 #   docker run --rm --shm-size=1g palaestra-browser                       # lists the web envs
 #   docker run --rm --shm-size=1g palaestra-browser palaestra eval --env palaestra/Web-Login-v0 --agent scripted:oracle
+# As an env server (the OpenEnv protocol, docs/serving.md): one browser, a context per client session
+#   docker run --rm --shm-size=2g -p 8765:8765 palaestra-browser \
+#       palaestra serve palaestra/Web-Login-v0 palaestra/Web-ClickButton-v0 --host 0.0.0.0 --max-sessions 32
 # As a Ray worker for env actors: `ray start --address=HEAD:6379` inside it (same Ray as the trainer image).
 #
 # Debian 12 slim with Python 3.11, pinned to a dated tag (as sandbox.Dockerfile).
@@ -24,12 +27,14 @@ RUN pip install --index-url "${TORCH_INDEX}" torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY palaestra ./palaestra
 # the package as the README installs it (this checkout: hadolint's pin rule does not apply), with
-# Playwright and Ray (to join a cluster as a worker); Chromium runs as an unprivileged user (the web
-# envs pass the flags it needs in a container)
+# Playwright, Ray (to join a cluster as a worker) and openenv-core (`palaestra serve`); Chromium runs
+# as an unprivileged user (the web envs pass the flags it needs in a container)
 ARG RAY_VERSION=2.60.0
 # hadolint ignore=DL3013
-RUN pip install ".[web,ray]" "playwright==1.65.2" "ray==${RAY_VERSION}" \
+RUN pip install ".[web,ray,serve]" "playwright==1.65.2" "ray==${RAY_VERSION}" \
     && groupadd --gid 10002 browser \
     && useradd --uid 10002 --gid 10002 --create-home --shell /usr/sbin/nologin browser
 USER 10002:10002
+# palaestra serve's default port
+EXPOSE 8765
 CMD ["palaestra", "envs", "list", "--family", "Web"]

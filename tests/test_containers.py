@@ -27,6 +27,7 @@ def _hadolint() -> str:
 def test_every_image_is_here():
     names = {p.name for p in DOCKERFILES}
     assert {"sandbox.Dockerfile", "cpu.Dockerfile", "browser.Dockerfile", "trainer.Dockerfile"} <= names
+    assert "code-serve.Dockerfile" in names
 
 
 def test_dockerfiles_lint_clean():
@@ -52,7 +53,9 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path):
     assert done.returncode != 0 and "DL3007" in done.stdout  # `latest` tag
 
 
-@pytest.mark.parametrize("name", ["cpu.Dockerfile", "browser.Dockerfile", "trainer.Dockerfile"])
+@pytest.mark.parametrize(
+    "name", ["cpu.Dockerfile", "browser.Dockerfile", "trainer.Dockerfile", "code-serve.Dockerfile"]
+)
 def test_images_install_this_checkout_as_the_readme_does(name):
     text = (CONTAINERS / name).read_text()
     assert "COPY pyproject.toml README.md ./" in text and "COPY palaestra ./palaestra" in text
@@ -66,6 +69,25 @@ def test_browser_image_uses_debians_chromium():
     text = (CONTAINERS / "browser.Dockerfile").read_text()
     assert re.search(r"apt-get install .*\bchromium\b", text) and "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1" in text
     assert "playwright==" in text and "/usr/bin/chromium" in text
+
+
+@pytest.mark.parametrize("name", ["browser.Dockerfile", "code-serve.Dockerfile"])
+def test_env_images_can_serve_their_envs(name):
+    """The browser and code images install the serve extra, expose its port, and the `palaestra serve`
+    they run (code-serve's entry point; the browser image's documented command) names envs that exist."""
+    import json
+
+    from palaestra.envs.registration import resolve_id
+
+    text = (CONTAINERS / name).read_text()
+    assert re.search(r'pip install "?\.\[[a-z,-]*\bserve\b', text) and "EXPOSE 8765" in text
+    if name == "code-serve.Dockerfile":
+        entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1))
+        ids = json.loads(re.search(r"^CMD (.+)$", text, re.M).group(1))
+        assert entry[:2] == ["palaestra", "serve"] and "0.0.0.0" in entry
+    else:
+        ids = re.search(r"palaestra serve ((?:palaestra/\S+ )+)", text).group(1).split()
+    assert ids and all(resolve_id(i) == i for i in ids)
 
 
 def test_ray_cluster_config_passes_rays_schema():
