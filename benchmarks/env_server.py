@@ -31,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +48,9 @@ GIB = 1 << 30
 
 def start_server(env_id: str, max_sessions: int) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, "-m", "palaestra.cli", "serve", env_id, "--port", "0"]
+    # faulthandler on SIGUSR1: `kill -USR1 PID` prints where a stuck server is
+    boot = "import faulthandler, signal; faulthandler.register(signal.SIGUSR1); from palaestra.cli import main; main()"
+    cmd = [sys.executable, "-c", boot, "serve", env_id, "--port", "0"]
     cmd += ["--max-sessions", str(max_sessions), "--idle-timeout", "600"]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert server.stdout is not None
@@ -56,6 +59,8 @@ def start_server(env_id: str, max_sessions: int) -> tuple[subprocess.Popen[str],
     if not found:
         server.kill()
         raise RuntimeError(f"the server did not start: {line}")
+    logs = server.stdout  # read on, so that a full pipe never blocks the server; its warnings go to ours
+    threading.Thread(target=lambda: [sys.stderr.write(f"server: {x}") for x in logs], daemon=True).start()
     return server, found.group(0)
 
 

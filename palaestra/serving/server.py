@@ -35,8 +35,9 @@ import uvicorn
 from fastapi import FastAPI
 from openenv.core.env_server.http_server import HTTPEnvServer
 from openenv.core.env_server.types import ConcurrencyConfig, Observation
+from starlette import websockets
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from palaestra.envs.remote.protocol import TextAction, TextObservation
 from palaestra.serving.session import ServedIds, SessionEnv
@@ -126,9 +127,17 @@ def create_app(
     return app
 
 
+# what starlette raises on a socket whose client is gone (`WebSocketDisconnected`: starlette >= 0.47)
+_GONE = (
+    websockets.WebSocketDisconnect,
+    getattr(websockets, "WebSocketDisconnected", websockets.WebSocketDisconnect),
+)
+
+
 class _QuietDisconnects:
-    """Drops the `WebSocketDisconnect` openenv-core's endpoint raises when it closes a socket whose
-    client is already gone (an ordinary end of a session, not an error to log)."""
+    """Drops the errors openenv-core's endpoint raises when it answers or closes a socket whose client
+    is already gone (a client that disconnected with a step in flight): an ordinary end of a session,
+    not an error to log. The session is closed before they reach here."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -136,7 +145,7 @@ class _QuietDisconnects:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.app(scope, receive, send)
-        except WebSocketDisconnect:
+        except _GONE:
             if scope["type"] != "websocket":
                 raise
 
@@ -180,6 +189,7 @@ class EnvServer:
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
+        self._socket.listen(4096)  # clients that come before uvicorn runs wait in the kernel's queue
         self.host, self.port = host, self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
     assert found, (
         f"the server did not start: {line}{server.stdout.read() if server.poll() is not None else ''}"
     )
+    logs = server.stdout  # read on: a full pipe would block the server
+    threading.Thread(target=lambda: [None for _ in logs], daemon=True).start()
     return server, found.group(0)
 
 

@@ -199,3 +199,37 @@ def test_a_server_that_goes_away_fails_the_episode_with_the_cause():
     with pytest.raises(RemoteEnvError, match=f"step on {srv.url} failed"):
         env.step("3")
     env.close()
+
+
+def test_serve_refuses_bad_input_in_one_line():
+    from typer.testing import CliRunner
+
+    from palaestra.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "Game-Wordl-v0", "--port", "0"])
+    assert result.exit_code == 2 and "Did you mean: palaestra/Game-Wordle-v0" in result.output
+    result = runner.invoke(app, ["serve", "Game-Wordle-v0", "--max-sessions", "0"])
+    assert result.exit_code == 2 and "--max-sessions=0" in result.output
+
+
+def test_eval_runs_an_env_on_a_server(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from palaestra.cli import app
+
+    args = [
+        "eval",
+        "--env",
+        "palaestra/Game-Wordle-v0",
+        "--env-server",
+        server.url,
+        "--agent",
+        "scripted:oracle",
+    ]
+    result = CliRunner().invoke(app, [*args, "--episodes", "2", "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["server"] == server.url and saved["summary"]["success_rate"] == 1.0
+    result = CliRunner().invoke(app, [*args[:4], "ws://127.0.0.1:9", *args[5:], "--episodes", "1"])
+    assert result.exit_code == 2 and "cannot reach the OpenEnv server at ws://127.0.0.1:9" in result.output

@@ -12,7 +12,7 @@ process: same seeds, same episodes) or any other OpenEnv server, whose actions a
 Failures: a server that refuses (full, unknown id), dies or stops answering raises `RemoteEnvError`
 naming the server and the cause; the rollout records it as the episode's error and goes on. Every
 call waits at most `timeout_s`; a server that vanished without closing the connection is noticed by
-the WebSocket pings within `ping_interval_s` twice.
+the WebSocket pings of openenv-core's client within 40 s.
 """
 
 from __future__ import annotations
