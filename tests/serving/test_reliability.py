@@ -64,7 +64,15 @@ def start_clients(url: str, env_id: str, n: int) -> list[subprocess.Popen[str]]:
 
 
 def descendants(pid: int, name: str) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True) if name in " ".join(p.cmdline())]
+    """Live descendants whose command line holds `name` (an exited child not yet reaped is gone)."""
+    found = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and name in " ".join(p.cmdline()):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return found
 
 
 def wait_for(condition, timeout_s: float) -> bool:
