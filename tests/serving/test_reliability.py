@@ -128,3 +128,32 @@ def test_sigkilled_clients_of_a_web_env_leave_no_browser_context_behind():
         assert wait_for(lambda: len(descendants(server.pid, "--type=renderer")) <= 2, timeout_s=10)
     finally:
         stop(*clients, server)
+
+
+def test_a_server_killed_mid_episode_fails_that_episode_and_the_rollout_goes_on():
+    from palaestra.agents.base import Generation
+    from palaestra.agents.scripted import OraclePolicy
+    from palaestra.rollout import RolloutConfig, Task, rollout
+
+    server, url = start_server("test/Child-v0", "--idle-timeout", "30")
+
+    class KillingPolicy(OraclePolicy):
+        """The oracle, except that the served episode's second turn first kills the server (-9)."""
+
+        async def generate(self, requests):
+            if any(r.request_id == "test/Child-v0/0/0/1" for r in requests):
+                server.kill()
+                server.wait()
+            replies = await super().generate([r for r in requests if "expert_action" in r.info])
+            served = [Generation(text="hello", finish_reason="stop")] * (len(requests) - len(replies))
+            return replies + served  # one request per call here (one episode per generate call)
+
+    try:
+        tasks = [Task("test/Child-v0", 0, server=url), Task("palaestra/Game-Wordle-v0", 1)]
+        config = RolloutConfig(max_turns=3, env_executor="thread", max_concurrency=1)
+        served, local = rollout(KillingPolicy(), tasks, config)
+        assert served.error is not None and "RemoteEnvError" in served.error and url in served.error
+        assert len(served.turns) == 1  # the first turn was recorded before the server died
+        assert local.error is None and local.success
+    finally:
+        stop(server)
