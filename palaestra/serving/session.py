@@ -31,6 +31,9 @@ class SessionClosedError(RuntimeError):
 class ServedIds:
     """The env ids one server serves, resolved once at start.
 
+    A client names one of them (its full id, its short palaestra id, or the id as the server was
+    started with it); the server never resolves, and so never imports, anything else a client names.
+
     Args:
         env_ids: ids as `palaestra.make` accepts them (short palaestra ids, plugins' ids).
 
@@ -41,7 +44,8 @@ class ServedIds:
     def __init__(self, env_ids: Sequence[str]):
         if not env_ids:
             raise ValueError("serve needs at least one env id")
-        self.ids = tuple(dict.fromkeys(resolve_id(e) for e in env_ids))
+        self.aliases = {given: resolve_id(given) for given in env_ids}
+        self.ids = tuple(dict.fromkeys(self.aliases.values()))
 
     def resolve(self, env_id: str | None) -> str:
         """The served id that `env_id` names (None: the only one served).
@@ -55,6 +59,8 @@ class ServedIds:
             if len(self.ids) == 1:
                 return self.ids[0]
             raise UnknownEnvError(f"reset needs an env_id: this server serves {served}")
+        if env_id in self.aliases:
+            return self.aliases[env_id]
         for candidate in (env_id, f"palaestra/{env_id}"):
             if candidate in self.ids:
                 return candidate

@@ -233,3 +233,26 @@ def test_eval_runs_an_env_on_a_server(server, tmp_path):
     assert saved["server"] == server.url and saved["summary"]["success_rate"] == 1.0
     result = CliRunner().invoke(app, [*args[:4], "ws://127.0.0.1:9", *args[5:], "--episodes", "1"])
     assert result.exit_code == 2 and "cannot reach the OpenEnv server at ws://127.0.0.1:9" in result.output
+
+
+def test_a_config_entry_with_a_server_is_checked_there_and_sampled_with_it(server):
+    from pathlib import Path
+
+    from palaestra.config import load_config
+    from palaestra.trainers.core.preflight import RunSetupError, check_envs
+    from palaestra.trainers.core.sampler import TaskPoolSampler, WeightedEnv, make_task_sampler
+
+    quickstart = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+    entry = f'envs.train=[{{id: palaestra/Game-Wordle-v0, server: "{server.url}"}}]'
+    cfg = load_config(quickstart, [entry, "envs.eval=[]"])
+    check_envs(cfg)  # reset once on the server
+    bad = load_config(quickstart, [entry.replace("Wordle", "Wordl"), "envs.eval=[]"])
+    with pytest.raises(RunSetupError, match=r"envs\.train\[0\]: .*not served here\. Did you mean"):
+        check_envs(bad)
+    envs = [WeightedEnv(e.id, e.weight, e.kwargs, e.server) for e in cfg.envs.train]
+    assert {t.server for t in make_task_sampler(envs, seed=0).sample(4)} == {server.url}
+    pool = make_task_sampler(envs, seed=0, task_pool=3)
+    assert isinstance(pool, TaskPoolSampler)
+    restored = TaskPoolSampler(envs, range(3), seed=0)
+    restored.load_state_dict(pool.state_dict())
+    assert restored.pool == pool.pool and restored.pool[0].server == server.url
