@@ -1,15 +1,23 @@
-"""The `hf` backend: a transformers model sampling concurrent requests in micro-batches.
+"""The `hf` backend: a transformers model serving concurrent requests with continuous batching.
 
-Every episode coroutine awaits `HFPolicy.generate([request])`; a batching task on the event loop
-collects the requests that are pending at the same moment (all episodes of a rollout step, or every
-episode whose env just answered), groups those with identical sampling parameters, and samples each
-group in one batch. On a GPU the batch runs in a worker thread, so the loop keeps stepping envs
-meanwhile; on a CPU it runs on the loop's own thread, which is the thread that trains: torch's
-OpenMP thread team belongs to the thread that starts it, and a second thread running the model
-with its own team made each sampling call ~35% slower on 2 cores (benchmarks/grpo_vs_trl.py). The sampler is
-`palaestra.agents.decoding.sample` (shared prefill of identical prompts, finished rows leave the
-batch) for decoder-only LMs with a standard KV cache, else `model.generate` (`sampler="generate"`
+Every episode coroutine awaits `HFPolicy.generate([request])`. A batching task on the event loop hands
+the requests to `palaestra.agents.continuous_batching.ContinuousBatch` and runs it step by step: a
+request that arrives while others decode joins the batch at the next step, and a finished row leaves
+at once, so the long tails of multi-turn episodes keep sharing forward passes. Rows carry their own
+sampling parameters and seeds. Models that batch cannot drive (multimodal rope, recurrent caches) get
+static batches through `model.generate` (`palaestra.agents.hf_generate`; `sampler="generate"`
 forces it).
+
+On a GPU each step runs in a worker thread, so the loop keeps stepping envs meanwhile; on a CPU it
+runs on the loop's own thread (yielding to it between steps), which is the thread that trains: torch's
+OpenMP thread team belongs to the thread that starts it, and a second thread running the model with its
+own team made each sampling call ~35% slower on 2 cores (benchmarks/grpo_vs_trl.py).
+
+Weight versions: `weight_version` counts weight syncs. `sync_weights` (or `weight_update()` around an
+in-place optimizer step) waits for the current decode step to end, changes the weights, and bumps the
+version; rows in flight go on decoding with the new weights (partial rollouts), keep their KV cache
+(as in-place update engines do), and record per token the version that sampled it
+(`Generation.token_versions`).
 
 Token-exact: a request's `prompt_token_ids` are used verbatim; the reply's ids are the sampled ids,
 never re-tokenized text, and include the end-of-turn token when one was sampled.
@@ -24,22 +32,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, cast
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from palaestra.agents.base import FinishReason, Generation, GenerationRequest, SamplingParams
-from palaestra.agents.decoding import sample, supports_lean_sampling
+from palaestra.agents.base import Generation, GenerationRequest
+from palaestra.agents.continuous_batching import ContinuousBatch, Row, supports_continuous_batching
+from palaestra.agents.hf_generate import StaticBatches
 from palaestra.agents.models import chat_prompt_ids
 
 if TYPE_CHECKING:
-    from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
-
-    class _CausalLM(PreTrainedModel, GenerationMixin):
-        """What `model` is (a *ForCausalLM class): transformers 5's PreTrainedModel has no `generate`."""
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 __all__ = ["HFPolicy"]
@@ -47,17 +54,9 @@ __all__ = ["HFPolicy"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class _Pending:
-    request: GenerationRequest
-    prompt_ids: list[int]
-    future: asyncio.Future[Generation] = field(repr=False)
-
-
-def _batch_seed(seeds: Sequence[int | None]) -> int | None:
-    if all(s is None for s in seeds):
-        return None
-    digest = hashlib.blake2b(repr(tuple(seeds)).encode(), digest_size=8).digest()
+def _row_seed(seed: int) -> int:
+    """A request's sampling seed, spread over 63 bits (nearby seeds give unrelated streams)."""
+    digest = hashlib.blake2b(repr((seed,)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
@@ -65,13 +64,23 @@ class HFPolicy:
     """A `Policy` over a transformers causal LM.
 
     Args:
-        model: the model (shared with the trainer: updates are seen by the next generate call).
+        model: the model (shared with the trainer: updates are seen by the next decode step).
         tokenizer: its tokenizer, with a chat template.
         name: label for results and logs.
-        max_batch_size: most requests in one `generate` call.
-        batch_wait_s: how long the batcher waits after the first request for others to arrive.
-        sampler: "auto" (palaestra's sampler where the model supports it), "lean" or "generate".
-        in_worker_thread: sample in a worker thread (default: on GPUs) or on the event loop's thread.
+        max_batch_size: most requests decoding at once.
+        max_batch_tokens: bound on the batch's padded KV cache in positions (rows x columns, each
+            row's whole budget counted when it joins); None for no bound beyond `max_batch_size`.
+        continuous: False gives static batching: requests arriving while a batch decodes wait until its
+            last row finished (finished rows still leave at once).
+        batch_wait_s: how long an idle batcher waits after the first request for others to arrive.
+        sampler: "auto" (continuous batching where the model supports it), "lean" (continuous
+            batching, required) or "generate" (static `model.generate` batches).
+        in_worker_thread: decode in a worker thread (default: on GPUs) or on the event loop's thread.
+
+    Attributes:
+        weight_version: the number of weight syncs so far (or the last version given to one).
+        generate_calls: prefill forwards (continuous batching) or `generate` calls so far: how many
+            groups of requests started decoding.
     """
 
     def __init__(
@@ -81,15 +90,20 @@ class HFPolicy:
         *,
         name: str = "hf",
         max_batch_size: int = 32,
+        max_batch_tokens: int | None = None,
+        continuous: bool = True,
         batch_wait_s: float = 0.002,
         sampler: Literal["auto", "lean", "generate"] = "auto",
         in_worker_thread: bool | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size={max_batch_size}; it must be >= 1")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens={max_batch_tokens}; it must be >= 1 (or None for no bound)")
         if sampler not in ("auto", "lean", "generate"):
             raise ValueError(f"sampler={sampler!r}; expected 'auto', 'lean' or 'generate'")
-        if sampler == "lean" and not supports_lean_sampling(model):
+        stepwise = sampler != "generate" and supports_continuous_batching(model)
+        if sampler == "lean" and not stepwise:
             raise ValueError(
                 f"sampler='lean' does not support {type(model).__name__}; use sampler='generate' or 'auto'"
             )
@@ -100,13 +114,29 @@ class HFPolicy:
         self.batch_wait_s = batch_wait_s
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_ids = self._eos_ids()
-        self.lean = sampler == "lean" or (sampler == "auto" and supports_lean_sampling(model))
+        self.lean = stepwise
+        self.engine: ContinuousBatch | StaticBatches
+        if stepwise:
+            self.engine = ContinuousBatch(
+                model,
+                eos_ids=self.eos_ids,
+                pad_id=self.pad_id,
+                tokenizer=tokenizer,
+                max_rows=max_batch_size,
+                max_tokens=max_batch_tokens,
+                join_mid_batch=continuous,
+            )
+        else:
+            self.engine = StaticBatches(
+                model, eos_ids=self.eos_ids, pad_id=self.pad_id, tokenizer=tokenizer, max_rows=max_batch_size
+            )
         if in_worker_thread is None:
             in_worker_thread = next(model.parameters()).device.type != "cpu"
         self.in_worker_thread = in_worker_thread
-        self.generate_calls = 0
+        self.weight_version = 0
+        self._weights_lock = threading.Lock()  # held by each decode step and each weight update
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="palaestra-hf")
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._queue: asyncio.Queue[Row] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -116,31 +146,62 @@ class HFPolicy:
         ids += gen_eos if isinstance(gen_eos, list) else [gen_eos]
         return sorted({int(i) for i in ids if i is not None})
 
+    @property
+    def generate_calls(self) -> int:
+        return self.engine.prefills
+
     # -- public API --------------------------------------------------------------------------------
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Generate one reply per request (batched with every other pending request)."""
+        """Generate one reply per request (decoded alongside every other request in flight).
+
+        A request with `sampling.seed` samples from its own generator, whatever else is in the batch;
+        an unseeded one draws its seed from torch's global generator when it is submitted.
+        """
         self._ensure_worker()
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        pending = []
+        rows = []
         for request in requests:
             if request.prompt_token_ids is not None:
                 ids = [int(i) for i in request.prompt_token_ids]
             else:
                 ids = chat_prompt_ids(self.tokenizer, list(request.messages))
-            item = _Pending(request, ids, loop.create_future())
-            pending.append(item)
-            self._queue.put_nowait(item)
-        return list(await asyncio.gather(*(p.future for p in pending)))
+            if not ids:
+                raise ValueError(f"request {request.request_id!r} has an empty prompt")
+            seed = request.sampling.seed
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, ()))
+            rows.append(Row(ids, request.sampling, _row_seed(seed), tag=loop.create_future()))
+        for row in rows:
+            self._queue.put_nowait(row)
+        return list(await asyncio.gather(*(self._future(r) for r in rows)))
 
-    def sync_weights(self, state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Make the next generations use new weights.
+    @contextmanager
+    def weight_update(self, *, version: int | None = None) -> Iterator[None]:
+        """Hold decoding between two steps while the caller changes the model's weights in place.
 
-        The hf backend shares the trainer's model object, so without a state dict this is a no-op;
-        with one, the weights are copied in.
+        On exit the weight version becomes `version`, or goes up by one. Rows in flight resume with the
+        new weights and keep their KV cache.
         """
-        if state_dict is not None:
-            self.model.load_state_dict(state_dict, strict=False)
+        with self._weights_lock:
+            yield
+            self.weight_version = self.weight_version + 1 if version is None else version
+
+    def sync_weights(
+        self, state_dict: Mapping[str, torch.Tensor] | None = None, *, version: int | None = None
+    ) -> None:
+        """Make the next decode step use new weights, and set the weight version.
+
+        The hf backend shares the trainer's model object, so without a state dict only the version
+        changes; with one, the weights are copied in (between two decode steps, see `weight_update`).
+
+        Args:
+            state_dict: weights to load (non-strict: a LoRA adapter's or a subset).
+            version: the new weight version; None adds one.
+        """
+        with self.weight_update(version=version):
+            if state_dict is not None:
+                self.model.load_state_dict(state_dict, strict=False)
 
     async def close(self) -> None:
         """Stop the batcher and the worker thread."""
@@ -149,151 +210,65 @@ class HFPolicy:
         self._executor.shutdown(wait=True)
 
     # -- batching ----------------------------------------------------------------------------------
+    @staticmethod
+    def _future(row: Row) -> asyncio.Future[Generation]:
+        assert isinstance(row.tag, asyncio.Future)
+        return row.tag
+
     def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._worker is None or self._worker.done():
-            # a new event loop (e.g. one asyncio.run per training step): start a batcher on it
+            # a new event loop (e.g. one asyncio.run per training step): drop what the old one left
+            # and start a batcher on this one
+            self.engine.abort()
             self._loop = loop
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._batch_loop(self._queue))
 
-    async def _batch_loop(self, queue: asyncio.Queue[_Pending]) -> None:
+    def _step(self) -> list[Row]:
+        with self._weights_lock:
+            return self.engine.step(self.weight_version)
+
+    async def _batch_loop(self, queue: asyncio.Queue[Row]) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = [await queue.get()]
-            await asyncio.sleep(self.batch_wait_s)
+            if not self.engine.has_work():
+                self.engine.submit(await queue.get())
+                await asyncio.sleep(self.batch_wait_s)
             while not queue.empty():
-                items.append(queue.get_nowait())
-            for batch in self._split(items):
-                live = [p for p in batch if not p.future.done()]
-                if not live:
-                    continue
-                try:
-                    if self.in_worker_thread:
-                        results = await loop.run_in_executor(self._executor, self._generate_batch, live)
-                    else:
-                        results = self._generate_batch(live)
-                except Exception as exc:
-                    logger.exception("generate failed for a batch of %d", len(live))
-                    for p in live:
-                        if not p.future.done():
-                            p.future.set_exception(exc)
-                    continue
-                for p, result in zip(live, results, strict=True):
-                    if not p.future.done():
-                        p.future.set_result(result)
-
-    def _split(self, items: list[_Pending]) -> list[list[_Pending]]:
-        """Group by sampling parameters (seed aside), then cut to `max_batch_size`."""
-        groups: dict[tuple, list[_Pending]] = {}
-        for p in items:
-            s = p.request.sampling
-            key = (s.max_new_tokens, s.temperature, s.top_p, s.top_k, s.stop)
-            groups.setdefault(key, []).append(p)
-        return [
-            g[i : i + self.max_batch_size]
-            for g in groups.values()
-            for i in range(0, len(g), self.max_batch_size)
-        ]
-
-    # -- one generate call (worker thread) ---------------------------------------------------------
-    def _generation_config(self, sampling: SamplingParams):
-        from transformers import GenerationConfig
-
-        kwargs = {
-            "max_new_tokens": sampling.max_new_tokens,
-            "do_sample": not sampling.greedy,
-            "pad_token_id": self.pad_id,
-            "eos_token_id": self.eos_ids,
-            "return_dict_in_generate": True,
-            "output_logits": True,
-        }
-        if not sampling.greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
-        if sampling.stop:
-            kwargs["stop_strings"] = list(sampling.stop)
-        return GenerationConfig(**kwargs)
-
-    def _generate_batch(self, batch: list[_Pending]) -> list[Generation]:
-        sampling = batch[0].request.sampling
-        seed = _batch_seed([p.request.sampling.seed for p in batch])
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.random.fork_rng(devices=[]), torch.inference_mode():
-                if seed is not None:
-                    torch.manual_seed(seed)
-                if self.lean:
-                    out = sample(
-                        self.model,
-                        [p.prompt_ids for p in batch],
-                        sampling,
-                        eos_ids=self.eos_ids,
-                        pad_id=self.pad_id,
-                        tokenizer=self.tokenizer if sampling.stop else None,
-                    )
-                    new, logprobs = out.token_ids, out.logprobs
+                row = queue.get_nowait()
+                if not self._future(row).done():  # not cancelled meanwhile
+                    self.engine.submit(row)
+            if not self.engine.has_work():
+                continue
+            try:
+                if self.in_worker_thread:
+                    finished = await loop.run_in_executor(self._executor, self._step)
                 else:
-                    new, logprobs = self._generate(batch, sampling)
-        finally:
-            self.model.train(was_training)
-        self.generate_calls += 1
-        return [self._row(new[i].tolist(), logprobs[i].tolist(), sampling) for i in range(len(batch))]
+                    finished = self._step()
+            except Exception as exc:
+                failed = self.engine.abort()
+                logger.exception("decoding failed for %d requests", len(failed))
+                for row in failed:
+                    if not self._future(row).done():
+                        self._future(row).set_exception(exc)
+                continue
+            for row in finished:
+                if not self._future(row).done():
+                    self._future(row).set_result(self._generation(row))
+            if not self.in_worker_thread:
+                await asyncio.sleep(0)  # let the replied episodes and envs run, and new requests arrive
 
-    def _generate(self, batch: list[_Pending], sampling: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
-        """`model.generate` on the left-padded batch: (B, N) sampled ids and their logprobs."""
-        width = max(len(p.prompt_ids) for p in batch)
-        device = next(self.model.parameters()).device
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, p in enumerate(batch):  # left padding
-            input_ids[i, width - len(p.prompt_ids) :] = torch.as_tensor(p.prompt_ids)
-            attention_mask[i, width - len(p.prompt_ids) :] = 1
-        # transformers types generate's self as a Protocol (for the ty checker) that none of its models
-        # meets under mypy, LlamaForCausalLM included
-        out = cast("_CausalLM", self.model).generate(  # type: ignore[misc]
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            generation_config=self._generation_config(sampling),
-            tokenizer=self.tokenizer if sampling.stop else None,
+    def _generation(self, row: Row) -> Generation:
+        assert row.finish_reason is not None
+        text = self.tokenizer.decode(
+            [t for t in row.token_ids if t not in self.eos_ids], skip_special_tokens=True
         )
-        assert (
-            not isinstance(out, torch.Tensor) and out.logits is not None
-        )  # return_dict_in_generate, output_logits
-        new = out.sequences[:, width:].cpu()  # (B, N)
-        temperature = sampling.temperature if not sampling.greedy else 1.0
-        # step by step: no stacked (B, N, V) copy of the logits and no (B, N, V) log-softmax
-        logprobs = torch.stack(
-            [
-                torch.log_softmax(step.float().cpu() / temperature, dim=-1).gather(-1, new[:, k, None])[:, 0]
-                for k, step in enumerate(out.logits)
-            ],
-            dim=1,
-        )  # (B, N)
-        return new, logprobs
-
-    def _decode(self, ids: list[int]) -> str:
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
         assert isinstance(text, str), type(text)  # one sequence decodes to one string
-        return text
-
-    def _row(self, ids: list[int], logprobs: list[float], sampling: SamplingParams) -> Generation:
-        end = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
-        finish: FinishReason
-        if end is None:
-            body, finish = ids, "length"
-        else:
-            body = ids[:end]
-            text = self._decode(body)
-            if sampling.stop and any(text.endswith(s) for s in sampling.stop):
-                finish = "stop"  # a stop string ended it; what follows is padding
-            else:
-                body, finish = ids[: end + 1], "stop"
-        if finish == "length" and sampling.stop:
-            text = self._decode(body)
-            if any(text.endswith(s) for s in sampling.stop):
-                finish = "stop"
-        text = self._decode([t for t in body if t not in self.eos_ids])
         return Generation(
-            text=text, token_ids=tuple(body), logprobs=tuple(logprobs[: len(body)]), finish_reason=finish
+            text=text,
+            token_ids=tuple(row.token_ids),
+            logprobs=tuple(row.logprobs),
+            finish_reason=row.finish_reason,
+            token_versions=tuple(row.versions),
         )

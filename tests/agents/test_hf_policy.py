@@ -1,4 +1,4 @@
-"""The hf backend: micro-batching, left padding, exact logprobs, finish reasons, seeds, errors."""
+"""The hf backend: batching, left padding, exact logprobs, finish reasons, seeds, errors."""
 
 from __future__ import annotations
 
@@ -29,8 +29,11 @@ def test_concurrent_requests_share_one_generate_call(tiny_policy):
     other = SamplingParams(max_new_tokens=7, temperature=0)
     outs = _run(tiny_policy, [GenerationRequest(m, greedy) for m in MESSAGES])
     assert tiny_policy.generate_calls == 1 and len(outs) == 6
-    _run(tiny_policy, [GenerationRequest(m, greedy if i % 2 else other) for i, m in enumerate(MESSAGES)])
-    assert tiny_policy.generate_calls == 3, "different sampling params are generated apart"
+    mixed = _run(
+        tiny_policy, [GenerationRequest(m, greedy if i % 2 else other) for i, m in enumerate(MESSAGES)]
+    )
+    assert tiny_policy.generate_calls == 2, "rows with different sampling params share the batch"
+    assert [len(g.token_ids) for g in mixed] == [7, 5] * 3
 
 
 def test_batch_size_limit_splits_batches(tiny_model, smollm2_tokenizer):
@@ -127,10 +130,10 @@ def test_training_mode_is_restored(tiny_policy, tiny_model):
 
 
 def test_generate_failure_reaches_every_waiter(tiny_policy, monkeypatch):
-    def boom(batch):
+    def boom(version):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(tiny_policy, "_generate_batch", boom)
+    monkeypatch.setattr(tiny_policy.engine, "step", boom)
     with pytest.raises(RuntimeError, match="simulated"):
         _run(tiny_policy, [GenerationRequest(m, SamplingParams(max_new_tokens=2)) for m in MESSAGES])
 
