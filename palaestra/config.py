@@ -127,11 +127,14 @@ class AgentConfig(Section):
         description="Rollout backend: hf (transformers, shares the trainer's model) or vllm (an in-process "
         "vLLM engine started from the initial weights, synced after every update).",
     )
-    max_batch_size: int = Field(64, ge=1, description="Most concurrent requests in one generate call.")
+    max_batch_size: int = Field(
+        64, ge=1, description="Most requests decoding (or in one generate call) at once."
+    )
     sampler: Literal["auto", "lean", "generate"] = Field(
         "auto",
-        description="hf: palaestra's sampler (identical prompts prefilled once, finished rows leave the "
-        "batch) where the model supports it (auto), always (lean), or transformers generate.",
+        description="hf: palaestra's continuous batching (requests join the decoding batch at the next step, "
+        "finished rows leave it; docs/backends.md) where the model supports it (auto), always (lean), or "
+        "static batches through transformers generate.",
     )
     gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="vllm: GPU memory fraction for the engine (the trainer shares the GPU)."

@@ -173,7 +173,7 @@ class ContinuousBatch:
                 if joining:
                     logits.append(self._prefill(joining))
                 self.rows += joining
-                return self._sample(torch.cat(logits).float(), version)
+                return self._sample(torch.cat(logits).float(), version) if self.rows else []
         finally:
             self.model.train(was_training)
 

@@ -225,6 +225,14 @@ class HFPolicy:
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._batch_loop(self._queue))
 
+    def _submit(self, row: Row) -> None:
+        if self._future(row).done():  # cancelled meanwhile
+            return
+        try:
+            self.engine.submit(row)
+        except ValueError as exc:
+            self._future(row).set_exception(exc)
+
     def _step(self) -> list[Row]:
         with self._weights_lock:
             return self.engine.step(self.weight_version)
@@ -233,12 +241,10 @@ class HFPolicy:
         loop = asyncio.get_running_loop()
         while True:
             if not self.engine.has_work():
-                self.engine.submit(await queue.get())
+                self._submit(await queue.get())
                 await asyncio.sleep(self.batch_wait_s)
             while not queue.empty():
-                row = queue.get_nowait()
-                if not self._future(row).done():  # not cancelled meanwhile
-                    self.engine.submit(row)
+                self._submit(queue.get_nowait())
             if not self.engine.has_work():
                 continue
             try:

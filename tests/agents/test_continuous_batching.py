@@ -293,3 +293,19 @@ def test_static_generate_batches_record_versions_too(tiny_model, smollm2_tokeniz
     out = asyncio.run(main())
     alone = _alone(tiny_model, smollm2_tokenizer, _prompt(smollm2_tokenizer, 4), GREEDY)
     assert list(out.token_ids) == alone.token_ids and out.token_versions == (3,) * len(out.token_ids)
+
+
+def test_bad_requests_and_knobs_get_one_clear_line(tiny_model, smollm2_tokenizer):
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        HFPolicy(tiny_model, smollm2_tokenizer, max_batch_tokens=0)
+    policy = HFPolicy(tiny_model, smollm2_tokenizer)
+
+    async def main():
+        try:
+            return await policy.generate([GenerationRequest((), GREEDY, prompt_token_ids=[])])
+        finally:
+            await policy.close()
+
+    with pytest.raises(ValueError, match="empty prompt"):
+        asyncio.run(main())
+    assert policy.generate_calls == 0
