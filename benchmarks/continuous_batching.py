@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--stop-chance", type=float, default=0.08)
     p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--hidden-size", type=int, default=512, help="the random Llama's width (head dim 64)")
+    p.add_argument("--layers", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cuda: decode steps in the hf backend's worker thread")
     p.add_argument("--repeats", type=int, default=1, help="runs per mode, interleaved; the fastest is shown")
@@ -119,7 +121,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     tok = build_tiny_tokenizer()
-    model = build_tiny_model(tok, seed=args.seed, hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2)
+    model = build_tiny_model(
+        tok,
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        num_heads=args.hidden_size // 64,
+        num_kv_heads=max(1, args.hidden_size // 256),
+        intermediate_size=3 * args.hidden_size,
+    )
     model.to(args.device).eval()
     n_stop = max(1, round(args.stop_chance * len(tok)))
     model.generation_config.eos_token_id = [tok.eos_token_id, *range(len(tok) - n_stop + 1, len(tok))]
