@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 
 from palaestra.agents.decoding import _warpers, supports_lean_sampling
+from palaestra.agents.transformers_api import cache_kwargs
 
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -198,8 +199,12 @@ class ContinuousBatch:
             [len(r.prompt_ids) + len(r.token_ids) - 1 for r in self.rows], device=self.device
         )[:, None]
         self._mask = torch.cat([self._mask, self._mask.new_ones((len(self.rows), 1))], dim=1)
+        assert self._cache is not None
         out = self.model(
-            input_ids=last, attention_mask=self._mask, position_ids=positions, past_key_values=self._cache
+            input_ids=last,
+            attention_mask=self._mask,
+            position_ids=positions,
+            **cache_kwargs(self.model, self._cache),
         )
         return out.logits[:, -1]
 
@@ -221,7 +226,7 @@ class ContinuousBatch:
             input_ids=ids,
             attention_mask=mask,
             position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            past_key_values=cache,
+            **cache_kwargs(self.model, cache),
             logits_to_keep=1,
         )
         logits = out.logits[:, -1]
