@@ -35,7 +35,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,14 +63,8 @@ EnvFactory = Callable[..., gym.Env]
 
 
 def _task_json(task: Task) -> str:
-    record = {
-        "env_id": task.env_id,
-        "seed": task.seed,
-        "env_kwargs": task.env_kwargs,
-        "options": task.options,
-    }
-    try:
-        return json.dumps(record, sort_keys=True)
+    try:  # every field of the task, so that fields added to `Task` travel too
+        return json.dumps(asdict(task), sort_keys=True)
     except TypeError as exc:
         raise ValueError(
             f"task {task.env_id} seed={task.seed}: env_kwargs and options must be JSON values for a TRL "
@@ -87,8 +81,7 @@ def task_of(prompt: Any) -> Task:
     if isinstance(prompt, list):
         for message in prompt:
             if isinstance(message, dict) and message.get(TASK_KEY):
-                record = json.loads(message[TASK_KEY])
-                return Task(record["env_id"], int(record["seed"]), record["env_kwargs"], record["options"])
+                return Task(**json.loads(message[TASK_KEY]))
     raise ValueError(
         f"prompt {str(prompt)[:80]!r} names no palaestra task; build the train dataset with "
         "palaestra.integrations.trl.task_dataset"

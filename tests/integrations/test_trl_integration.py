@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -199,3 +203,17 @@ def test_one_grpo_step_trains_on_env_rewards(tmp_path, tiny_model, smollm2_token
     assert logs["palaestra/turns"] == 2.0
     changed = [name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])]
     assert changed, "one GRPO step on the env's rewards changed the weights"
+
+
+@pytest.mark.slow
+def test_example_script_trains_one_step(tmp_path):
+    script = Path(__file__).parents[2] / "examples" / "trl_grpo.py"
+    args = ["--model", "tiny-random", "--steps", "1", "--tasks", "2", "--num-generations", "2"]
+    args += ["--max-new-tokens", "4", "--output-dir", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(script.parents[1]), "TRL_EXPERIMENTAL_SILENCE": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "'rewards/env_reward/mean'" in proc.stdout + proc.stderr
+    assert (tmp_path / "run" / "final" / "model.safetensors").exists()
