@@ -11,7 +11,8 @@ token-exact chat (`rollout/runner.py`, `rollout/chat.py`). Per prompt it returns
     env_mask        1 on sampled reply tokens, 0 on env messages: TRL's loss skips the env's tokens
     logprobs        the sampler's logprob of each reply token (0.0 on env tokens)
     env_reward      the episode's return (sum of step rewards); None for a failed episode, which TRL
-                    leaves out of its group's baseline and gives advantage 0 (never a silent reward 0)
+                    leaves out of its group's baseline and gives advantage 0 (never a silent reward 0),
+                    and whose tokens are all masked
 
 `env_reward`, the reward function, hands TRL that return, so the env is the only source of reward.
 
@@ -148,8 +149,9 @@ def env_reward(env_reward: list[float | None], log_metric: Any = None, **kwargs:
 def trl_outputs(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, list[Any]]:
     """What a TRL rollout function returns for token-exact trajectories (see the module docstring).
 
-    An episode that produced no reply (its env failed to start, or the prompt filled the context) gets
-    one masked pad token as its completion, since TRL needs a non-empty one.
+    A failed episode's tokens are all masked (and its reward is None). An episode that produced no
+    reply (its env failed to start, or the prompt filled the context) gets one masked pad token as its
+    completion, since TRL needs a non-empty one.
     """
     keys = ["prompt_ids", "completion_ids", "logprobs", "env_mask"]
     keys += ["env_reward", "env_success", "env_turns", "env_failed"]
@@ -160,6 +162,8 @@ def trl_outputs(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, li
         completion, mask, logprobs = traj.token_ids[start:], traj.loss_mask[start:], traj.logprobs[start:]
         if not completion:
             completion, mask, logprobs = [pad_id], [0], [0.0]
+        if traj.error is not None:  # unscored: its tokens stay out of the loss and its normalisers
+            mask = [0] * len(completion)
         out["prompt_ids"].append(traj.token_ids[:start] or [pad_id])
         out["completion_ids"].append(completion)
         out["env_mask"].append(mask)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import palaestra
+from palaestra import StepOutcome
 from palaestra.integrations.trl import TASK_KEY, TRLRollout, env_reward, task_dataset, task_of, trl_outputs
 from palaestra.rollout import Task, Trajectory, Turn
 from tests.vowel_env import VowelEnv
@@ -22,9 +23,17 @@ trl = pytest.importorskip("trl")
 RETRY = "palaestra/Math-ArithRetry-v0"  # "try again" feedback: up to 3 attempts
 
 
+class CrashEnv(VowelEnv):
+    """Fails in its first step, like an env whose browser or server went away."""
+
+    def _step(self, action: str) -> StepOutcome:
+        raise ConnectionError("env server went away")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _env():
     palaestra.register_env("test/Vowel2-v0", VowelEnv, kwargs={"turns": 2}, max_turns=2, override=True)
+    palaestra.register_env("test/Crash-v0", CrashEnv, override=True)
 
 
 def _config(tmp_path, **overrides):
@@ -115,7 +124,7 @@ def test_outputs_split_prompt_and_completion_and_mask_env_tokens():
     out = trl_outputs([ok, failed, empty], pad_id=0)
     assert out["prompt_ids"] == [[1, 2, 3], [1, 2], [0]]
     assert out["completion_ids"] == [[10, 11, 20, 21, 12], [10], [0]]
-    assert out["env_mask"] == [[1, 1, 0, 0, 1], [1], [0]]
+    assert out["env_mask"] == [[1, 1, 0, 0, 1], [0], [0]], "a failed episode is not trained on"
     assert out["logprobs"] == [[-0.5, -0.5, 0.0, 0.0, -0.5], [-0.5], [0.0]]
     assert out["env_reward"] == [0.75, None, None], "a failed episode is unscored, not reward 0"
     assert out["env_turns"] == [2, 1, 0] and out["env_failed"] == [False, True, True]
@@ -189,18 +198,21 @@ def test_one_grpo_step_trains_on_env_rewards(tmp_path, tiny_model, smollm2_token
     model = copy.deepcopy(tiny_model)  # the session's tiny model stays untouched
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rollout = TRLRollout()
-    tasks = [Task("test/Vowel2-v0", seed) for seed in range(2)]
-    trainer = _trainer(tmp_path, model, smollm2_tokenizer, tasks, rollout)
+    tasks = [Task("test/Vowel2-v0", 0), Task("test/Vowel2-v0", 1), Task("test/Crash-v0", 2)]
+    trainer = _trainer(tmp_path, model, smollm2_tokenizer, tasks, rollout, per_device_train_batch_size=6)
     trainer.train()
 
     assert trainer.state.global_step == 1
     trajs = rollout.last_trajectories
-    assert len(trajs) == 4 and all(t.error is None and t.num_turns == 2 for t in trajs)
-    returns = [t.reward for t in trajs]
+    played, crashed = trajs[:4], trajs[4:]
+    assert all(t.error is None and t.num_turns == 2 for t in played)
+    assert all(t.error == "ConnectionError: env server went away" for t in crashed)
+    returns = [t.reward for t in played]
     assert len(set(returns)) > 1, "the vowel env's rewards vary between samples"
     logs = next(entry for entry in trainer.state.log_history if "reward" in entry)
+    # the crashed episodes are unscored: the mean is over the played ones, not dragged down by zeros
     assert logs["rewards/env_reward/mean"] == pytest.approx(sum(returns) / 4, abs=1e-6)
-    assert logs["palaestra/turns"] == 2.0
+    assert logs["palaestra/failed"] == pytest.approx(2 / 6)
     changed = [name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])]
     assert changed, "one GRPO step on the env's rewards changed the weights"
 
