@@ -44,7 +44,7 @@ import gymnasium as gym
 
 from palaestra.agents.base import Message, SamplingParams
 from palaestra.agents.hf import HFPolicy
-from palaestra.envs.registration import make
+from palaestra.envs.registration import env_card, make
 from palaestra.rollout.chat import env_message, observation_text
 from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
 from palaestra.rollout.trajectory import Trajectory
@@ -120,13 +120,17 @@ def task_dataset(
 
     if not tasks:
         raise ValueError("no tasks: task_dataset needs at least one Task")
+    keys = [_task_json(task) for task in tasks]  # every task checked before any env is built
+    if env_factory is None:
+        for env_id in sorted({task.env_id for task in tasks}):
+            env_card(env_id)  # an unknown id: UnknownEnvError, with "did you mean"
     factory = env_factory or make
     rows = []
-    for task in tasks:
+    for task, key in zip(tasks, keys, strict=True):
         label = f"{task.env_id} seed={task.seed}"
         messages = _first_messages(task, factory) if render else [{"role": "user", "content": label}]
         messages = [{**m, TASK_KEY: None} for m in messages]
-        messages[0][TASK_KEY] = _task_json(task)
+        messages[0][TASK_KEY] = key
         rows.append({"prompt": messages})
     return Dataset.from_list(rows)
 
@@ -203,6 +207,8 @@ class TRLRollout:
         step_timeout_s: per-step limit for env calls (needs `env_executor="thread"`).
         max_concurrency: episodes in flight at once.
         max_batch_size: most replies sampled in one forward pass.
+        max_failed_fraction: raise when at least this fraction of a batch's episodes failed (env crash,
+            step timeout); 1.0: only when all did. Failed episodes below it are unscored (reward None).
 
     Attributes:
         last_trajectories: the trajectories of the latest call, in prompt order.
@@ -219,7 +225,11 @@ class TRLRollout:
         step_timeout_s: float | None = None,
         max_concurrency: int = 64,
         max_batch_size: int = 32,
+        max_failed_fraction: float = 1.0,
     ):
+        if not 0 < max_failed_fraction <= 1:
+            raise ValueError(f"max_failed_fraction={max_failed_fraction}; it must be in (0, 1]")
+        self.max_failed_fraction = max_failed_fraction
         self.env_factory: EnvFactory = env_factory or make
         self.max_new_tokens = max_new_tokens
         self.max_batch_size = max_batch_size
@@ -267,8 +277,17 @@ class TRLRollout:
             policy = HFPolicy(model, tokenizer, name="trl", max_batch_size=self.max_batch_size)
             trajectories = asyncio.run(self._play(policy, tasks, config))
         self.last_trajectories = trajectories
+        self._check_failures(trajectories)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return trl_outputs(trajectories, int(pad_id))
+
+    def _check_failures(self, trajectories: Sequence[Trajectory]) -> None:
+        failed = [t.error for t in trajectories if t.error is not None]
+        if failed and len(failed) / len(trajectories) >= self.max_failed_fraction:
+            raise RuntimeError(
+                f"{len(failed)} of {len(trajectories)} episodes failed (max_failed_fraction="
+                f"{self.max_failed_fraction:g}); first: {failed[0].partition(chr(10))[0]}"
+            )
 
     async def _play(self, policy: HFPolicy, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
         runner = RolloutRunner(policy, config, self.env_factory)

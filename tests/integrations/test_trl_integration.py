@@ -105,6 +105,10 @@ def test_bad_prompts_and_tasks_get_one_clear_error():
         task_dataset([Task(RETRY, 0, env_kwargs={"bad": object()})], render=False)
     with pytest.raises(ValueError, match="no tasks"):
         task_dataset([])
+    with pytest.raises(palaestra.UnknownEnvError, match="Math-ArithRetri-v0"):
+        task_dataset([Task("palaestra/Math-ArithRetri-v0", 0)], render=False)
+    with pytest.raises(ValueError, match="max_failed_fraction=0"):
+        TRLRollout(max_failed_fraction=0)
 
 
 # -- the outputs and the reward ------------------------------------------------------------------------
@@ -190,6 +194,14 @@ def test_rollout_plays_multi_turn_episodes_token_exact(tmp_path, tiny_model, smo
     env = palaestra.make(RETRY)
     observation, _ = env.reset(seed=7)
     assert observation in smollm2_tokenizer.decode(out["prompt_ids"][0])
+
+
+def test_a_batch_of_failed_episodes_stops_training_with_the_cause(tmp_path, tiny_model, smollm2_tokenizer):
+    tasks = [Task("test/Crash-v0", 0)]
+    trainer = _trainer(tmp_path, tiny_model, smollm2_tokenizer, tasks, TRLRollout(max_new_tokens=2))
+    prompts = list(trainer.train_dataset["prompt"]) * 2
+    with pytest.raises(RuntimeError, match=r"2 of 2 episodes failed .* first: ConnectionError: env server"):
+        trainer.rollout_func(prompts, trainer)
 
 
 # -- one TRL training step ---------------------------------------------------------------------------------
