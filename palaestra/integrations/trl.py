@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import gymnasium as gym
 
@@ -52,6 +52,7 @@ from palaestra.rollout.trajectory import Trajectory
 if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from trl import GRPOTrainer
 
 __all__ = ["TASK_KEY", "TRLRollout", "env_reward", "task_dataset", "task_of", "trl_outputs"]
 
@@ -73,7 +74,7 @@ def _task_json(task: Task) -> str:
         ) from exc
 
 
-def task_of(prompt: Any) -> Task:
+def task_of(prompt: object) -> Task:
     """The task a prompt of `task_dataset` names.
 
     Raises:
@@ -135,7 +136,9 @@ def task_dataset(
     return Dataset.from_list(rows)
 
 
-def env_reward(env_reward: list[float | None], log_metric: Any = None, **kwargs: Any) -> list[float | None]:
+def env_reward(
+    env_reward: list[float | None], log_metric: Callable[[str, float], None] | None = None, **kwargs: Any
+) -> list[float | None]:
     """TRL reward function: each episode's return, as the rollout recorded it (None: a failed episode).
 
     TRL passes the rollout's extra fields as keyword arguments; with its `log_metric`, the episodes'
@@ -243,7 +246,7 @@ class TRLRollout:
         )
         self.last_trajectories: list[Trajectory] = []
 
-    def rollout_config(self, trainer: Any) -> RolloutConfig:
+    def rollout_config(self, trainer: GRPOTrainer) -> RolloutConfig:
         """The rollout settings with the trainer's sampling parameters.
 
         Raises:
@@ -260,15 +263,20 @@ class TRLRollout:
                 f"min_p={trainer.min_p}, repetition_penalty={trainer.repetition_penalty}: TRLRollout samples "
                 "with temperature, top_p and top_k only; unset them in GRPOConfig"
             )
+        max_new_tokens = self.max_new_tokens or trainer.max_completion_length
+        if max_new_tokens is None:
+            raise ValueError(
+                "no reply budget: set GRPOConfig.max_completion_length or TRLRollout(max_new_tokens=)"
+            )
         sampling = SamplingParams(
-            max_new_tokens=self.max_new_tokens or trainer.max_completion_length,
+            max_new_tokens=max_new_tokens,
             temperature=trainer.temperature,
             top_p=trainer.top_p,
             top_k=trainer.top_k or 0,
         )
         return replace(self._config, sampling=sampling)
 
-    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
+    def __call__(self, prompts: Sequence[list[Message]], trainer: GRPOTrainer) -> dict[str, list[Any]]:
         """Play one episode per prompt (TRL repeats each prompt once per generation of its group)."""
         tasks = [task_of(prompt) for prompt in prompts]
         config = self.rollout_config(trainer)
@@ -284,9 +292,10 @@ class TRLRollout:
     def _check_failures(self, trajectories: Sequence[Trajectory]) -> None:
         failed = [t.error for t in trajectories if t.error is not None]
         if failed and len(failed) / len(trajectories) >= self.max_failed_fraction:
+            first = failed[0].partition("\n")[0]
             raise RuntimeError(
                 f"{len(failed)} of {len(trajectories)} episodes failed (max_failed_fraction="
-                f"{self.max_failed_fraction:g}); first: {failed[0].partition(chr(10))[0]}"
+                f"{self.max_failed_fraction:g}); first: {first}"
             )
 
     async def _play(self, policy: HFPolicy, tasks: Sequence[Task], config: RolloutConfig) -> list[Trajectory]:
@@ -302,21 +311,29 @@ class TRLRollout:
             await policy.close()
 
 
-def _tokenizer(trainer: Any) -> PreTrainedTokenizerBase:
+def _tokenizer(trainer: GRPOTrainer) -> PreTrainedTokenizerBase:
     """The trainer's tokenizer (a processor's text tokenizer)."""
+    from transformers import PreTrainedTokenizerBase
+
     processing = trainer.processing_class
-    return getattr(processing, "tokenizer", processing)
+    tokenizer = getattr(processing, "tokenizer", processing)
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        raise TypeError(f"the trainer's processing_class is {type(processing).__name__}, not a tokenizer")
+    return tokenizer
 
 
 @contextmanager
-def _generation_model(trainer: Any) -> Iterator[PreTrainedModel]:
+def _generation_model(trainer: GRPOTrainer) -> Iterator[PreTrainedModel]:
     """The trainer's model unwrapped for generation, as TRL's own generation does it."""
     from trl.models import unwrap_model_for_generation
 
     with unwrap_model_for_generation(
         trainer.model_wrapped,
         trainer.accelerator,
-        gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
-        gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
+        # trainer.args is the GRPOConfig (typed as transformers' TrainingArguments)
+        gather_deepspeed3_params=getattr(trainer.args, "ds3_gather_for_generation", True),
+        gradient_checkpointing_kwargs=cast(
+            "dict[str, Any] | None", trainer.args.gradient_checkpointing_kwargs
+        ),
     ) as model:
         yield model
