@@ -24,8 +24,9 @@ token-exact chat (`rollout/runner.py`, `rollout/chat.py`). Per prompt it returns
     trainer = GRPOTrainer(model=..., args=GRPOConfig(...), train_dataset=task_dataset(tasks),
                           rollout_func=TRLRollout(), reward_funcs=env_reward)
 
-Any gymnasium env factory `(env_id, **env_kwargs) -> gym.Env` can stand in for `palaestra.make`
-(`env_factory=`), so an env served on another machine trains through its client env.
+A task with a `server` (`Task(env_id, seed, server="ws://host:8765")`) runs on that `palaestra serve`
+(or any OpenEnv server), a session per episode; any other gymnasium env factory
+`(env_id, **env_kwargs) -> gym.Env` can stand in for `palaestra.make` (`env_factory=`).
 
 TRL stays an optional dependency: it is imported only when a rollout runs (`pip install palaestra[trl]`).
 """
@@ -46,7 +47,7 @@ from palaestra.agents.base import Message, SamplingParams
 from palaestra.agents.hf import HFPolicy
 from palaestra.envs.registration import env_card, make
 from palaestra.rollout.chat import env_message, observation_text
-from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task, task_env
 from palaestra.rollout.trajectory import Trajectory
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def task_of(prompt: object) -> Task:
 
 def _first_messages(task: Task, env_factory: EnvFactory) -> list[Message]:
     """The task's first chat, as an episode starts it: the env's system prompt and first observation."""
-    env = env_factory(task.env_id, **task.env_kwargs)
+    env = task_env(task) if task.server else env_factory(task.env_id, **task.env_kwargs)
     try:
         observation, info = env.reset(seed=task.seed, options=task.options)
         system_prompt = getattr(env.unwrapped, "system_prompt", "")
@@ -110,7 +111,8 @@ def task_dataset(
 
     Args:
         tasks: the tasks to train on; `GRPOConfig.num_generations` episodes of a task form one group.
-        env_factory: builds each env (default `palaestra.make`); a served env's client fits here.
+        env_factory: builds each env (default `palaestra.make`); a task with a `server` always runs
+            there, in a session of its own.
         render: the prompt is the task's first chat (each env is reset once here, so TRL's logs show what
             the model saw); False: a one-line label, which needs no env (many tasks, costly resets).
 
@@ -122,8 +124,8 @@ def task_dataset(
     if not tasks:
         raise ValueError("no tasks: task_dataset needs at least one Task")
     keys = [_task_json(task) for task in tasks]  # every task checked before any env is built
-    if env_factory is None:
-        for env_id in sorted({task.env_id for task in tasks}):
+    if env_factory is None:  # a served task's id is its server's to check
+        for env_id in sorted({task.env_id for task in tasks if not task.server}):
             env_card(env_id)  # an unknown id: UnknownEnvError, with "did you mean"
     factory = env_factory or make
     rows = []
@@ -202,7 +204,8 @@ class TRLRollout:
     the trainer's `temperature`, `top_p` and `top_k`.
 
     Args:
-        env_factory: builds an env from `(env_id, **env_kwargs)` (default `palaestra.make`).
+        env_factory: builds an env from `(env_id, **env_kwargs)` (default `palaestra.make`); a task
+            with a `server` always runs there.
         max_new_tokens: reply budget per turn (default: the trainer's `max_completion_length`).
         max_turns: cap on actions per episode on top of the env's own limit.
         max_context_tokens: end an episode whose next prompt would exceed this many tokens.

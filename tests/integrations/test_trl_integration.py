@@ -196,6 +196,28 @@ def test_rollout_plays_multi_turn_episodes_token_exact(tmp_path, tiny_model, smo
     assert observation in smollm2_tokenizer.decode(out["prompt_ids"][0])
 
 
+def test_a_served_env_gives_the_same_episodes_as_in_process(tmp_path, tiny_model, smollm2_tokenizer):
+    pytest.importorskip("openenv.core", reason="the serve extra (openenv-core) is not installed")
+    from palaestra.serving import EnvServer, create_app
+
+    rollout = TRLRollout(env_executor="thread", step_timeout_s=60, max_new_tokens=4)
+    with EnvServer(create_app([RETRY], max_sessions=8, idle_timeout_s=60)) as server:
+        tasks = [Task(RETRY, seed, server=server.url) for seed in (7, 8)]
+        trainer = _trainer(tmp_path, tiny_model, smollm2_tokenizer, tasks, rollout)
+        prompts = [p for p in trainer.train_dataset["prompt"] for _ in range(2)]
+        out = rollout(prompts, trainer)
+    local = task_dataset([Task(RETRY, seed) for seed in (7, 8)])["prompt"]
+    strip = [[{k: v for k, v in m.items() if k != TASK_KEY} for m in prompt] for prompt in local]
+    assert [[{k: v for k, v in m.items() if k != TASK_KEY} for m in p] for p in prompts[::2]] == strip
+    for i, traj in enumerate(rollout.last_trajectories):
+        assert traj.error is None and traj.num_turns == 3 and out["env_reward"][i] == traj.reward
+        env = palaestra.make(RETRY)  # the same actions in process: the same answers
+        env.reset(seed=traj.seed)
+        for turn in traj.turns:
+            observation, reward, *_ = env.step(turn.action)
+            assert (observation, reward) == (turn.observation, turn.reward)
+
+
 def test_a_batch_of_failed_episodes_stops_training_with_the_cause(tmp_path, tiny_model, smollm2_tokenizer):
     tasks = [Task("test/Crash-v0", 0)]
     trainer = _trainer(tmp_path, tiny_model, smollm2_tokenizer, tasks, TRLRollout(max_new_tokens=2))
