@@ -7,7 +7,7 @@ A training run is described by one YAML file (see `configs/quickstart.yaml`):
     agent:      rollout backend settings
     envs:       training envs with weights; held-out evaluation envs
     rollout:    tasks per step, group size, turns, sampling
-    imports:    modules imported before validation (third-party algorithms register on import)
+    imports:    modules imported before validation (third-party algorithms and envs register on import)
     algorithm:  the RL algorithm and its options (selected by `algorithm.name`, see trainers/registry.py)
     optimizer:  AdamW, schedule, clipping, micro-batching
     eval, logging, checkpoint
@@ -159,14 +159,18 @@ _SERVER_HELP = (
 
 
 class EnvEntry(Section):
-    id: str = Field(description="Registered env id.")
+    id: str = Field(
+        description="Registered env id, or `module:id` (gymnasium's form: imports module, then makes id)."
+    )
     weight: float = Field(1.0, gt=0, description="Relative sampling weight among training envs.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs.")
     server: str | None = Field(None, description=_SERVER_HELP)
 
 
 class EvalEnvEntry(Section):
-    id: str = Field(description="Registered env id.")
+    id: str = Field(
+        description="Registered env id, or `module:id` (gymnasium's form: imports module, then makes id)."
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs (e.g. split: test).")
     server: str | None = Field(None, description=_SERVER_HELP)
     episodes: int = Field(50, ge=1, description="Held-out episodes (seeds seed..seed+episodes-1).")
@@ -283,8 +287,9 @@ class TrainConfig(Section):
 
     imports: list[str] = Field(
         default_factory=list,
-        description="Modules imported before the rest is validated, e.g. a module that registers an "
-        "algorithm (`palaestra.trainers.registry`).",
+        description="Modules imported before the rest is validated, e.g. a module that registers envs "
+        "(with `palaestra.register_env` or `gymnasium.register`) or an algorithm "
+        "(`palaestra.trainers.registry`).",
     )
     run: RunConfig = Field(
         default_factory=RunConfig, description="Name, output folder, seed and length of the run."

@@ -4,11 +4,14 @@ Envs live in gymnasium's own registry (so `gymnasium.make("palaestra/Math-Arith-
 module adds the catalogue data gymnasium's `EnvSpec` has no field for (family, description, turns,
 reward range) and a `make` with helpful errors.
 
-Three ways an env gets registered:
+Four ways an env gets registered:
     * palaestra's own envs, on `import palaestra`;
     * a user's class, with one call: `palaestra.register_env("me/Echo-v0", EchoEnv, description=...)`;
     * a third-party package, through the entry-point group `palaestra.envs`: each entry point names a
-      module (imported for its side effect) or a zero-argument callable that calls `register_env`.
+      module (imported for its side effect) or a zero-argument callable that calls `register_env`;
+    * any module that registers envs (with palaestra or with plain `gymnasium.register`), named in the
+      id as gymnasium's `module:id` form does ("myenv:mine/Reverse-v0" imports `myenv`, then makes
+      "mine/Reverse-v0"), or in a training config's `imports:`.
 
 An env may be registered but unable to run here (a suite's game that needs data not installed, an API
 key, a newer Python): its card's `availability` check says why and how to fix it. `list_envs` leaves
@@ -18,6 +21,7 @@ such ids out unless asked, and `make` raises `EnvUnavailableError` with that rea
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import warnings
 from collections.abc import Callable
@@ -38,6 +42,8 @@ __all__ = [
     "load_plugins",
     "make",
     "register_env",
+    "resolve_id",
+    "split_module",
 ]
 
 ENTRY_POINT_GROUP = "palaestra.envs"
@@ -187,13 +193,43 @@ def list_envs(family: str | None = None, *, include_unavailable: bool = False) -
     return cards
 
 
+def split_module(env_id: str) -> tuple[str | None, str]:
+    """`"myenv:mine/Reverse-v0"` -> `("myenv", "mine/Reverse-v0")`; an id without a module -> `(None, id)`."""
+    module, sep, name = env_id.partition(":")
+    return (module, name) if sep else (None, env_id)
+
+
+def _import_env_module(module: str, env_id: str) -> None:
+    """Import the module a `module:id` names, for the envs it registers; any failure is one line."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.split(".")[0] != exc.name.split(".")[0]:
+            raise UnknownEnvError(f"env id {env_id!r}: importing {module!r} failed: {exc}") from exc
+        raise UnknownEnvError(
+            f"env id {env_id!r}: no module named {module!r}; the part before ':' is a module that registers "
+            "the env: put its folder on PYTHONPATH (palaestra looks in the current folder too) or install it"
+        ) from exc
+    except Exception as exc:  # the module's own error, as one line
+        raise UnknownEnvError(
+            f"env id {env_id!r}: importing {module!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def resolve_id(env_id: str) -> str:
     """Return the registered full id for `env_id` ("Math-Arith-v0" -> "palaestra/Math-Arith-v0").
 
+    `module:id` (gymnasium's form) imports `module` first, then resolves `id`; the module is left out of
+    the result.
+
     Raises:
-        UnknownEnvError: nothing is registered under that id; the message lists close matches.
+        UnknownEnvError: the module cannot be imported, or nothing is registered under that id; the
+            message lists close matches.
     """
     load_plugins()
+    module, env_id = split_module(env_id)
+    if module is not None:
+        _import_env_module(module, f"{module}:{env_id}")
     if env_id in gym.registry:
         return env_id
     namespaced = f"{DEFAULT_NAMESPACE}/{env_id}"
@@ -207,13 +243,22 @@ def resolve_id(env_id: str) -> str:
 
 
 def env_card(env_id: str) -> EnvCard:
-    """The catalogue card of an env (gymnasium-only registrations get a minimal card)."""
+    """The catalogue card of an env (gymnasium-only registrations get a minimal card: `max_turns` is the
+    spec's `max_episode_steps`, 0 when it has none; any reward)."""
     full = resolve_id(env_id)
     if full in _cards:
         return _cards[full]
     spec = gym.spec(full)
+    max_turns = spec.max_episode_steps or 0
     return EnvCard(
-        full, _family_of(full), "", 0, (float("-inf"), float("inf")), (), spec.entry_point, spec.kwargs
+        full,
+        _family_of(full),
+        "",
+        max_turns,
+        (float("-inf"), float("inf")),
+        (),
+        spec.entry_point,
+        spec.kwargs,
     )
 
 

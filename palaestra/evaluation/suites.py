@@ -46,7 +46,9 @@ class _Section(BaseModel):
 class SuiteEnv(_Section):
     """One env of a suite (after `load_suite`, `max_new_tokens` is always set)."""
 
-    id: str = Field(description="Registered env id.")
+    id: str = Field(
+        description="Registered env id, or `module:id` (gymnasium's form: imports module, then makes id)."
+    )
     name: str | None = Field(None, description="Key in results (default: the id without its namespace).")
     split: str | None = Field(None, description="Data split, passed as the env kwarg `split` (e.g. test).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="More env kwargs.")
@@ -59,7 +61,7 @@ class SuiteEnv(_Section):
 
     @property
     def key(self) -> str:
-        return self.name or self.id.split("/")[-1]
+        return self.name or self.id.split(":")[-1].split("/")[-1]
 
     def env_kwargs(self) -> dict[str, Any]:
         """The kwargs the env is made with (`split` merged in)."""
