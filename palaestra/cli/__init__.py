@@ -1,20 +1,22 @@
-"""The `palaestra` command line: `envs list|show`, `eval`, `compare`, `train`, `export`, `placement`, `demos`,
-`report`, `view`, `serve`.
+"""The `palaestra` command line: `envs list|show`, `suites list`, `eval`, `compare`, `train`, `export`,
+`placement`, `demos`, `report`, `view`, `serve`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options. This module builds the typer app;
-each subcommand lives in a module of its own: `envs` (envs list, envs show), `evaluate` (eval),
-`results` (compare, report, view), `train` (train, export, placement), `serve` and `demos`; `shared` holds the
-consoles and the error exit.
+each subcommand lives in a module of its own: `envs` (envs list, envs show, suites list), `evaluate`
+(eval), `results` (compare, report, view), `train` (train, export, placement), `serve` and `demos`;
+`shared` holds the consoles, the error exit and the output for scripts.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import typer
 
 from palaestra.cli.demos import demos_command
-from palaestra.cli.envs import envs_list, envs_show
+from palaestra.cli.envs import envs_list, envs_show, suites_list
 from palaestra.cli.evaluate import eval_command
 from palaestra.cli.results import compare_command, report_command, view_command
 from palaestra.cli.serve import serve_command
@@ -28,6 +30,11 @@ envs_app = typer.Typer(help="Browse the registered environments.", no_args_is_he
 app.add_typer(envs_app, name="envs")
 envs_app.command("list")(envs_list)
 envs_app.command("show")(envs_show)
+suites_app = typer.Typer(
+    help="Browse the benchmark suites (palaestra eval --suite NAME).", no_args_is_help=True
+)
+app.add_typer(suites_app, name="suites")
+suites_app.command("list")(suites_list)
 app.command("eval")(eval_command)
 app.command("compare")(compare_command)
 app.command("report")(report_command)
@@ -48,5 +55,11 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    The current folder goes first on the import path, as under `python -m`: `--env myenv:mine/Reverse-v0`
+    and a config's `imports: [myenv]` find a `myenv.py` beside the user.
+    """
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     app()

@@ -1,17 +1,45 @@
-"""`palaestra envs list` and `palaestra envs show`: browse the registered environments."""
+"""`palaestra envs list`, `envs show` and `suites list`: browse the registered environments and the suites.
+
+Every listing prints a rich table in a terminal, one tab-separated line per row in a pipe (whole ids, for
+`grep` and `cut`), and JSON with `--json`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from palaestra.cli.shared import console, fail
-from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, env_card, list_envs, make
+from palaestra.cli.shared import JSON_HELP, console, err_console, fail, print_json, print_listing
+from palaestra.envs.registration import (
+    EnvCard,
+    EnvUnavailableError,
+    UnknownEnvError,
+    env_card,
+    list_envs,
+    make,
+)
 
-__all__ = ["envs_list", "envs_show"]
+__all__ = ["envs_list", "envs_show", "suites_list"]
+
+
+def _record(card: EnvCard) -> dict[str, Any]:
+    """A card as JSON-ready data."""
+    entry = card.entry_point
+    return {
+        "id": card.id,
+        "family": card.family,
+        "max_turns": card.max_turns,
+        "reward_range": list(card.reward_range),
+        "description": card.description,
+        "required_kwargs": list(card.required_kwargs),
+        "kwargs": card.kwargs,
+        "entry_point": entry
+        if isinstance(entry, str) or entry is None
+        else f"{entry.__module__}:{entry.__qualname__}",
+        "unavailable": card.unavailable,
+    }
 
 
 def envs_list(
@@ -19,55 +47,84 @@ def envs_list(
     all_: Annotated[
         bool, typer.Option("--all", help="Also the envs that cannot run here, with the reason and the fix.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """List the registered envs that can run here: id, family, turns, description."""
-    table = Table(title="palaestra environments")
-    for column in ("id", "family", "turns", "reward", "description"):
-        table.add_column(column, overflow="fold")
-    cards = list_envs(family, include_unavailable=True)
-    hidden = 0
-    for card in cards:
-        low, high = card.reward_range
-        reason = card.unavailable
-        if reason is not None and not all_:
-            hidden += 1
-            continue
-        description = card.description if reason is None else f"[red]unavailable here:[/] {escape(reason)}"
-        table.add_row(card.id, card.family, str(card.max_turns), f"[{low:g}, {high:g}]", description)
-    console.print(table)
-    if hidden:
-        console.print(
+    """List the registered envs that can run here: id, family, turns, reward range, description."""
+    records = [_record(card) for card in list_envs(family, include_unavailable=True)]
+    shown = [r for r in records if all_ or r["unavailable"] is None]
+    rows = [
+        [
+            r["id"],
+            r["family"],
+            str(r["max_turns"]),
+            f"[{r['reward_range'][0]:g}, {r['reward_range'][1]:g}]",
+            r["description"] if r["unavailable"] is None else f"unavailable here: {r['unavailable']}",
+        ]
+        for r in shown
+    ]
+    header = ("id", "family", "turns", "reward", "description")
+    print_listing("palaestra environments", header, rows, shown, as_json=as_json)
+    if hidden := len(records) - len(shown):
+        err_console.print(
             f"{hidden} more registered env(s) cannot run here; `palaestra envs list --all` shows them "
             "with the reason and the fix."
         )
 
 
 def envs_show(
-    env_id: Annotated[str, typer.Argument(help="Env id, e.g. palaestra/Math-Arith-v0.")],
+    env_id: Annotated[
+        str, typer.Argument(help="Env id, e.g. palaestra/Math-Arith-v0, or module:id (imports module first).")
+    ],
     seed: Annotated[int, typer.Option(help="Seed of the sample task shown.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show an env's card, system prompt and a sample first observation."""
     try:
         card = env_card(env_id)
     except UnknownEnvError as exc:
         raise fail(str(exc)) from None
-    console.print(f"[bold]{card.id}[/]  ({card.family})")
-    console.print(card.description)
-    console.print(f"max turns: {card.max_turns}   reward range: {card.reward_range}")
-    console.print(f"entry point: {card.entry_point}   kwargs: {card.kwargs}")
-    if (reason := card.unavailable) is not None:
+    record = _record(card)
+    sample = record["unavailable"] is None and not card.required_kwargs
+    if sample:
+        try:
+            env = make(card.id)
+        except EnvUnavailableError as exc:
+            raise fail(str(exc)) from None
+        observation, _ = env.reset(seed=seed)
+        record["system_prompt"] = getattr(env.unwrapped, "system_prompt", "")
+        record["first_observation"] = {"seed": seed, "observation": observation}
+        env.close()
+    if as_json:
+        print_json(record)
+        return
+    console.print(f"[bold]{escape(card.id)}[/]  ({escape(card.family)})")
+    console.print(card.description, markup=False)
+    console.print(f"max turns: {card.max_turns}   reward range: {card.reward_range}", markup=False)
+    console.print(f"entry point: {record['entry_point']}   kwargs: {card.kwargs}", markup=False)
+    if (reason := record["unavailable"]) is not None:
         console.print(f"[red]unavailable here:[/] {escape(reason)}")
-        return
-    if card.required_kwargs:
-        console.print(f"required kwargs: {', '.join(card.required_kwargs)} (no sample shown)")
-        return
+    elif card.required_kwargs:
+        console.print(f"required kwargs: {', '.join(card.required_kwargs)} (no sample shown)", markup=False)
+    if sample:
+        console.rule("system prompt")
+        console.print(record["system_prompt"], markup=False)
+        console.rule(f"first observation (seed={seed})")
+        console.print(record["first_observation"]["observation"], markup=False)
+
+
+def suites_list(
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """List the bundled benchmark suites (configs/suites/): name, envs, description."""
+    from palaestra.evaluation.suites import SuiteError, list_suites, load_suite
+
     try:
-        env = make(card.id)
-    except EnvUnavailableError as exc:
+        suites = {name: load_suite(name) for name in list_suites()}
+    except SuiteError as exc:
         raise fail(str(exc)) from None
-    observation, _ = env.reset(seed=seed)
-    console.rule("system prompt")
-    console.print(getattr(env.unwrapped, "system_prompt", ""), markup=False)
-    console.rule(f"first observation (seed={seed})")
-    console.print(observation, markup=False)
-    env.close()
+    records = [
+        {"name": name, "envs": [env.id for env in suite.envs], "description": suite.description}
+        for name, suite in suites.items()
+    ]
+    rows = [[name, " ".join(env.id for env in s.envs), s.description] for name, s in suites.items()]
+    print_listing("benchmark suites", ("name", "envs", "description"), rows, records, as_json=as_json)

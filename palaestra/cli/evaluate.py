@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from palaestra.cli.shared import check_flags, console, err_console, fail, load_policy, parse_kwargs
+from palaestra.cli.shared import (
+    check_flags,
+    console,
+    err_console,
+    fail,
+    load_policy,
+    parse_kwargs,
+    print_json,
+)
 
 __all__ = ["eval_against", "eval_command"]
 
@@ -19,7 +27,12 @@ def eval_command(
             help="Agent spec: scripted:oracle, hf:smollm2-135m, hf:/path, ... (repeatable with --suite)."
         ),
     ],
-    env: Annotated[str | None, typer.Option("--env", help="Env id to evaluate on.")] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", help="Env id to evaluate on; module:id imports module first (gymnasium's form)."
+        ),
+    ] = None,
     env_server: Annotated[
         str | None,
         typer.Option(
@@ -63,6 +76,14 @@ def eval_command(
             "(random, heuristic, optimal, ...), 'self', or an agent spec (hf:..., scripted:oracle)."
         ),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the results as JSON to stdout (results.json's content; --suite: the suite's, with "
+            "the leaderboard); everything else goes to stderr.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate an agent on an env (--env) or agents on a benchmark suite (--suite) and print the results.
 
@@ -97,7 +118,7 @@ def eval_command(
     if suite is not None:
         from palaestra.evaluation.suite_cli import eval_suite
 
-        eval_suite(suite, agent, out, agent_options=agent_options, chunk_size=chunk_size)
+        eval_suite(suite, agent, out, agent_options=agent_options, chunk_size=chunk_size, as_json=as_json)
         return
     if env_server is not None and (env is None or opponent):
         raise fail("--env-server runs an --env on a server; it cannot go with --suite or --opponent")
@@ -123,7 +144,7 @@ def eval_command(
         raise fail(str(exc)) from None
     policy = load_policy(agent[0], agent_options)
     if opponent:
-        eval_against(policy, env_id, opponent, episodes, seed, env_kwargs, config, out)
+        eval_against(policy, env_id, opponent, episodes, seed, env_kwargs, config, out, as_json=as_json)
         return
     try:
         result = evaluate(
@@ -133,7 +154,7 @@ def eval_command(
             seed=seed,
             env_kwargs=env_kwargs,
             config=config,
-            progress=progress,
+            progress=progress and not as_json,  # the bar writes to stdout, which holds the JSON
             out_dir=out,
             chunk_size=chunk_size,
             server=env_server,
@@ -142,16 +163,24 @@ def eval_command(
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write the results to {out}: {exc}", code=1) from None
-    console.print(summary_table([result]))
+    if as_json:
+        print_json(result.to_json())
+    else:
+        console.print(summary_table([result]))
     if out is not None:
-        console.print(f"results: {out / 'results.json'}   trajectories: {out / 'trajectories.parquet'}")
+        (err_console if as_json else console).print(
+            f"results: {out / 'results.json'}   trajectories: {out / 'trajectories.parquet'}"
+        )
     errors = [t.error for t in result.trajectories if t.error]
     if errors:
         err_console.print(f"[yellow]{len(errors)} episode(s) failed; first: {errors[0]}[/]")
 
 
-def eval_against(policy, env_id, opponents, episodes, seed, env_kwargs, config, out) -> None:
-    """Evaluate `policy` on a multi-player env against each of `opponents` and print the table."""
+def eval_against(
+    policy, env_id, opponents, episodes, seed, env_kwargs, config, out, *, as_json=False
+) -> None:
+    """Evaluate `policy` on a multi-player env against each of `opponents` and print the table (with
+    `as_json`: a JSON list of the results, one per opponent)."""
     from palaestra.evaluation import evaluate_against, summary_table, write_results
 
     results = []
@@ -164,9 +193,12 @@ def eval_against(policy, env_id, opponents, episodes, seed, env_kwargs, config, 
             results.append(result)
             if out is not None:  # each opponent's results as soon as they are in
                 path = write_results(result, out / f"vs-{spec.replace(':', '-').replace('/', '_')}")
-                console.print(f"results vs {spec}: {path}")
+                (err_console if as_json else console).print(f"results vs {spec}: {path}")
     except (ValueError, TypeError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write the results to {out}: {exc}", code=1) from None
-    console.print(summary_table(results))
+    if as_json:
+        print_json([result.to_json() for result in results])
+    else:
+        console.print(summary_table(results))

@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from palaestra.cli.shared import console, fail
+from palaestra.cli.shared import JSON_HELP, console, fail, print_json
 
 __all__ = ["compare_command", "report_command", "view_command"]
 
 
 def compare_command(
     results: Annotated[list[Path], typer.Argument(help="results.json files (or folders holding one).")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Rank evaluation results side by side: score with 95% CI, gap to the leader and its significance."""
     from palaestra.evaluation.compare import leaderboard, leaderboard_table, load_entries, per_env_table
@@ -22,6 +23,9 @@ def compare_command(
         board = leaderboard(load_entries(results))
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
+    if as_json:
+        print_json(board.to_dict())
+        return
     console.print(leaderboard_table(board))
     console.print(per_env_table(board))
 

@@ -9,6 +9,7 @@ paired by task when both evaluated the same seeds and samples.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -123,6 +124,31 @@ class Leaderboard:
     envs: list[str]
     rows: list[Row]
     dropped_envs: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The board as JSON-ready data: the envs, and per rank the agent, its source, score with 95% CI,
+        success per env, and the gap to the leader (overall and per env; None for the leader)."""
+
+        def gap(d: BootstrapDifference | None) -> dict[str, Any] | None:
+            return None if d is None else dataclasses.asdict(d)
+
+        return {
+            "envs": self.envs,
+            "dropped_envs": self.dropped_envs,
+            "rows": [
+                {
+                    "rank": i,
+                    "agent": row.entry.label,
+                    "source": str(row.entry.source),
+                    "score": row.score,
+                    "ci95": list(row.ci95),
+                    "success": {k: sum(v) / len(v) for k in self.envs if (v := row.entry.success(k))},
+                    "vs_leader": gap(row.vs_leader),
+                    "vs_leader_per_env": {k: gap(d) for k, d in row.per_env.items()},
+                }
+                for i, row in enumerate(self.rows, 1)
+            ],
+        }
 
 
 def _paired(a: Entry, b: Entry, envs: Sequence[str]) -> bool:

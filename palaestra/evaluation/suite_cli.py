@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,8 +62,12 @@ def eval_suite(
     *,
     agent_options: dict[str, Any],
     chunk_size: int,
+    as_json: bool = False,
 ) -> Path:
     """Run suite `name` for every agent spec and print the results; returns the results JSON path.
+
+    With `as_json` stdout gets one JSON object, `{"results": <OUT/results.json>, "leaderboard": ...}`,
+    and the progress lines go to stderr.
 
     The suite, each of its envs (built once with its kwargs), the agent specs and the output folder are
     all checked before any model loads.
@@ -92,7 +98,7 @@ def eval_suite(
     def show(spec: str, key: str, result: EvalResult) -> None:
         done.setdefault(spec, {})[key] = result
         s = result.summary
-        console.print(
+        (err_console if as_json else console).print(
             f"{spec} on {key}: success {s.success_rate:.1%} "
             f"[{s.success_bootstrap_ci95[0]:.1%}, {s.success_bootstrap_ci95[1]:.1%}]  "
             f"reward {s.reward_mean:.3f}  ({s.episodes} episodes, {s.wall_time_s:.1f} s)"
@@ -106,9 +112,16 @@ def eval_suite(
     finally:
         for policy in policies:
             asyncio.run(policy.close())
+    board = leaderboard(load_entries([out]))
+    if as_json:
+        results_json = json.loads((out / "results.json").read_text())
+        sys.stdout.write(
+            json.dumps({"results": results_json, "leaderboard": board.to_dict()}, indent=2) + "\n"
+        )
+        err_console.print(f"results: {out / 'results.json'}")
+        return out / "results.json"
     for spec, results in done.items():
         console.print(suite_table(results, title=f"{suite.name}: {spec}"))
-    board = leaderboard(load_entries([out]))
     console.print(leaderboard_table(board))
     console.print(per_env_table(board))
     console.print(f"results: {out / 'results.json'}")
