@@ -19,8 +19,8 @@ class ReverseEnv(gym.Env):
     """Reverse a word of `length` letters in one reply; the reward is the reply's similarity to the reverse
     (so random replies differ in reward and training has a signal), success the exact reverse."""
 
-    def __init__(self, length: int = 4):
-        self.length = length
+    def __init__(self, length: int = 4, expert: bool = True):
+        self.length, self.expert = length, expert
         self.observation_space = Text(max_length=200, charset=LETTERS + " :.")
         self.action_space = Text(max_length=200)
         self._word = ""
@@ -28,7 +28,8 @@ class ReverseEnv(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self._word = "".join(LETTERS[i] for i in self.np_random.integers(0, 26, self.length))
-        return f"reverse: {self._word}", {"task_id": self._word, "expert_action": self._word[::-1]}
+        info = {"task_id": self._word} | ({"expert_action": self._word[::-1]} if self.expert else {})
+        return f"reverse: {self._word}", info
 
     def step(self, action):
         reply = action.strip() if isinstance(action, str) else ""

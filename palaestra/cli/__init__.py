@@ -1,8 +1,8 @@
-"""The `palaestra` command line: `envs list|show`, `suites list`, `eval`, `compare`, `train`, `export`,
+"""The `palaestra` command line: `envs list|show|check`, `suites list`, `eval`, `compare`, `train`, `export`,
 `placement`, `demos`, `report`, `view`, `serve`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options. This module builds the typer app;
-each subcommand lives in a module of its own: `envs` (envs list, envs show, suites list), `evaluate`
+each subcommand lives in a module of its own: `envs` (envs list, show, check; suites list), `evaluate`
 (eval), `results` (compare, report, view), `train` (train, export, placement), `serve` and `demos`;
 `shared` holds the consoles, the error exit and the output for scripts.
 """
@@ -16,7 +16,7 @@ import sys
 import typer
 
 from palaestra.cli.demos import demos_command
-from palaestra.cli.envs import envs_list, envs_show, suites_list
+from palaestra.cli.envs import envs_check, envs_list, envs_show, suites_list
 from palaestra.cli.evaluate import eval_command
 from palaestra.cli.results import compare_command, report_command, view_command
 from palaestra.cli.serve import serve_command
@@ -26,10 +26,11 @@ from palaestra.cli.train import export_command, placement_command, train_command
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="Train and evaluate LLM agents with multi-turn RL.", no_args_is_help=True)
-envs_app = typer.Typer(help="Browse the registered environments.", no_args_is_help=True)
+envs_app = typer.Typer(help="Browse the registered environments; check one you wrote.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 envs_app.command("list")(envs_list)
 envs_app.command("show")(envs_show)
+envs_app.command("check")(envs_check)
 suites_app = typer.Typer(
     help="Browse the benchmark suites (palaestra eval --suite NAME).", no_args_is_help=True
 )

@@ -23,13 +23,14 @@ def demos_command(
     keep_failures: Annotated[bool, typer.Option(help="Keep the expert's failed episodes too.")] = False,
 ) -> None:
     """Write expert demonstrations (offline data for semi-online RL and SFT) of an env."""
-    from palaestra.evaluation.checks import check_env, check_out_dir
+    from palaestra.evaluation.checks import check_env, check_expert, check_out_dir
     from palaestra.rollout.demos import collect_demos, write_demos
 
     env_kwargs = parse_kwargs(env_kwarg)
     check_flags((episodes >= 1, f"--episodes={episodes}; it must be >= 1"))
     try:
         env_id = check_env(env, env_kwargs)
+        check_expert(env_id, env_kwargs, seed=seed, who="palaestra demos")
         check_out_dir(out)
         demos = collect_demos(
             env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, only_success=not keep_failures

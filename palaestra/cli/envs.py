@@ -1,4 +1,5 @@
-"""`palaestra envs list`, `envs show` and `suites list`: browse the registered environments and the suites.
+"""`palaestra envs list`, `envs show`, `envs check` and `suites list`: browse the registered environments and
+the suites; check an env you wrote.
 
 Every listing prints a rich table in a terminal, one tab-separated line per row in a pipe (whole ids, for
 `grep` and `cut`), and JSON with `--json`.
@@ -11,7 +12,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from palaestra.cli.shared import JSON_HELP, console, err_console, fail, print_json, print_listing
+from palaestra.cli.shared import (
+    JSON_HELP,
+    console,
+    err_console,
+    fail,
+    parse_kwargs,
+    print_json,
+    print_listing,
+)
 from palaestra.envs.registration import (
     EnvCard,
     EnvUnavailableError,
@@ -21,7 +30,7 @@ from palaestra.envs.registration import (
     make,
 )
 
-__all__ = ["envs_list", "envs_show", "suites_list"]
+__all__ = ["envs_check", "envs_list", "envs_show", "suites_list"]
 
 
 def _record(card: EnvCard) -> dict[str, Any]:
@@ -128,3 +137,34 @@ def suites_list(
     ]
     rows = [[name, " ".join(env.id for env in s.envs), s.description] for name, s in suites.items()]
     print_listing("benchmark suites", ("name", "envs", "description"), rows, records, as_json=as_json)
+
+
+def envs_check(
+    env_id: Annotated[str, typer.Argument(help="Env id, or module:id (imports module first).")],
+    env_kwarg: Annotated[list[str] | None, typer.Option(help="Env kwarg KEY=VALUE (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Check an env against the text-env contract (for env authors): gymnasium's env checker, seeded
+    determinism, text spaces, info keys, reward range, turn limit, malformed replies, the expert.
+
+    Prints what passes, what fails and how to fix it; exits with code 1 when a check fails.
+    """
+    from palaestra.envs.checker import run_checks
+
+    try:
+        report = run_checks(env_id, parse_kwargs(env_kwarg))
+    except UnknownEnvError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for f in report.findings:
+            mark = "[green]PASS[/]" if f.ok else "[bold red]FAIL[/]"
+            console.print(f"{mark} {escape(f.check)}: {escape(f.detail)}", highlight=False)
+            if f.fix:
+                console.print(f"     [yellow]fix:[/] {escape(f.fix)}", highlight=False)
+        failed = len(report.failures)
+        verdict = "[green]passes every check[/]" if report.ok else f"[bold red]fails {failed} check(s)[/]"
+        console.print(f"{escape(report.env_id)} {verdict}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -94,7 +94,7 @@ def eval_command(
     from palaestra.agents.base import SamplingParams
     from palaestra.agents.spec import check_spec
     from palaestra.evaluation import evaluate, summary_table
-    from palaestra.evaluation.checks import check_env, check_opponents, check_out_dir
+    from palaestra.evaluation.checks import ORACLE, check_env, check_expert, check_opponents, check_out_dir
     from palaestra.rollout.runner import RolloutConfig
 
     if (env is None) == (suite is None):
@@ -127,6 +127,8 @@ def eval_command(
     assert env is not None  # exactly one of --env and --suite, checked above
     try:
         env_id = check_env(env, env_kwargs, server=env_server)
+        if ORACLE in (*agent, *(opponent or [])) and env_server is None:
+            check_expert(env_id, env_kwargs, seed=seed)
         if opponent:
             check_opponents(env_id, env_kwargs, opponent)
         if out is not None:

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from palaestra.envs import registration
-from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, resolve_id
+from palaestra.envs.registration import EnvUnavailableError, UnknownEnvError, make, resolve_id
 
-__all__ = ["check_env", "check_opponents", "check_out_dir"]
+__all__ = ["ORACLE", "check_env", "check_expert", "check_opponents", "check_out_dir"]
+
+ORACLE = "scripted:oracle"
 
 
 def check_env(env_id: str, env_kwargs: dict[str, Any] | None = None, server: str | None = None) -> str:
@@ -103,3 +105,24 @@ def check_opponents(env_id: str, env_kwargs: dict[str, Any], opponents: list[str
                 f"--opponent {spec!r}: {env_id} offers 'self', its scripted players {sorted(scripted)}, "
                 "or an agent spec (hf:..., scripted:oracle)"
             )
+
+
+def check_expert(
+    env_id: str, env_kwargs: dict[str, Any] | None = None, *, seed: int = 0, who: str = ORACLE
+) -> None:
+    """Check that the env gives `info["expert_action"]` at reset, which `who` (the scripted oracle, expert
+    demonstrations) plays; call it after `check_env`.
+
+    Raises:
+        ValueError: one line naming the env and what to do instead.
+    """
+    env = make(env_id, **dict(env_kwargs or {}))
+    try:
+        _, info = env.reset(seed=seed)
+    finally:
+        env.close()
+    if info.get("expert_action") is None:
+        raise ValueError(
+            f"{who} plays the env's info['expert_action'], which {env_id} does not give (seed {seed}); "
+            "evaluate another agent (hf:..., scripted:random) or add expert_action to the env's info"
+        )

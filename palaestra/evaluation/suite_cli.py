@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from palaestra.evaluation.checks import check_env, check_out_dir
+from palaestra.evaluation.checks import ORACLE, check_env, check_expert, check_out_dir
 from palaestra.evaluation.compare import leaderboard, leaderboard_table, load_entries, per_env_table
 from palaestra.evaluation.evaluate import EvalResult
 from palaestra.evaluation.suite_run import run_suite
@@ -87,7 +87,9 @@ def eval_suite(
         for spec in specs:
             check_spec(spec, **agent_options)
         for env in suite.envs:
-            check_env(env.id, env.env_kwargs())
+            env_id = check_env(env.id, env.env_kwargs())
+            if ORACLE in specs:
+                check_expert(env_id, env.env_kwargs(), seed=env.seed)
         out = check_out_dir(out or Path("runs") / "eval" / suite.name)
         policies = [make_policy(spec, **agent_options) for spec in specs]
     except (SuiteError, ValueError, TypeError, FileNotFoundError) as exc:

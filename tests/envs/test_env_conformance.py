@@ -1,4 +1,5 @@
-"""Every registered env: gymnasium's env checker, seeded determinism, and both `make`s.
+"""Every registered env: `palaestra envs check` (gymnasium's env checker, seeded determinism, the info keys,
+rewards, turn limits, malformed replies, the expert), and both `make`s.
 
 The ids come from `palaestra.list_envs()` when the tests are collected, so new families (and installed
 plugins) are covered automatically. An env with `required_kwargs` needs an entry in `REQUIRED_KWARGS`
@@ -14,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import palaestra
+from palaestra.envs.checker import run_checks
 from palaestra.envs.web.browser import DEBIAN_CHROMIUM
 
 
@@ -130,9 +130,6 @@ ENV_IDS = [
     if card.family not in ("TextArena", "ReasoningGym") or card.id in ADAPTER_SAMPLE
 ]
 
-# Every checker warning fails the test.
-_TOLERATED_WARNINGS: tuple[str, ...] = ()
-
 
 def _kwargs(env_id: str, tmp_path: Path) -> dict[str, Any]:
     card = palaestra.env_card(env_id)
@@ -156,97 +153,23 @@ def _kwargs(env_id: str, tmp_path: Path) -> dict[str, Any]:
     return kwargs
 
 
-def _scripted_actions(info: dict[str, Any], space: gym.Space, max_turns: int) -> list[Any]:
-    """A fixed mix of replies: unreadable, random text, a non-str, the expert's (if any), then filler.
-
-    The filler (unreadable replies) makes the list long enough to end any episode by `max_turns`.
-    """
-    actions: list[Any] = ["I am not sure.", space.sample(), None, "\\boxed{0}"]
-    expert = info.get("expert_action")
-    actions += [expert] if expert is not None else []
-    return actions + ["I am not sure."] * max_turns
-
-
-class _Screenshot:
-    """A screenshot that equals another of the same page: same shape, at most 0.1% of pixels differ.
-
-    Chromium may anti-alias a few pixels of text differently from one paint to the next on a loaded
-    machine (seen: 22 pixels of a button label); the page itself is the same.
-    """
-
-    def __init__(self, image: np.ndarray):
-        self.image = image
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Screenshot) or self.image.shape != other.image.shape:
-            return False
-        differing = (self.image != other.image).any(axis=-1).mean()
-        return bool(differing <= 1e-3)
-
-    def __repr__(self) -> str:
-        return f"_Screenshot(shape={self.image.shape})"
-
-
-def _comparable(observation: Any) -> Any:
-    """Observations with GUI screenshots wrapped, so transcripts compare with ==."""
-    if isinstance(observation, dict):
-        return {key: _comparable(value) for key, value in observation.items()}
-    if isinstance(observation, np.ndarray):
-        return _Screenshot(observation)
-    return observation
-
-
-def _transcript(env: gym.Env, seed: int, max_turns: int) -> list[Any]:
-    env.action_space.seed(seed)
-    observation, info = env.reset(seed=seed)
-    transcript: list[Any] = [("reset", _comparable(observation), info)]
-    for action in _scripted_actions(info, env.action_space, max_turns)[:8]:
-        observation, reward, terminated, truncated, info = env.step(action)
-        transcript.append((action, _comparable(observation), reward, terminated, truncated, info))
-        if terminated or truncated:
-            observation, info = env.reset(seed=seed + 1)
-            transcript.append(("reset", _comparable(observation), info))
-    env.close()
-    return transcript
-
-
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_gymnasium_env_checker_passes(env_id, tmp_path):
-    env = palaestra.make(env_id, **_kwargs(env_id, tmp_path))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        check_env(env.unwrapped)
-    unexpected = [str(w.message) for w in caught if not any(t in str(w.message) for t in _TOLERATED_WARNINGS)]
-    assert not unexpected, unexpected
-    assert isinstance(getattr(env.unwrapped, "system_prompt", ""), str)
-    env.close()
-
-
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_same_seed_and_actions_give_the_same_transcript(env_id, tmp_path):
-    kwargs, max_turns = _kwargs(env_id, tmp_path), palaestra.env_card(env_id).max_turns
-    for seed in (0, 1, 2024):
-        first = _transcript(palaestra.make(env_id, **kwargs), seed, max_turns)
-        second = _transcript(palaestra.make(env_id, **kwargs), seed, max_turns)
-        assert first == second
-
-
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_info_has_the_standard_keys_and_rewards_stay_in_range(env_id, tmp_path):
-    env = palaestra.make(env_id, **_kwargs(env_id, tmp_path))
-    card = palaestra.env_card(env_id)
-    low, high = card.reward_range
-    _, info = env.reset(seed=0)
-    assert {"success", "format_error", "task_id", "turn"} <= set(info)
-    total, done = 0.0, False
-    for action in _scripted_actions(info, env.action_space, max(card.max_turns, 1)):
-        _, reward, terminated, truncated, info = env.step(action)
-        total += reward
-        assert {"success", "format_error", "task_id", "turn"} <= set(info)
-        if done := terminated or truncated:
-            break
-    assert done, f"the episode did not end within max_turns={card.max_turns} replies"
-    assert low <= total <= high
+def test_env_passes_the_checker(env_id, tmp_path):
+    """`palaestra envs check`'s checks, every one: gymnasium's checker (no warning tolerated), text
+    spaces, seeded determinism, the standard info keys, reward range, episode length, format errors on
+    malformed replies, and the expert (where the env has one) solving its tasks."""
+    report = run_checks(env_id, _kwargs(env_id, tmp_path))
+    assert report.ok, str(report)
+    assert {f.check for f in report.findings} >= {
+        "gymnasium",
+        "text spaces",
+        "determinism",
+        "info keys",
+        "reward range",
+        "episode length",
+        "format errors",
+        "expert",
+    }
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
