@@ -1,10 +1,10 @@
 """The `palaestra` command line: `envs list|show|check`, `suites list`, `eval`, `compare`, `train`, `export`,
-`placement`, `demos`, `report`, `view`, `serve`.
+`placement`, `demos`, `report`, `view`, `serve`, `new-env`.
 
 Run `palaestra --help` or `palaestra COMMAND --help` for the options. This module builds the typer app;
 each subcommand lives in a module of its own: `envs` (envs list, show, check; suites list), `evaluate`
-(eval), `results` (compare, report, view), `train` (train, export, placement), `serve` and `demos`;
-`shared` holds the consoles, the error exit and the output for scripts.
+(eval), `results` (compare, report, view), `train` (train, export, placement), `serve`, `demos` and
+`new_env`; `shared` holds the consoles, the error exit and the output for scripts.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import typer
 from palaestra.cli.demos import demos_command
 from palaestra.cli.envs import envs_check, envs_list, envs_show, suites_list
 from palaestra.cli.evaluate import eval_command
+from palaestra.cli.new_env import new_env_command
 from palaestra.cli.results import compare_command, report_command, view_command
 from palaestra.cli.serve import serve_command
 from palaestra.cli.shared import console
@@ -45,6 +46,7 @@ app.command("demos")(demos_command)
 app.command("export")(export_command)
 app.command("placement")(placement_command)
 app.command("serve")(serve_command)
+app.command("new-env")(new_env_command)
 
 
 @app.command("version")
