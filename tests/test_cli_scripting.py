@@ -73,3 +73,14 @@ def test_eval_and_compare_print_json_to_stdout(tmp_path):
     board = json.loads(_palaestra("compare", str(out), str(out / "results.json"), "--json").stdout)
     assert board["envs"] == ["Reverse-v0"] and [row["rank"] for row in board["rows"]] == [1, 2]
     assert board["rows"][0]["score"] == 1.0 and board["rows"][1]["vs_leader"]["diff"] == pytest.approx(0.0)
+
+
+def test_eval_suite_prints_json_to_stdout(tmp_path):
+    suite = tmp_path / "mine.yaml"
+    suite.write_text(f"name: mine\nenvs:\n  - {{id: '{REVERSE}', episodes: 2}}\n")
+    args = ["eval", "--suite", str(suite), "--agent", "scripted:oracle", "--agent", "scripted:random"]
+    result = _palaestra(*args, "--out", str(tmp_path / "out"), "--json")
+    data = json.loads(result.stdout)
+    assert set(data["results"]["agents"]) == {"scripted:oracle", "scripted:random"}
+    assert [row["agent"] for row in data["leaderboard"]["rows"]] == ["scripted:oracle", "scripted:random"]
+    assert "scripted:oracle on Reverse-v0: success 100.0%" in result.stderr
