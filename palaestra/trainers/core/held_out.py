@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from palaestra.agents.base import SamplingParams
+from palaestra.envs.registration import split_module
 from palaestra.evaluation.evaluate import EvalResult, evaluate_async, write_results
 from palaestra.rollout.runner import RolloutConfig
 
@@ -20,7 +21,8 @@ __all__ = ["evaluate_held_out", "save_held_out"]
 
 
 def _env_key(env_id: str) -> str:
-    return env_id.split("/")[-1]
+    """The metric key of an env: its name without module and namespace ("m:ns/Name-v0" -> "Name-v0")."""
+    return split_module(env_id)[1].split("/")[-1]
 
 
 def evaluate_held_out(policy: Policy, cfg: TrainConfig) -> tuple[dict[str, float], list[EvalResult]]:
