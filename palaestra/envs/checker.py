@@ -445,7 +445,10 @@ def run_checks(
     except Exception as exc:
         report.findings.append(
             Finding(
-                "make", False, f"making the env raised {_raised(exc)}", "fix the env's constructor or kwargs"
+                "make",
+                False,
+                f"making the env raised {_raised(exc)}",
+                "pass the kwargs it needs (palaestra envs check ID --env-kwarg KEY=VALUE), or fix its constructor",
             )
         )
         return report

@@ -127,3 +127,9 @@ def test_oracle_on_an_env_without_expert_action_is_one_line_before_any_episode(t
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "e" / "results.json").exists()
     demos = runner.invoke(app, ["demos", *args, "--out", str(tmp_path / "d")])
     assert demos.exit_code == 2 and "palaestra demos plays the env's info['expert_action']" in demos.output
+
+
+def test_an_env_that_cannot_be_made_is_one_finding_naming_the_kwarg():
+    report = run_checks("palaestra/Math-GSM8K-v0")
+    assert [(f.check, f.ok) for f in report.findings] == [("make", False)]
+    assert "needs path=" in report.findings[0].detail and "--env-kwarg" in report.findings[0].fix
