@@ -230,19 +230,8 @@ class _Checks:
                 entries.append((seed, ("reset", _comparable(observation), _comparable(info))))
                 for action in self.scripted_replies(info, env.action_space)[:8]:
                     observation, reward, terminated, truncated, info = env.step(action)
-                    entries.append(
-                        (
-                            seed,
-                            (
-                                action,
-                                _comparable(observation),
-                                reward,
-                                terminated,
-                                truncated,
-                                _comparable(info),
-                            ),
-                        )
-                    )
+                    step = (_comparable(observation), reward, terminated, truncated, _comparable(info))
+                    entries.append((seed, (action, *step)))
                     if terminated or truncated:
                         break
         return entries
