@@ -126,3 +126,15 @@ def test_eval_on_a_bad_module_id_is_one_line(no_model_load):
         env={"COLUMNS": "400"},
     )
     _one_line_error(result, "unknown env id 'mine/Revrse-v0'", "Did you mean: mine/Reverse-v0")
+
+
+def test_serve_and_eval_a_module_id_env(tmp_path):
+    pytest.importorskip("openenv.core", reason="the serve extra (openenv-core) is not installed")
+    from palaestra.serving import EnvServer, create_app
+
+    with EnvServer(create_app([REVERSE], max_sessions=4, idle_timeout_s=60)) as server:
+        args = ["eval", "--env", REVERSE, "--env-server", server.url, "--agent", "scripted:oracle"]
+        result = runner.invoke(app, [*args, "--episodes", "2", "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["server"] == server.url and saved["summary"]["success_rate"] == 1.0
