@@ -224,6 +224,55 @@ class RolloutSection(Section):
         description="Run the rollouts on Ray workers (address, workers, what runs remotely); "
         "None: in the trainer's process.",
     )
+    pipeline: Literal["sync", "async"] = Field(
+        "sync",
+        description="sync: each step collects its groups, then updates (the learner and the rollouts take "
+        "turns); async: a producer keeps tasks_per_step groups of episodes in flight while the learner "
+        "trains, hands complete groups over a bounded queue and gets the new weights after each update "
+        "without stopping its episodes (docs/training.md).",
+    )
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        description="async: K, the most policy versions (updates) a group's oldest token may lag the "
+        "learner when trained on; 0 reproduces the synchronous trainer.",
+    )
+    stale_groups: Literal["wait", "drop"] = Field(
+        "wait",
+        description="async: wait = the producer starts no group that would be more than max_staleness "
+        "versions old when trained on (it waits for the learner; AReaL's rule); drop = the producer never "
+        "waits, and the learner drops (and counts, async/dropped_groups) groups older than that.",
+    )
+    queue_groups: int = Field(
+        8,
+        ge=1,
+        description="async: most complete groups waiting for the learner; a full queue pauses the producer, "
+        "so memory stays bounded.",
+    )
+
+    @model_validator(mode="after")
+    def _pipeline_fits(self) -> RolloutSection:
+        if self.pipeline == "sync":
+            defaults = {"max_staleness": 0, "stale_groups": "wait", "queue_groups": 8}
+            changed = [f"{k}={getattr(self, k)}" for k, v in defaults.items() if getattr(self, k) != v]
+            if changed:
+                raise ValueError(
+                    f"rollout.{', rollout.'.join(changed)} apply only to rollout.pipeline=async "
+                    "(the pipeline is sync); set rollout.pipeline=async or remove them"
+                )
+            return self
+        if self.stale_groups == "drop" and self.max_staleness == 0:
+            raise ValueError(
+                "rollout.stale_groups=drop with rollout.max_staleness=0 would drop every group in flight "
+                "during an update; set max_staleness >= 1, or stale_groups=wait (K=0 is the synchronous "
+                "schedule)"
+            )
+        if self.self_play:
+            raise ValueError(
+                "rollout.self_play with rollout.pipeline=async is not supported: self-play games are "
+                "played by the learner's policy; set rollout.pipeline=sync"
+            )
+        return self
 
 
 class OptimizerConfig(Section):
@@ -367,6 +416,18 @@ class TrainConfig(Section):
                 f"rollout.group_size={self.rollout.group_size}, but {self.algorithm.name} needs >= 2 samples per "
                 "task for group-relative advantages; set rollout.group_size"
             )
+        if self.rollout.pipeline == "async":
+            why = self.algorithm.async_unsupported()
+            if why is not None:
+                raise ValueError(
+                    f"rollout.pipeline=async is not supported by {self.algorithm.name}: {why}; "
+                    "set rollout.pipeline=sync"
+                )
+            if self.agent.backend == "vllm" and self.rollout.ray is None:
+                raise ValueError(
+                    "rollout.pipeline=async with agent.backend=vllm needs rollout.ray (the engine runs on "
+                    "the workers while the trainer trains); set rollout.ray or agent.backend=hf"
+                )
         return self
 
 

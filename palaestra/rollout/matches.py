@@ -40,7 +40,7 @@ from palaestra.rollout.driver import (
     episode_seed,
     jsonable,
 )
-from palaestra.rollout.runner import RolloutConfig, append_reply, append_tokens, policy_chat
+from palaestra.rollout.runner import RolloutConfig, append_reply, append_tokens, policy_chat, policy_version
 from palaestra.rollout.trajectory import Trajectory, Turn
 
 __all__ = ["Match", "MatchResult", "SeatTurns", "game_of", "play_matches", "play_matches_async"]
@@ -139,10 +139,11 @@ class _Seat:
             info=dict(game.infos.get(self.seat, {})),
             request_id=f"{match.env_id}/{match.seed}/{self.seat}/{self.turn}",
         )
+        version = policy_version(self.policy)
         (generation,) = await self.policy.generate([request])
         if generation.finish_reason == "error":
             raise EpisodeError(f"generation failed for {self.seat}: {generation.error}")
-        span = append_reply(traj, generation, chat is not None, self.policy.name)
+        span = append_reply(traj, generation, chat is not None, self.policy.name, version=version)
         self.messages.append({"role": "assistant", "content": generation.text})
         self.last_generation = generation
         traj.turns.append(Turn(generation.text, "", 0.0, False, False, {}, generation.finish_reason, span))

@@ -31,7 +31,7 @@ from typing import Any, Protocol, SupportsFloat
 import gymnasium as gym
 
 from palaestra.agents.base import Policy
-from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task
+from palaestra.rollout.runner import RolloutConfig, RolloutRunner, Task, sync_policy
 from palaestra.rollout.trajectory import Trajectory
 
 __all__ = ["RayRollout", "RemoteEnv", "WorkerJob"]
@@ -167,9 +167,13 @@ class _RolloutWorker:
         self.env_retries = env_retries
         self.round_robin = itertools.count()
         self.env_factory = self._remote_env if env_workers else None
-        self.runner = RolloutRunner(self.policy, config, env_factory=self.env_factory)
+        self.version = 0  # of the weights last synced (a restarted worker is back at its initial ones)
+        self.runner = self._runner(config)
         self.limit: asyncio.Semaphore | None = None
         self.cache: dict[Hashable, Any] = {}
+
+    def _runner(self, config: RolloutConfig) -> RolloutRunner:
+        return RolloutRunner(self.policy, config, env_factory=self.env_factory, version=lambda: self.version)
 
     def make_env(self, env_id: str, **kwargs: Any) -> gym.Env:
         """The env of a task: in an env worker when there are any, else in this process."""
@@ -196,7 +200,7 @@ class _RolloutWorker:
             self.limit = asyncio.Semaphore(self.runner.config.max_concurrency)
         if config is not None and config != self.runner.config:
             # e.g. the trainer's per-step sampling seed; episodes in flight keep their runner
-            self.runner = RolloutRunner(self.policy, config, env_factory=self.env_factory)
+            self.runner = self._runner(config)
         runner = self.runner
         lost = tuple(cls.__name__ for cls in _lost_actor_errors())
         async with self.limit:
@@ -221,11 +225,9 @@ class _RolloutWorker:
                 logger.warning("env worker lost in %s (attempt %d)", job.label, attempt)
         return result
 
-    def sync_weights(self, state_dict: Any) -> None:
-        sync = getattr(self.policy, "sync_weights", None)
-        if sync is None:
-            raise TypeError(f"policy {self.policy.name} cannot take new weights (it has no sync_weights)")
-        sync(state_dict)
+    def sync_weights(self, state_dict: Any, version: int | None = None) -> None:
+        sync_policy(self.policy, state_dict, version)
+        self.version = self.version if version is None else version
 
     def pid(self) -> int:
         import os
@@ -359,13 +361,14 @@ class RayRollout:
         """`run_jobs_async` for code without an event loop."""
         return asyncio.run(self.run_jobs_async(jobs))
 
-    def sync_weights(self, state_dict: Mapping[str, Any]) -> None:
+    def sync_weights(self, state_dict: Mapping[str, Any], version: int | None = None) -> None:
         """Send new weights to every rollout worker (put in the object store once).
 
-        A partial state dict is fine for the hf backend (only the named tensors change).
+        A partial state dict is fine for the hf backend (only the named tensors change). `version`
+        (the number of updates behind them) is recorded for the tokens sampled with them.
         """
         ref = self._ray.put({k: v.detach().cpu() for k, v in state_dict.items()})
-        self._ray.get([w.sync_weights.remote(ref) for w in self.workers])
+        self._ray.get([w.sync_weights.remote(ref, version) for w in self.workers])
 
     def close(self) -> None:
         """Kill the workers (their backends and envs go with them)."""

@@ -12,7 +12,8 @@ receives the policy's reply, and every turn is recorded token-exact.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
@@ -33,7 +34,17 @@ from palaestra.rollout.driver import (
 )
 from palaestra.rollout.trajectory import Trajectory, Turn
 
-__all__ = ["EpisodeError", "PolicyTurns", "RolloutConfig", "RolloutRunner", "Task", "rollout", "task_env"]
+__all__ = [
+    "EpisodeError",
+    "PolicyTurns",
+    "RolloutConfig",
+    "RolloutRunner",
+    "Task",
+    "policy_version",
+    "rollout",
+    "sync_policy",
+    "task_env",
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class RolloutRunner:
         config: rollout settings.
         env_factory: builds an env from (env_id, kwargs); defaults to `palaestra.make`. A task with a
             `server` always runs there.
+        version: the policy version a request is sent under, recorded for its tokens when the backend
+            does not record versions itself (default: the policy's `weight_version`, else 0).
     """
 
     def __init__(
@@ -116,8 +129,11 @@ class RolloutRunner:
         policy: Policy,
         config: RolloutConfig | None = None,
         env_factory: Callable[..., gym.Env] | None = None,
+        *,
+        version: Callable[[], int] | None = None,
     ):
         self.policy = policy
+        self.version = version or (lambda: policy_version(policy))
         self.config = config or RolloutConfig()
         self.env_factory = env_factory or (lambda env_id, **kw: make(env_id, **kw))
         self.chat = policy_chat(policy)
@@ -210,12 +226,15 @@ class PolicyTurns(TurnStrategy):
             info=self.info,
             request_id=f"{task.env_id}/{task.seed}/{traj.sample_index}/{turn}",
         )
+        version = runner.version()
         (generation,) = await runner.policy.generate([request])
         if generation.finish_reason == "error":
             raise EpisodeError(f"generation failed: {generation.error}")
         if generation.prompt_token_ids is not None and runner.chat is not None:
             adopt_engine_prompt(traj, generation.prompt_token_ids)
-        self.span = append_reply(traj, generation, runner.chat is not None, runner.policy.name)
+        self.span = append_reply(
+            traj, generation, runner.chat is not None, runner.policy.name, version=version
+        )
         self.messages.append({"role": "assistant", "content": generation.text})
         self.generation = generation
         return generation.text
@@ -259,13 +278,40 @@ def policy_chat(policy: Policy) -> TokenChat | None:
     return TokenChat(policy.tokenizer, images=bool(getattr(policy, "accepts_images", False)))
 
 
+def policy_version(policy: Policy) -> int:
+    """The policy version (weight updates applied) a backend reports as `weight_version`; else 0."""
+    return int(getattr(policy, "weight_version", 0))
+
+
+def sync_policy(policy: Policy, state_dict: Mapping[str, Any] | None, version: int | None) -> None:
+    """`policy.sync_weights(state_dict)`, telling it the weights' `version` where its backend takes one.
+
+    Raises:
+        TypeError: the policy cannot take new weights.
+    """
+    sync = getattr(policy, "sync_weights", None)
+    if sync is None:
+        raise TypeError(f"policy {policy.name} cannot take new weights (it has no sync_weights)")
+    if version is not None and "version" in inspect.signature(sync).parameters:
+        sync(state_dict, version=version)
+    else:
+        sync(state_dict)
+
+
 def append_tokens(
-    traj: Trajectory, ids: Sequence[int], *, trainable: bool, logprobs: Sequence[float] | None = None
+    traj: Trajectory,
+    ids: Sequence[int],
+    *,
+    trainable: bool,
+    logprobs: Sequence[float] | None = None,
+    versions: Sequence[int] | None = None,
 ) -> None:
-    """Append ids to the trajectory's token sequence (sampled ones with `trainable` and their logprobs)."""
+    """Append ids to the trajectory's token sequence (sampled ones with `trainable`, their logprobs and
+    the policy versions that sampled them; -1 where not sampled or not known)."""
     traj.token_ids.extend(int(i) for i in ids)
     traj.loss_mask.extend([int(trainable)] * len(ids))
     traj.logprobs.extend([float(x) for x in logprobs] if logprobs is not None else [0.0] * len(ids))
+    traj.token_versions.extend([int(v) for v in versions] if versions is not None else [-1] * len(ids))
 
 
 def adopt_engine_prompt(traj: Trajectory, engine_ids: Sequence[int]) -> None:
@@ -281,20 +327,27 @@ def adopt_engine_prompt(traj: Trajectory, engine_ids: Sequence[int]) -> None:
             "tokens other than the image placeholders"
         )
     tail = [int(i) for i in engine_ids[start:]]
-    del traj.token_ids[start:], traj.loss_mask[start:], traj.logprobs[start:]
+    del traj.token_ids[start:], traj.loss_mask[start:], traj.logprobs[start:], traj.token_versions[start:]
     append_tokens(traj, tail, trainable=False)
     if not traj.turns:
         traj.prompt_length = len(traj.token_ids)
 
 
-def append_reply(traj: Trajectory, generation: Generation, tokens: bool, policy: str) -> tuple[int, int]:
-    """Append a reply's sampled ids (if the policy has a tokenizer); its [start, end) span."""
+def append_reply(
+    traj: Trajectory, generation: Generation, tokens: bool, policy: str, *, version: int = -1
+) -> tuple[int, int]:
+    """Append a reply's sampled ids (if the policy has a tokenizer); its [start, end) span.
+
+    Each token's version is the backend's (`Generation.token_versions`) where it records them, else
+    `version`, the policy's version when the request was sent.
+    """
     if not tokens:
         return (0, 0)
     if not generation.token_ids:
         raise EpisodeError(f"policy {policy} has a tokenizer but returned no token ids")
     start = len(traj.token_ids)
-    append_tokens(traj, generation.token_ids, trainable=True, logprobs=generation.logprobs)
+    versions = generation.token_versions or [version] * len(generation.token_ids)
+    append_tokens(traj, generation.token_ids, trainable=True, logprobs=generation.logprobs, versions=versions)
     return (start, len(traj.token_ids))
 
 

@@ -2,7 +2,7 @@
 
 One row per trajectory. Token fields are list columns; turns are a list of structs; `info` dicts are
 stored as JSON text (their values differ by env), and so is an algorithm's `Trajectory.algo` (with its
-kind). Files are written atomically (temp file + rename),
+kind). Columns added later (`algo_json`, `token_versions`) may be missing from older files, which still load. Files are written atomically (temp file + rename),
 and `datasets.load_dataset("parquet", data_files=path)` reads them, so TRL can SFT/DPO on them.
 """
 
@@ -63,6 +63,7 @@ SCHEMA = pa.schema(
         ("logprobs", pa.list_(pa.float32())),
         ("prompt_length", pa.int64()),
         ("algo_json", pa.string()),
+        ("token_versions", pa.list_(pa.int64())),
     ]
 )
 
@@ -109,6 +110,7 @@ def _to_row(t: Trajectory) -> dict[str, Any]:
         "logprobs": t.logprobs,
         "prompt_length": t.prompt_length,
         "algo_json": algo_to_json(t.algo),
+        "token_versions": t.token_versions,
     }
 
 
@@ -142,6 +144,7 @@ def _from_row(row: dict[str, Any]) -> Trajectory:
         token_ids=list(row["token_ids"]),
         loss_mask=list(row["loss_mask"]),
         logprobs=list(row["logprobs"]),
+        token_versions=list(row.get("token_versions") or []),  # files written before the column: []
         prompt_length=row["prompt_length"],
         success=row["success"],
         terminated=row["terminated"],

@@ -3,8 +3,10 @@
 A `Trajectory` keeps both views of an episode:
     * per-turn records (`Turn`): the reply, what the env answered, the step reward, the env's info;
     * the flat token sequence the policy saw and produced (`token_ids`), with `loss_mask` = 1 exactly on
-      sampled assistant tokens and `logprobs` aligned to it (0.0 where the mask is 0).
-Text-only policies (scripted, openai) leave the token fields empty.
+      sampled assistant tokens, `logprobs` aligned to it (0.0 where the mask is 0) and `token_versions`
+      (the policy version that sampled each token, -1 where the mask is 0).
+Text-only policies (scripted, openai) leave the token fields empty; rows built outside the rollout
+(refinements, demonstrations) and files saved before versions were recorded leave `token_versions` empty.
 
 `Turn.info` is exactly what the env returned. What an algorithm records about a trajectory (a
 semi-online step's expert action and returns, a Critique-GRPO refinement's critique, a critique-guided
@@ -162,6 +164,9 @@ class Trajectory:
         token_ids: the exact token sequence (prompt + replies + env deltas); empty if text-only.
         loss_mask: 1 on sampled assistant tokens, 0 elsewhere.
         logprobs: sampling logprob of each token where loss_mask is 1, else 0.0.
+        token_versions: the policy version (number of weight updates before it) that sampled each
+            token where loss_mask is 1, else -1; one reply may mix versions when the weights changed
+            while it was generated (the asynchronous pipeline). Empty: not recorded.
         prompt_length: number of tokens of the first prompt.
         success: the env's `success` at the end.
         terminated: the env ended the task (vs. truncated by a limit or an error).
@@ -182,6 +187,7 @@ class Trajectory:
     token_ids: list[int] = field(default_factory=list)
     loss_mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    token_versions: list[int] = field(default_factory=list)
     prompt_length: int = 0
     success: bool = False
     terminated: bool = False
@@ -213,6 +219,18 @@ class Trajectory:
         return int(sum(self.loss_mask))
 
     @property
+    def min_version(self) -> int | None:
+        """The oldest policy version among the sampled tokens (None: no versions recorded)."""
+        versions = [v for v in self.token_versions if v >= 0]
+        return min(versions) if versions else None
+
+    @property
+    def max_version(self) -> int | None:
+        """The newest policy version among the sampled tokens (None: no versions recorded)."""
+        versions = [v for v in self.token_versions if v >= 0]
+        return max(versions) if versions else None
+
+    @property
     def num_format_errors(self) -> int:
         return sum(t.format_error is not None for t in self.turns)
 
@@ -225,6 +243,9 @@ class Trajectory:
         n = len(self.token_ids)
         assert len(self.loss_mask) == n and len(self.logprobs) == n, (
             f"misaligned trajectory: {n} ids, {len(self.loss_mask)} mask, {len(self.logprobs)} logprobs"
+        )
+        assert not self.token_versions or len(self.token_versions) == n, (
+            f"misaligned trajectory: {n} ids, {len(self.token_versions)} token versions"
         )
         for turn in self.turns:
             start, end = turn.token_span

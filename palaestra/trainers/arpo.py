@@ -83,6 +83,11 @@ class ARPOConfig(GRPOConfig):
     filter_tasks: bool = Field(False, description="Keep only pool tasks the initial policy solves once.")
     filter_trials: int = Field(4, ge=1, description="Tries per pool task for `filter_tasks`.")
 
+    def async_unsupported(self) -> str | None:
+        if self.filter_tasks:
+            return "filter_tasks rolls out the task pool with the initial policy before the first step"
+        return None
+
 
 class ReplayBuffer:
     """Per-task FIFO buffers of successful trajectories (docs/algorithms.md §3.4, Appendix A).

@@ -90,6 +90,9 @@ class CGIConfig(AlgorithmConfig):
     epochs: int = Field(1, ge=1, description="Passes over each step's SFT data.")
     mini_batches: int = Field(1, ge=1, description="Optimizer steps per pass.")
 
+    def async_unsupported(self) -> str | None:
+        return "its critique-guided episodes are rolled out by the learner with the critic"
+
 
 class CGITrainer(SupervisedTrainer):
     """Critique-guided rollouts and SFT of the actor on successful refinements (module docstring)."""

@@ -94,6 +94,9 @@ class CritiqueGRPOConfig(OverlongOptions, DynamicSamplingOptions, ClippedLossOpt
     refinement_clip: bool = Field(True, description="Clip the shaped ratio (paper Eq. 4; code: no).")
     on_policy_clip: bool = Field(True, description="Clip initial replies' ratio (code: no).")
 
+    def async_unsupported(self) -> str | None:
+        return "its refinements are written by the learner after each step's critiques"
+
 
 def select_refinements(refinements: list[Trajectory], k: int) -> list[Trajectory]:
     """The k refinements to keep: correct ones first, then by reward (code's max-score fallback)."""

@@ -163,6 +163,9 @@ class SemiOnlineConfig(PolicyLossOptions, GroupNormOptions):
             raise ValueError(f"thought_template={self.thought_template!r} lacks {', '.join(missing)}")
         return self
 
+    def async_unsupported(self) -> str | None:
+        return "its expert-patched episodes are rolled out by the learner step by step"
+
 
 def semi_online_advantages(
     step_returns: Sequence[float],

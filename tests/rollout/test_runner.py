@@ -289,3 +289,40 @@ def test_auto_executor_moves_only_blocking_envs_off_the_event_loop(blocking, on_
     assert all(t.success for t in trajs)
     assert RolloutConfig().env_executor == "auto"
     assert (seen == {threading.current_thread().name}) == on_loop, seen
+
+
+def test_each_turn_records_the_version_its_reply_was_sampled_with(smollm2_tokenizer):
+    """Partial rollouts: when the weights change between two turns, the episode goes on and each reply's
+    tokens carry the version current when it was requested (backends that track versions per token,
+    `Generation.token_versions`, override it)."""
+    versions = iter(range(100))
+    runner = RolloutRunner(ScriptedTokenPolicy(smollm2_tokenizer), version=lambda: next(versions))
+    (t,) = asyncio.run(runner.run([Task("test/Countdown-v0", seed=0)]))
+    runner.close()
+    t.check()
+    assert len(t.token_versions) == len(t.token_ids)
+    for k, turn in enumerate(t.turns):
+        start, end = turn.token_span
+        assert t.token_versions[start:end] == [k] * (end - start)
+    assert all(v == -1 for v, m in zip(t.token_versions, t.loss_mask, strict=True) if not m)
+    assert (t.min_version, t.max_version) == (0, t.num_turns - 1)
+
+
+def test_backend_token_versions_are_kept(smollm2_tokenizer):
+    class MixedVersions(ScriptedTokenPolicy):
+        async def generate(self, requests):
+            out = await super().generate(requests)
+            return [
+                Generation(
+                    g.text,
+                    g.token_ids,
+                    g.logprobs,
+                    g.finish_reason,
+                    token_versions=(7,) + (8,) * (len(g.token_ids) - 1),
+                )
+                for g in out
+            ]
+
+    (t,) = rollout(MixedVersions(smollm2_tokenizer), [Task("test/Countdown-v0", seed=0)])
+    start, end = t.turns[0].token_span
+    assert t.token_versions[start:end] == [7] + [8] * (end - start - 1)

@@ -111,3 +111,27 @@ def test_missing_algorithm_data_is_an_error_not_a_default():
         Trajectory("x", 0, algo=Refinement("c")).algo_data(SemiOnlineStep)
     with pytest.raises(ValueError, match="no step_return/episode_return"):
         SemiOnlineStep(0, "[up]", True, True, True, False, 1.0).returns()
+
+
+def test_token_versions_round_trip_and_old_files_load(tmp_path):
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from palaestra.rollout.storage import SCHEMA, _to_row
+
+    versions = [-1] * 5 + [3, 3, 4, 4] + [-1]  # a reply that spans a weight update
+    trajectories = [dataclasses.replace(_trajectory(i), token_versions=list(versions)) for i in range(2)]
+    path = save_trajectories(trajectories, tmp_path / "t.parquet")
+    loaded = load_trajectories(path)
+    assert loaded == trajectories
+    assert (loaded[0].min_version, loaded[0].max_version) == (3, 4)
+    # a file written before the `token_versions` column: nothing recorded
+    old = pa.schema([f for f in SCHEMA if f.name != "token_versions"])
+    rows = [{k: v for k, v in _to_row(t).items() if k != "token_versions"} for t in trajectories]
+    pq.write_table(pa.Table.from_pylist(rows, schema=old), tmp_path / "old.parquet")
+    old_loaded = load_trajectories(tmp_path / "old.parquet")
+    assert [t.token_versions for t in old_loaded] == [[], []]
+    assert old_loaded[0].min_version is None
+    old_loaded[0].check()

@@ -58,6 +58,15 @@ class AlgorithmConfig(BaseModel):
                     raise ValueError(f"{key} is not an option of {name}: {why}; remove algorithm.{key}")
         return data
 
+    def async_unsupported(self) -> str | None:
+        """Why this algorithm, with these options, cannot train from `rollout.pipeline=async`; None: it can.
+
+        The asynchronous producer plays plain episodes (`RolloutRunner`) while the learner trains; an
+        algorithm whose sampling strategy rolls out something else between collecting and the
+        advantages (expert patches, critiques, refinements) must run synchronously.
+        """
+        return None
+
     @classmethod
     def of(cls: type[_Options], algorithm: AlgorithmConfig) -> _Options:
         """`algorithm` as this class: an algorithm's config class, or an options class it extends.

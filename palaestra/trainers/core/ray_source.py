@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from palaestra.rollout.runner import RolloutConfig, Task
+from palaestra.rollout.runner import RolloutConfig, Task, sync_policy
 from palaestra.rollout.trajectory import Trajectory
 from palaestra.trainers.core.model_setup import merged_model, trained_weights, vllm_options
 
@@ -154,6 +154,7 @@ class RayRollouts:
         assert ray_cfg is not None
         _init_ray(ray_cfg)
         self.policy: Policy = local
+        self.version = 0
         self.lora = config.model.lora is not None
         self.backend = config.agent.backend
         if config.agent.sleep_mode:
@@ -200,10 +201,13 @@ class RayRollouts:
         """Episodes of other rollout kinds (`rollout/remote_jobs.py`) on the workers, in the order of `jobs`."""
         return await self.remote.run_jobs_async(jobs)
 
-    def sync_weights(self, model: torch.nn.Module) -> None:
-        self.policy.sync_weights()  # type: ignore[attr-defined]  # shares the trainer's model
+    def sync_weights(self, model: torch.nn.Module, *, version: int | None = None) -> None:
+        """Send the weights to every worker; returns once all of them load them (between two of their
+        generate calls: episodes in flight go on with the new weights)."""
+        sync_policy(self.policy, None, version)  # shares the trainer's model
         full = self.backend == "vllm"  # a vLLM reload takes whole layers; hf loads any subset
-        self.remote.sync_weights(trained_weights(model, lora=self.lora, full=full))
+        self.remote.sync_weights(trained_weights(model, lora=self.lora, full=full), version=version)
+        self.version = self.version if version is None else version
 
     def release_memory(self) -> None:
         """Remote engines keep their memory (they do not share the trainer's GPU)."""

@@ -12,6 +12,11 @@ subclasses it and overrides only the hooks it changes:
 The update itself (forward passes, loss, optimizer steps) is the `Learner` this class extends
 (`core/learner.py`); the model's set-up (LoRA, reference model, precision) is `core/model_setup.py`.
 
+With `rollout.pipeline=async` the rollouts never wait for the learner: a producer thread keeps groups
+of episodes in flight and `roll_out` takes complete groups from it (`core/pipeline.py`), dropping those
+more than `rollout.max_staleness` policy versions old; after each update the producer's weights are
+refreshed without stopping its episodes. K = 0 is the synchronous schedule.
+
 Launched by torchrun with N processes, the same loop runs data-parallel (DDP or FSDP2, see
 `core/distributed.py`): each rank rolls out its shard of the tasks, the trajectories are all-gathered,
 and each rank trains on its share of the micro-batches; one optimizer step equals the single-process
@@ -61,6 +66,7 @@ from palaestra.trainers.core.held_out import evaluate_held_out, save_held_out
 from palaestra.trainers.core.learner import Learner
 from palaestra.trainers.core.model_setup import check_precision, merged_model, prepare_model, reference_model
 from palaestra.trainers.core.optim import build_optimizer, build_scheduler
+from palaestra.trainers.core.pipeline import AsyncPipeline, staleness_metrics
 from palaestra.trainers.core.preflight import RunStart, check_envs, prepare_run_dir
 from palaestra.trainers.core.rollout_source import make_rollout_source
 from palaestra.trainers.core.sampler import WeightedEnv, make_task_sampler
@@ -110,6 +116,11 @@ class Trainer(Learner):
         self.config = config
         self.run_dir: Path = config.run.run_dir
         self.dist, self.device = init_distributed(config.distributed, config.model.device)
+        if self.dist.enabled and config.rollout.pipeline == "async":
+            raise ValueError(
+                "rollout.pipeline=async with several trainer processes (torchrun) is not supported: "
+                "train in one process or set rollout.pipeline=sync"
+            )
         check_precision(config.model, self.device)
         torch.manual_seed(config.run.seed)
         if model is None:
@@ -166,6 +177,8 @@ class Trainer(Learner):
             min_lr_ratio=opt.min_lr_ratio,
         )
         self.step = 0
+        # rollout.pipeline=async: the producer of groups, started by the first roll_out
+        self.pipeline: AsyncPipeline | None = None
         # (step, folder) of the newest checkpoint this run wrote or resumed from
         self._saved: tuple[int, Path] | None = None
 
@@ -193,9 +206,15 @@ class Trainer(Learner):
         The gathered list is in task order with group indices as one process would number them, so
         what follows (advantages, filters, metrics) is the same on every rank and at any world size.
 
+        With `rollout.pipeline=async`, `len(tasks)` complete groups from the producer instead, which
+        samples its own tasks as this step would (the same ones when `rollout.max_staleness` is 0).
+
         Returns:
             The trajectories and the rollout's own metrics (self-play: draw and first-seat win rates).
         """
+        if self.config.rollout.pipeline == "async":
+            pipeline = self._pipeline()
+            return await asyncio.to_thread(pipeline.take, len(tasks), self.step), {}
         if not self.dist.enabled:
             return await self._roll_out_here(tasks, config)
         lo, hi = shard_range(len(tasks), self.dist)
@@ -246,19 +265,42 @@ class Trainer(Learner):
         if self.rollout_model is not self.module:
             self.rollout_model.load_state_dict(full_model_state(self.model))
 
-    def sync_rollout_weights(self) -> None:
-        """Make the next rollouts use the trained weights (every rank calls it; see `rollout_source`)."""
+    def sync_rollout_weights(self, version: int | None = None) -> None:
+        """Make the next rollouts use the trained weights (every rank calls it; see `rollout_source`).
+
+        Args:
+            version: the policy version of the weights (default: this step's update done, step + 1).
+        """
         self._gather_rollout_weights()
-        self.rollouts.sync_weights(self.rollout_model)
+        self.rollouts.sync_weights(self.rollout_model, version=self.step + 1 if version is None else version)
+        if self.pipeline is not None:
+            self.pipeline.weights_sent()
+
+    def _pipeline(self) -> AsyncPipeline:
+        """The async pipeline's producer, started from the current step (and its weights) when first asked."""
+        if self.pipeline is None:
+            self.pipeline = AsyncPipeline(
+                self.rollouts, self.sampler, self.rollout_config, self.config.rollout, first_step=self.step
+            )
+        return self.pipeline
+
+    def stop_pipeline(self) -> None:
+        """Stop the async producer (episodes in flight are dropped); the next roll_out starts a new one."""
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
 
     def close(self) -> None:
-        """Stop the rollout backend's engines or Ray workers (the process exiting does it too)."""
+        """Stop the producer and the rollout backend's engines or Ray workers (the process exiting does it too)."""
+        self.stop_pipeline()
         self.rollouts.close()
 
     def train_step(self) -> dict[str, float]:
         """One RL step: collect, compute advantages, update, sync weights. Returns its metrics."""
         r = self.config.rollout
         t0 = time.perf_counter()
+        if r.pipeline == "async":
+            self._pipeline()  # its producer plans from the sampler as it is before this step's tasks
         tasks = self.sampler.sample(r.tasks_per_step)
         trajectories, collect_metrics = asyncio.run(self.collect(tasks))
         self._check_env_errors([t.error for t in trajectories])
@@ -268,6 +310,10 @@ class Trainer(Learner):
         metrics = {**rollout_metrics(trajectories), **collect_metrics, **adv_metrics, **self.update(batch)}
         self.sync_rollout_weights()
         t2 = time.perf_counter()
+        if self.pipeline is not None:
+            metrics.update(staleness_metrics(trajectories, self.step, r.max_staleness))
+            metrics.update(self.pipeline.step_metrics())
+            metrics["async/idle_fraction"] = metrics["async/wait_s"] / max(t2 - t0, 1e-9)
         generated = sum(t.num_generated_tokens for t in trajectories)
         trained = sum(len(t.token_ids) for t in trajectories)
         metrics.update(
@@ -351,7 +397,8 @@ class Trainer(Learner):
         self._load_state(ckpt.state)
         self.step = ckpt.step
         self._saved = (ckpt.step, path)
-        self.sync_rollout_weights()  # vllm: the engine started from the initial weights
+        self.stop_pipeline()  # a producer restarts from the checkpoint's weights and step
+        self.sync_rollout_weights(self.step)  # vllm: the engine started from the initial weights
         logger.info("resumed from %s (step %d)", path, self.step)
         return True
 
@@ -407,7 +454,10 @@ class Trainer(Learner):
                 before, results = self.evaluate()
                 self._save_eval(results, "before")
                 self.writer.log(0, before)
-            self._run_steps(history)
+            try:
+                self._run_steps(history)
+            finally:
+                self.stop_pipeline()
             checkpoint = self._checkpoint_now()
             self.export(self.run_dir / "final")
             if cfg.envs.eval:
