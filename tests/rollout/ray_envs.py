@@ -50,9 +50,27 @@ class ExpertVowelEnv(TextEnv):
         return StepOutcome("again", reward=float(won), terminated=last, success=won, info=info)
 
 
+class SlowEnv(TextEnv):
+    """A one-turn task whose step takes `delay` seconds (episodes stay in flight a while)."""
+
+    def __init__(self, delay: float = 0.2):
+        super().__init__(max_turns=1)
+        self.delay = delay
+
+    def _reset(self, options):
+        return "Say anything.", {"task_id": "slow"}
+
+    def _step(self, action: str) -> StepOutcome:
+        import time
+
+        time.sleep(self.delay)
+        return StepOutcome("done", reward=1.0, terminated=True, success=True)
+
+
 def register() -> None:
     from tests.vowel_env import VowelEnv
 
     palaestra.register_env("test/Crash-v0", CrashEnv, override=True)
+    palaestra.register_env("test/Slow-v0", SlowEnv, override=True)
     palaestra.register_env("test/Vowel-v0", VowelEnv, override=True)
     palaestra.register_env("test/ExpertVowel-v0", ExpertVowelEnv, override=True)

@@ -239,3 +239,56 @@ def test_a_job_that_always_kills_its_worker_is_a_failed_result(cluster):
         assert good.error is None and good.success and len(good.refined_rows) == 1
     finally:
         remote.close()
+
+
+def test_a_worker_killed_under_the_async_producer_loses_no_group(cluster):
+    """Groups in flight on a worker that is killed are re-run on the restarted worker or come back
+    with their episodes recorded failed: every planned group reaches the learner, in its step."""
+    import time
+
+    from palaestra.rollout.producer import GroupProducer, PlannedStep
+
+    config = RolloutConfig(group_size=2, sampling=SamplingParams(max_new_tokens=4))
+    remote = RayRollout(
+        "scripted:random", config=config, num_workers=2, worker_setup=SETUP, max_task_retries=2
+    )
+    version = {"v": 0}
+
+    def plan(step):
+        tasks = [Task("test/Slow-v0", seed=10 * step + i, env_kwargs={"delay": 0.3}) for i in range(4)]
+        return PlannedStep(tasks, config)
+
+    async def run(task, c):
+        return await remote.run_async([task], c)
+
+    producer = GroupProducer(
+        run,
+        plan,
+        version=lambda: version["v"],
+        groups_per_step=4,
+        max_staleness=0,
+        wait_for_learner=True,
+        queue_groups=4,
+    )
+    before = ray.get(remote.workers[0].pid.remote())
+    producer.start()
+    try:
+        for step in range(3):
+            if step == 1:
+                time.sleep(0.2)  # the step's groups are in flight
+                ray.kill(remote.workers[0], no_restart=False)
+            groups = [producer.take(timeout=120) for _ in range(4)]
+            assert sorted((g.step, g.index) for g in groups) == [(step, i) for i in range(4)]
+            for g in groups:
+                assert [t.sample_index for t in g.trajectories] == [0, 1]
+                assert all(t.seed == 10 * step + g.index for t in g.trajectories)
+                assert all(
+                    t.error is None or t.error.startswith(("RayActorError", "ActorDied"))
+                    for t in g.trajectories
+                )
+            version["v"] += 1
+            producer.wake()
+        assert ray.get(remote.workers[0].pid.remote()) != before, "the killed worker was restarted"
+    finally:
+        producer.close()
+        remote.close()

@@ -151,3 +151,44 @@ def test_semi_online_and_cgi_on_ray_train_like_the_local_run(cluster, tmp_path, 
     finally:
         remote.close()
         local.close()
+
+
+def test_async_pipeline_on_ray_workers_records_their_versions(cluster, tmp_path):
+    """rollout.pipeline=async with rollout.ray: the workers play the producer's groups, stamp each token
+    with the version they hold (synced after every update) and the learner trains within the bound."""
+    from palaestra.agents.models import build_tiny_model, build_tiny_tokenizer
+
+    palaestra.register_env("test/Vowel-v0", VowelEnv, override=True)
+    tok = build_tiny_tokenizer()
+    cfg = load_config(
+        None,
+        [],
+        run={"name": "r", "output_dir": str(tmp_path), "steps": 3, "seed": 0},
+        envs={"train": [{"id": "test/Vowel-v0"}]},
+        rollout={
+            "tasks_per_step": 2,
+            "group_size": 4,
+            "max_new_tokens": 8,
+            "pipeline": "async",
+            "max_staleness": 1,
+            "ray": {"num_workers": 2, "worker_setup": "tests.rollout.ray_envs:register"},
+        },
+        optimizer={"lr": 1e-2},
+        eval={"before_training": False},
+        logging={"tensorboard": False, "progress": False, "report": False},
+    )
+    trainer = make_trainer(cfg, model=build_tiny_model(tok, seed=0), tokenizer=tok)
+    seen = []
+    step_batch = trainer.step_batch
+    trainer.step_batch = lambda ts: (seen.append(list(ts)), step_batch(ts))[1]
+    try:
+        history = trainer.train()["history"]
+    finally:
+        trainer.close()
+    assert [h["rollout/episodes"] for h in history] == [8, 8, 8]
+    assert all(h["async/staleness_max"] <= 1 for h in history)
+    for step, trajectories in enumerate(seen):
+        assert all(
+            t.error is None and step - 1 <= t.min_version <= t.max_version <= step for t in trajectories
+        )
+    assert max(t.max_version for t in seen[-1]) >= 1, "the workers got the updates"
