@@ -19,6 +19,8 @@
 #                                                                                 -> grpo-*.log, .json
 #   5. rollout-*  benchmarks/gpu_rollout.py --backends hf: palaestra's hf rollout against a raw batched
 #                 `generate` loop, same shapes                                    -> rollout-*.log, .json
+#   6. async-*    benchmarks/async_vs_sync.py: rollout.pipeline=async against sync (hf backend, one GPU),
+#                 Qwen2.5-0.5B's shape, ArithRetry and its log-normal-latency version   -> async-*.log
 #   summary.md    one line per step: exit status, seconds, and the log's last lines
 #
 # The GPU machine: one H200, Python 3.12 with torch 2.11 (CUDA 13), transformers 5.17, peft, accelerate,
@@ -199,6 +201,18 @@ for shape in "${SHAPES_RUN[@]}"; do
     step "rollout-$shape" 90 "$PY" benchmarks/gpu_rollout.py --backends hf --device "$DEVICE" \
         --shape "$shape" --cache "$SCRATCH/models" "${ROLL_SIZE[@]}" --json "$OUT/rollout-$shape.json"
 done
+
+# -- the asynchronous pipeline against the synchronous trainer (issue 18) --------------------------------
+if [ "$REHEARSE" = 1 ]; then
+    ASYNC_RUN=(--shape qwen2-tiny --cache "$SCRATCH/models" --seeds 0 --steps 2 --max-new-tokens 8 --eval-episodes 4)
+    ASYNC_SHAPE=qwen2-tiny
+else
+    ASYNC_RUN=(--shape qwen2.5-0.5b --cache "$SCRATCH/models" --dtype bfloat16 --precision bf16 --seeds 0
+        --steps 6 --max-new-tokens 48 --eval-episodes 16 --lr 1e-6)
+    ASYNC_SHAPE=qwen2.5-0.5b
+fi
+step "async-$ASYNC_SHAPE" 150 "$PY" benchmarks/async_vs_sync.py --device "$DEVICE" --eval-every 0 \
+    "${ASYNC_RUN[@]}" --out "$SCRATCH/async"
 
 log "done in $(($(date +%s) - START))s; summary:"
 cat "$OUT/summary.md"
