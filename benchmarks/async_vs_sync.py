@@ -283,6 +283,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="model (default: smollm2-135m; --quick: tiny-random)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OpenMP threads per torch thread (OMP_NUM_THREADS, unless set): on a shared 2-core machine "
+        "2 made the synchronous trainer 10-50x slower (each team spins while its other thread waits for "
+        "a core), which would flatter async",
+    )
+    parser.add_argument(
         "--shape", default=None, help="a model shape of benchmarks/shapes.py (random weights)"
     )
     parser.add_argument(
@@ -306,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/async_vs_sync"))
     args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # before torch starts its thread pools
     quick = args.quick
     if args.shape:
         import shapes  # benchmarks/shapes.py
@@ -343,12 +352,16 @@ def main(argv: list[str] | None = None) -> None:
                     file=sys.stderr,
                     flush=True,
                 )
+    import torch
+
     report = {
         "command": " ".join(sys.argv),
         "model": args.model,
+        "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
         "results": results,
     }
+    print(f"model {args.model}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     print(table(results, args.target))
     if args.rss_steps:
         curve = rss_curve(args, args.rss_steps, args.out)

@@ -9,9 +9,10 @@ Groups are planned in steps of `groups_per_step` tasks, as the synchronous train
 its tasks, its sampling seed), and numbered (step, index). The producer starts the next planned group
 whenever fewer than `groups_per_step` groups are in flight or waiting and, under the staleness bound
 (`max_staleness` K with `wait_for_learner`), only while the groups started and not dropped number at
-most (V - V0 + K + 1) x `groups_per_step`, V the policy version the producer's rollouts run with and V0
-the one it started with: a group started at version V is trained on by version V + K at the latest,
-unless the learner dropped others (it reports them with `dropped`). With K = 0 the producer starts step
+most (V - V0 + K + 1) x `groups_per_step` + R, V the policy version the producer's rollouts run with,
+V0 the one it started with and R the groups the learner took beyond its steps' share (dropped as too
+stale, or extra groups for dynamic sampling; it reports them with `release`): a group started at
+version V is trained on by version V + K at the latest, unless it finished after younger ones. With K = 0 the producer starts step
 s only once the weights of update s arrived, which is the synchronous schedule.
 
 Weights are the rollout source's business: it loads new ones between generate calls, without stopping
@@ -114,7 +115,7 @@ class GroupProducer:
         self._queue: queue.Queue[Group | BaseException] = queue.Queue(maxsize=queue_groups)
         self._next = (first_step, 0)  # the next group to start: (planned step, index)
         self._started = 0
-        self._dropped = 0
+        self._released = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -145,10 +146,11 @@ class GroupProducer:
             raise ProducerStopped(f"the rollout producer failed: {item}") from item
         return item
 
-    def dropped(self, count: int = 1) -> None:
-        """The learner dropped `count` groups as too stale: their slots may be started again."""
+    def release(self, count: int = 1) -> None:
+        """The learner takes `count` groups beyond its steps' share (it dropped some as too stale, or
+        wants more for dynamic sampling): that many more may be started."""
         with self._lock:
-            self._dropped += count
+            self._released += count
         self.wake()
 
     def wake(self) -> None:
@@ -234,7 +236,7 @@ class GroupProducer:
         if not self.wait_for_learner:
             return True
         with self._lock:
-            live = self._started - self._dropped
+            live = self._started - self._released
         return live < (self._version() - base_version + self.max_staleness + 1) * self.groups_per_step
 
     async def _group(self, step: int, index: int, task: Task, config: RolloutConfig) -> Group:

@@ -85,7 +85,7 @@ def test_k1_runs_one_step_ahead_and_drops_free_their_slots():
         assert {g.step for g in groups} == {0, 1} and all(g.started_version == 0 for g in groups)
         with pytest.raises(TimeoutError):
             producer.take(timeout=0.3)
-        producer.dropped(2)  # the learner dropped two: two more may start at the same version
+        producer.release(2)  # the learner dropped two (or wants two more): they may start at this version
         assert {producer.take(timeout=10).step for _ in range(2)} == {2}
     finally:
         producer.close()

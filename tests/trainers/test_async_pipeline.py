@@ -197,3 +197,17 @@ def test_the_producer_copy_never_shares_the_trained_weights(tmp_path, tiny_tok):
 def test_options_that_do_not_combine_are_one_clear_line(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         _config(tmp_path, overrides)
+
+
+def test_dynamic_sampling_refills_from_the_queue(tmp_path, tiny_tok):
+    """Greedy groups have no reward spread, so DAPO's dynamic sampling drops every one and asks for more:
+    the producer starts the refills at the current version (no deadlock under K = 0)."""
+    overrides = [
+        "rollout.temperature=0",
+        "algorithm.dynamic_sampling=true",
+        "algorithm.max_sampling_rounds=3",
+    ]
+    cfg = _config(tmp_path, ["run.steps=2", "rollout.pipeline=async", *overrides])
+    history = _trainer(cfg, tiny_tok).train()["history"]
+    assert [h["sampling/rounds"] for h in history] == [3, 3]
+    assert all(h["async/dropped_groups"] == 0 and h["async/staleness_max"] == 0 for h in history)

@@ -55,6 +55,8 @@ class AsyncPipeline:
         first_step: int = 0,
     ):
         self.max_staleness = config.max_staleness
+        self.per_step = config.tasks_per_step
+        self._taken: dict[int, int] = {}  # learner version -> groups taken at it (dropped ones aside)
         tasks = copy.deepcopy(sampler)
         per_step = config.tasks_per_step
 
@@ -83,16 +85,22 @@ class AsyncPipeline:
 
         Groups whose oldest token is more than `max_staleness` versions older than `version` are dropped
         (counted in `step_metrics`); the kept ones are ordered by (planned step, task index) and numbered
-        0..n-1 (`Trajectory.group_index`).
+        0..n-1 (`Trajectory.group_index`). Groups beyond `tasks_per_step` at one version (dynamic
+        sampling's refills) are released to the producer first, so it may start them.
         """
         start = time.perf_counter()
+        taken = self._taken.get(version, 0)
+        beyond = max(0, taken + n - self.per_step) - max(0, taken - self.per_step)
+        if beyond:
+            self.producer.release(beyond)
+        self._taken = {version: taken + n}
         kept: list[Group] = []
         while len(kept) < n:
             group = self.producer.take()
             oldest = group.min_version
             if oldest is not None and version - oldest > self.max_staleness:
                 self._dropped += 1
-                self.producer.dropped()
+                self.producer.release()
                 continue
             kept.append(group)
         self._wait_s += time.perf_counter() - start
