@@ -7,7 +7,7 @@
 
 Groups are planned in steps of `groups_per_step` tasks, as the synchronous trainer samples them (step s:
 its tasks, its sampling seed), and numbered (step, index). The producer starts the next planned group
-whenever fewer than `groups_per_step` groups are in flight or waiting and, under the staleness bound
+whenever fewer than `in_flight` groups are in flight or waiting and, under the staleness bound
 (`max_staleness` K with `wait_for_learner`), only while the groups started and not dropped number at
 most (V - V0 + K + 1) x `groups_per_step` + R, V the policy version the producer's rollouts run with,
 V0 the one it started with and R the groups the learner took beyond its steps' share (dropped as too
@@ -85,8 +85,10 @@ class GroupProducer:
         run: rolls out `group_size` samples of a task with a config (e.g. `RolloutSource.run([task], c)`).
         plan: the tasks and rollout config of a planned step (called on the producer thread, in order).
         version: the policy version the rollouts currently run with (read on the producer thread).
-        groups_per_step: groups in flight at most (the learner's `tasks_per_step`).
+        groups_per_step: groups the learner trains on per step (`tasks_per_step`).
         max_staleness: K; with `wait_for_learner`, the start rule above.
+        in_flight: groups running (or done and waiting for room in the queue) at most; default
+            `groups_per_step` (the start rule may allow up to (K + 1) x `groups_per_step`).
         wait_for_learner: apply the start rule (else the producer never waits for the learner).
         queue_groups: complete groups the queue holds at most.
         first_step: the planned step to start with (a resumed run's step).
@@ -102,6 +104,7 @@ class GroupProducer:
         max_staleness: int,
         wait_for_learner: bool,
         queue_groups: int,
+        in_flight: int | None = None,
         first_step: int = 0,
     ):
         if groups_per_step < 1 or max_staleness < 0 or queue_groups < 1:
@@ -112,6 +115,7 @@ class GroupProducer:
         self._run, self._plan, self._version = run, plan, version
         self.groups_per_step, self.max_staleness = groups_per_step, max_staleness
         self.wait_for_learner = wait_for_learner
+        self.in_flight = in_flight or groups_per_step
         self._queue: queue.Queue[Group | BaseException] = queue.Queue(maxsize=queue_groups)
         self._next = (first_step, 0)  # the next group to start: (planned step, index)
         self._started = 0
@@ -207,7 +211,7 @@ class GroupProducer:
                     except queue.Full:
                         break
                     done.popleft()
-                while len(running) + len(done) < self.groups_per_step and self._may_start(base_version):
+                while len(running) + len(done) < self.in_flight and self._may_start(base_version):
                     step, index = self._next
                     if planned is None:
                         planned = self._plan(step)

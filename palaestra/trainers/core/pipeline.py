@@ -74,6 +74,8 @@ class AsyncPipeline:
             max_staleness=config.max_staleness,
             wait_for_learner=config.stale_groups == "wait",
             queue_groups=config.queue_groups,
+            # wait: the start rule bounds the groups in flight to (K + 1) steps' worth; drop: one step's
+            in_flight=per_step * (config.max_staleness + 1) if config.stale_groups == "wait" else per_step,
             first_step=first_step,
         )
         self.producer.start()
