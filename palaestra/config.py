@@ -227,9 +227,9 @@ class RolloutSection(Section):
     pipeline: Literal["sync", "async"] = Field(
         "sync",
         description="sync: each step collects its groups, then updates (the learner and the rollouts take "
-        "turns); async: a producer keeps tasks_per_step groups of episodes in flight while the learner "
-        "trains, hands complete groups over a bounded queue and gets the new weights after each update "
-        "without stopping its episodes (docs/training.md).",
+        "turns); async: a producer keeps tasks_per_step groups of episodes (up to max_staleness + 1 "
+        "steps' worth) in flight while the learner trains, hands complete groups over a bounded queue "
+        "and gets the new weights after each update without stopping its episodes (docs/training.md).",
     )
     max_staleness: int = Field(
         0,
