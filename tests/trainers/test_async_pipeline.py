@@ -119,7 +119,7 @@ def test_drop_mode_drops_and_counts_too_stale_groups(tmp_path, tiny_tok):
     def slow_update(batch):  # a slow learner: the producer fills the queue meanwhile
         import time
 
-        time.sleep(0.5)
+        time.sleep(1.0)
         return slow(batch)
 
     trainer.update = slow_update
@@ -211,3 +211,17 @@ def test_dynamic_sampling_refills_from_the_queue(tmp_path, tiny_tok):
     history = _trainer(cfg, tiny_tok).train()["history"]
     assert [h["sampling/rounds"] for h in history] == [3, 3]
     assert all(h["async/dropped_groups"] == 0 and h["async/staleness_max"] == 0 for h in history)
+
+
+def test_lora_runs_async_and_the_copy_gets_the_merged_weights(tmp_path, tiny_tok):
+    pytest.importorskip("peft")
+    from palaestra.trainers.core.model_setup import merged_model
+
+    cfg = _config(tmp_path, ["run.steps=2", "rollout.pipeline=async", "model.lora={r: 4, alpha: 8}"])
+    trainer = _trainer(cfg, tiny_tok)
+    trainer.train()
+    expected = merged_model(trainer.module, lora=True).state_dict()
+    got = trainer.rollouts.rollout_policy.model.state_dict()
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
