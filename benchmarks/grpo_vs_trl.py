@@ -37,7 +37,7 @@ Run (from the repository root; the defaults take a few minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
-import importlib
+import errno
 import json
 import os
 import re
@@ -206,11 +206,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     )
     trainer = make_trainer(cfg, model=model, tokenizer=tok)
     gen_times: list[float] = []
-    sampler_owner = importlib.import_module(type(trainer.policy).__module__)  # palaestra.agents.hf
-    if trainer.policy.lean:
-        time_calls(sampler_owner, "sample", gen_times)
-    else:
-        time_calls(trainer.model, "generate", gen_times)
+    time_calls(trainer.policy.engine, "step", gen_times)  # every decode step, continuous or static
     turns = Turns(spec, "ours")
     rss_before = _status_kib("VmRSS")
     reset_peak_rss()
@@ -450,6 +446,25 @@ def run_worker(name: str, spec_path: Path, workdir: Path, verbose: bool) -> dict
     return json.loads((workdir / f"{name}.json").read_text())
 
 
+def _open_for_writing(fifo: Path, proc: subprocess.Popen, log: Path, verbose: bool):
+    """Open a named pipe's writing end once the worker opened its reading end; fail if it died first.
+
+    A plain blocking `open` would wait forever for a worker that crashed while setting up.
+    """
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+            if proc.poll() is not None:
+                raise _fail(fifo.stem, proc.returncode, log, verbose) from None
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "w")
+
+
 def run_in_turns(names: list[str], spec: dict[str, Any], spec_path: Path, workdir: Path, verbose: bool):
     """Start every worker, then let them run one RL step at a time in ABBA order."""
     procs, logs, pipes = {}, {}, {}
@@ -464,7 +479,8 @@ def run_in_turns(names: list[str], spec: dict[str, Any], spec_path: Path, workdi
         )
     print(f"running {' and '.join(names)} in turns (logs in {workdir}) ...", flush=True)
     for name in names:  # same open order as the worker: go, then done
-        pipes[name] = ((workdir / f"{name}.go").open("w"), (workdir / f"{name}.done").open("r"))
+        go = _open_for_writing(workdir / f"{name}.go", procs[name], workdir / f"{name}.log", verbose)
+        pipes[name] = (go, (workdir / f"{name}.done").open("r"))
     t0 = time.perf_counter()
     for step in range(spec["warmup"] + spec["steps"]):
         for name in names if step % 2 == 0 else names[::-1]:

@@ -64,7 +64,9 @@ def _trainer(tmp_path, model, tokenizer, tasks, rollout, **overrides):
     from trl import GRPOTrainer
 
     return GRPOTrainer(
-        model=model,
+        model=copy.deepcopy(
+            model
+        ),  # TRL changes the model it trains: the session's tiny model stays untouched
         reward_funcs=env_reward,
         args=_config(tmp_path, **overrides),
         train_dataset=task_dataset(tasks),
@@ -229,11 +231,10 @@ def test_a_batch_of_failed_episodes_stops_training_with_the_cause(tmp_path, tiny
 # -- one TRL training step ---------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_one_grpo_step_trains_on_env_rewards(tmp_path, tiny_model, smollm2_tokenizer):
-    model = copy.deepcopy(tiny_model)  # the session's tiny model stays untouched
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    before = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
     rollout = TRLRollout()
     tasks = [Task("test/Vowel2-v0", 0), Task("test/Vowel2-v0", 1), Task("test/Crash-v0", 2)]
-    trainer = _trainer(tmp_path, model, smollm2_tokenizer, tasks, rollout, per_device_train_batch_size=6)
+    trainer = _trainer(tmp_path, tiny_model, smollm2_tokenizer, tasks, rollout, per_device_train_batch_size=6)
     trainer.train()
 
     assert trainer.state.global_step == 1
@@ -247,7 +248,8 @@ def test_one_grpo_step_trains_on_env_rewards(tmp_path, tiny_model, smollm2_token
     # the crashed episodes are unscored: the mean is over the played ones, not dragged down by zeros
     assert logs["rewards/env_reward/mean"] == pytest.approx(sum(returns) / 4, abs=1e-6)
     assert logs["palaestra/failed"] == pytest.approx(2 / 6)
-    changed = [name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])]
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    changed = [name for name, p in trained.named_parameters() if not torch.equal(p.detach(), before[name])]
     assert changed, "one GRPO step on the env's rewards changed the weights"
 
 
