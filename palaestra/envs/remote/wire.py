@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,21 +39,22 @@ class Answer:
     system_prompt: str = ""
 
 
-class Wire:
+class Wire(ABC):
     """Maps one env's actions and observations (see the module docstring)."""
 
+    @abstractmethod
     def reset_data(
         self, env_id: str, env_kwargs: dict[str, Any], seed: int | None, options: dict[str, Any] | None
     ) -> dict[str, Any]:
-        raise NotImplementedError
+        """The data of a reset call for `env_id` made with `env_kwargs`, seeded with `seed`."""
 
+    @abstractmethod
     def action(self, text: str) -> dict[str, Any] | str:
         """The action payload, or a format error (str) when `text` cannot be one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def answer(self, payload: dict[str, Any]) -> Answer:
         """The answer in a server's `{"observation": ..., "reward": ..., "done": ...}`."""
-        raise NotImplementedError
 
     def after_reset(self, answer: Answer, call: Any) -> Answer:
         """A hook after reset; `call(action_dict)` steps the server (used to list tools)."""
