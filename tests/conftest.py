@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 
 import pytest
 
@@ -25,6 +26,27 @@ def pytest_configure(config) -> None:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def pytest_report_header(config) -> str:
+    return _free_disk()
+
+
+def _free_disk() -> str:
+    """Free disk where the tests write (a full run peaks at ~2 GB of temporary files, plus ~0.5 GB for the
+    embedded model's one-time conversion): a disk that fills up fails tests far from the cause."""
+    import tempfile
+
+    from palaestra.agents.gguf_cache import cache_root
+
+    lines = []
+    for label, path in (("temporary files", tempfile.gettempdir()), ("model cache", cache_root())):
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        free = shutil.disk_usage(path).free / 2**30
+        note = "  (low: under 3 GiB, tests may fail with 'No space left on device')" if free < 3 else ""
+        lines.append(f"{label}: {free:.1f} GiB free in {path}{note}")
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +91,14 @@ def quickstart_run(tmp_path_factory):
     with FileLock(str(root / "quickstart-run.lock")):
         if not record.exists():
             stdout, stderr = _train_quickstart(out)
-            record.write_text(json.dumps({"stdout": stdout, "stderr": stderr}))
+            # The checkpoint (weights and Adam moments of SmolLM2, ~1.6 GB) is read by no test: note what
+            # was written and free the disk for the rest of the session.
+            checkpoints = out / "quickstart" / "checkpoints"
+            names = sorted(p.name for p in checkpoints.iterdir())
+            shutil.rmtree(checkpoints)
+            record.write_text(json.dumps({"stdout": stdout, "stderr": stderr, "checkpoints": names}))
     outputs = json.loads(record.read_text())
-    return out / "quickstart", outputs["stdout"], outputs["stderr"]
+    return out / "quickstart", outputs["stdout"], outputs["stderr"], outputs["checkpoints"]
 
 
 def _train_quickstart(out) -> tuple[str, str]:
@@ -130,6 +157,7 @@ def vllm_env(tmp_path_factory):
         "VLLM_CPU_OMP_THREADS_BIND": "0-1",
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "VLLM_CACHE_ROOT": str(root / "cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),  # else ~0.5 GB in /tmp/torchinductor_$USER
         "VLLM_RPC_BASE_PATH": str(root),
         "VLLM_LOGGING_LEVEL": "WARNING",
     }
@@ -141,6 +169,7 @@ def vllm_env(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +183,8 @@ def tiny_model_dir(tmp_path_factory, tiny_model, smollm2_tokenizer):
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after pytest's own short summary
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """After the run: one line per group of skipped tests, with the reason (which says how to enable it)."""
+    """After the run: one line per group of skipped tests, with the reason (which says how to enable it),
+    and the free disk (a full disk explains failures far from their cause)."""
     from collections import Counter
 
     result = yield
@@ -168,4 +198,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("skipped, by reason (and how to run them)")
         for reason, count in sorted(groups.items(), key=lambda item: (-item[1], item[0])):
             terminalreporter.write_line(f"{count:4d} skipped: {reason}")
+    terminalreporter.write_line(f"after the run: {_free_disk()}".replace("\n", "; "))
     return result

@@ -217,7 +217,7 @@ def test_train_resume_and_overwrite(tmp_path):
 def test_quickstart_config_trains_the_embedded_model(quickstart_run):
     """The README's main job, shortened: the shipped config loads, trains SmolLM2, evaluates, exports, reports,
     and prints nothing but palaestra's own output: no third-party warning on stderr."""
-    run, output, stderr = quickstart_run
+    run, output, stderr, checkpoints = quickstart_run
     assert "eval/Math-ArithEasy-v0/success" in output and "report.html" in output
     assert "Warning" not in stderr and "deprecated" not in stderr, stderr
     # stderr holds at most the embedded model's one-time conversion (its line and progress bar)
@@ -225,7 +225,7 @@ def test_quickstart_config_trains_the_embedded_model(quickstart_run):
     assert all(line.startswith("converting ") or "de-quantizing GGUF" in line for line in lines), stderr
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "reward/mean" in r] == [1, 2]
-    assert (run / "final" / "model.safetensors").exists()
+    assert (run / "final" / "model.safetensors").exists() and checkpoints == ["step-000002"]
     assert (run / "report.html").exists() and (run / "viewer" / "index.html").exists()
     assert (run / "eval" / "after" / "Math-ArithRetry-v0" / "trajectories.parquet").exists()
 

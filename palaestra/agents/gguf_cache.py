@@ -2,9 +2,10 @@
 
 transformers reads a GGUF file by de-quantizing every tensor, several seconds for SmolLM2-135M on
 every load. `converted_gguf` does that on a file's first load only and keeps the result under
-`cache_root()/gguf/`, in a folder named after the file and keyed by its absolute path, size and
-modification time (a changed file gets a new folder). Later loads read the folder as an ordinary
-HF model, in well under a second.
+`cache_root()/gguf/`, in a folder named after the file and keyed by its content (sha256, ~0.1 s for
+SmolLM2): the same file installed in several virtual environments shares one folder, and a changed
+file gets a new folder that replaces the old one (each converted model takes ~0.5 GB, so old
+versions are not kept). Later loads read the folder as an ordinary HF model, in well under a second.
 
 The folder is written under a temporary name and renamed when complete, while a file lock keeps a
 second process (a pytest-xdist worker, a second run) from converting at the same time: it waits and
@@ -40,13 +41,31 @@ def cache_root() -> Path:
 
 
 def _source_record(gguf: Path) -> dict[str, str | int]:
-    stat = gguf.stat()
-    return {"source": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    with gguf.open("rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"source": str(gguf), "size": gguf.stat().st_size, "sha256": digest}
 
 
 def _folder_for(gguf: Path, record: dict[str, str | int]) -> Path:
-    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_root() / "gguf" / f"{gguf.stem}-{key}"
+    return cache_root() / "gguf" / f"{gguf.stem}-{str(record['sha256'])[:16]}"
+
+
+def _remove_other_versions(folder: Path) -> None:
+    """Remove the cached conversions of other versions of `folder`'s file (same name, other content),
+    skipping any that another process holds locked."""
+    from filelock import FileLock, Timeout
+
+    stem = folder.name.rsplit("-", 1)[0]
+    for other in folder.parent.glob(f"{stem}-*"):
+        if other == folder or not other.is_dir() or other.name.rsplit("-", 1)[0] != stem:
+            continue
+        lock_path = other.with_name(other.name + ".lock")
+        try:
+            with FileLock(str(lock_path), timeout=0):
+                shutil.rmtree(other, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+        except (Timeout, OSError):
+            continue
 
 
 def _is_complete(folder: Path) -> bool:
@@ -121,6 +140,7 @@ def converted_gguf(gguf: Path) -> Path:
             os.replace(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    _remove_other_versions(folder)
     return folder
 
 

@@ -69,6 +69,25 @@ def test_a_changed_file_is_converted_again(conversions, gguf):
     second = converted_gguf(gguf)
     assert second != first and conversions == [gguf, gguf]
     assert (second / "model.safetensors").read_bytes() == b"GGUF v2, longer" * 10
+    assert not first.exists()  # the old version's ~0.5 GB is not kept
+
+
+def test_the_same_file_elsewhere_shares_the_folder(conversions, gguf, tmp_path):
+    """Another virtual environment installs the same model file at another path: no second conversion."""
+    first = converted_gguf(gguf)
+    copy = tmp_path / "other-venv" / "m.gguf"
+    copy.parent.mkdir()
+    copy.write_bytes(gguf.read_bytes())
+    assert converted_gguf(copy) == first and conversions == [gguf]
+
+
+def test_a_model_with_a_longer_name_is_not_an_old_version(conversions, gguf):
+    """Pruning old versions of `m` leaves `m-instruct` alone (names are compared whole)."""
+    other = gguf.with_name("m-instruct.gguf")
+    other.write_bytes(b"another model")
+    kept = converted_gguf(other)
+    converted_gguf(gguf)
+    assert kept.exists() and len(conversions) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "remove", "manifest"])
