@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from palaestra.tools.calls import ToolCall
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -88,6 +90,10 @@ class GenerationRequest:
         prompt_token_ids: the exact tokens to condition on (token-level backends); None for text-only.
         info: the env's latest `info` (scripted experts read `expert_action` from it).
         request_id: caller's id, for logs and tracing.
+        tools: the env's tool declarations (OpenAI function schemas, `palaestra.tools.schema`), for
+            backends that pass them to a server; token-level backends find them rendered in
+            `prompt_token_ids` already. Assistant messages that called tools carry `tool_calls`
+            (OpenAI form) and tool results are `{"role": "tool", "tool_call_id", "name", "content"}`.
     """
 
     messages: Sequence[Message]
@@ -95,6 +101,7 @@ class GenerationRequest:
     prompt_token_ids: Sequence[int] | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    tools: Sequence[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,8 @@ class Generation:
         token_versions: per sampled token, the policy version (weight-sync count) whose weights sampled
             it; a reply whose generation spans a weight update mixes versions. None when the backend
             does not track versions (the rollout then records the version current at request time).
+        tool_calls: the calls a server returned structured (OpenAI `tool_calls`), apart from `text`;
+            empty for backends whose calls are in the text (token-level ones: the env parses them).
     """
 
     text: str
@@ -124,6 +133,7 @@ class Generation:
     error: str | None = None
     prompt_token_ids: tuple[int, ...] | None = None
     token_versions: tuple[int, ...] | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def __post_init__(self) -> None:
         if self.logprobs is not None and len(self.logprobs) != len(self.token_ids):
