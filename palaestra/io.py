@@ -1,6 +1,7 @@
 """Atomic file writes: readers see either the old file or the whole new one, never half of it.
 
-Also `read_jsonl`, the reader of append-only JSON-lines files, which tolerates a line cut short.
+Also `read_jsonl`, the reader of append-only JSON-lines files, which tolerates a line cut short, and
+`cache_root`, the folder of palaestra's on-disk caches (converted models, search indexes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,24 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_jsonl"]
+__all__ = [
+    "CACHE_ENV",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "cache_root",
+    "read_jsonl",
+]
+
+CACHE_ENV = "PALAESTRA_CACHE"
+
+
+def cache_root() -> Path:
+    """palaestra's cache folder: `$PALAESTRA_CACHE`, else the platform's user cache (`~/.cache/palaestra`,
+    or `$XDG_CACHE_HOME/palaestra`, on Linux)."""
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get(CACHE_ENV) or user_cache_dir("palaestra")).expanduser()
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

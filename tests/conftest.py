@@ -37,7 +37,7 @@ def _free_disk() -> str:
     embedded model's one-time conversion): a disk that fills up fails tests far from the cause."""
     import tempfile
 
-    from palaestra.agents.gguf_cache import cache_root
+    from palaestra.io import cache_root
 
     lines = []
     for label, path in (("temporary files", tempfile.gettempdir()), ("model cache", cache_root())):

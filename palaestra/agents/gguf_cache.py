@@ -25,19 +25,11 @@ import warnings
 from pathlib import Path
 
 from palaestra.agents.transformers_api import progress_bars_off
+from palaestra.io import CACHE_ENV, cache_root
 
 __all__ = ["CACHE_ENV", "cache_root", "converted_gguf"]
 
 _MANIFEST = "palaestra-gguf.json"
-CACHE_ENV = "PALAESTRA_CACHE"
-
-
-def cache_root() -> Path:
-    """palaestra's cache folder: `$PALAESTRA_CACHE`, else the platform's user cache (`~/.cache/palaestra`,
-    or `$XDG_CACHE_HOME/palaestra`, on Linux)."""
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get(CACHE_ENV) or user_cache_dir("palaestra")).expanduser()
 
 
 def _source_record(gguf: Path) -> dict[str, str | int]:

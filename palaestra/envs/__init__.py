@@ -10,6 +10,7 @@ from palaestra.envs import adapters as _adapters  # noqa: F401  (textarena/*, re
 from palaestra.envs import code as _code  # noqa: F401  (registers palaestra/Code-* envs)
 from palaestra.envs import games as _games  # noqa: F401  (registers the game envs)
 from palaestra.envs import math as _math  # noqa: F401  (registers palaestra/Math-* envs)
+from palaestra.envs import tools as _tools  # noqa: F401  (registers palaestra/Tool-* envs)
 from palaestra.envs import web as _web  # noqa: F401  (registers palaestra/Web-* envs)
 from palaestra.envs.core import StepOutcome, TextEnv, TextSpace
 from palaestra.envs.registration import (
