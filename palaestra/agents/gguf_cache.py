@@ -33,9 +33,11 @@ _MANIFEST = "palaestra-gguf.json"
 
 
 def _source_record(gguf: Path) -> dict[str, str | int]:
+    digest = hashlib.sha256()
     with gguf.open("rb") as file:
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    return {"source": str(gguf), "size": gguf.stat().st_size, "sha256": digest}
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return {"source": str(gguf), "size": gguf.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _folder_for(gguf: Path, record: dict[str, str | int]) -> Path:

@@ -13,6 +13,11 @@ So the sequence is built by appending only:
 
 The delta for new messages is found by rendering a fixed two-message conversation with and without
 them and taking the difference (the technique used by verl and SkyRL for token-in/token-out rollouts).
+
+Tool envs: the first prompt renders the env's tool declarations with the template's own `tools=`
+support (`renders_tools`); a template that ignores tools gets them from `tools_prompt` in the system
+message instead (`with_tools`). Tool results are `tool` messages; a template that cannot render the
+`tool` role gets them as user messages wrapped in `<tool_response>` tags.
 """
 
 from __future__ import annotations
@@ -26,14 +31,19 @@ import numpy as np
 
 from palaestra.agents.base import Message
 from palaestra.agents.vision import template_messages
+from palaestra.tools.schema import function_tool, tools_prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["ChatTemplateError", "TokenChat", "env_message", "observation_text"]
+__all__ = ["ChatTemplateError", "TokenChat", "env_message", "env_messages", "observation_text"]
 
 _SENTINEL_USER = "palaestra-sentinel-user"
 _SENTINEL_REPLY = "palaestra-sentinel-reply"
+_SENTINEL_TOOL = "palaestra-sentinel-tool"
+_PROBE_TOOL = function_tool(
+    "palaestra_sentinel_tool", "A tool declared only to see whether the template renders tools."
+)
 
 
 class ChatTemplateError(ValueError):
@@ -71,14 +81,60 @@ class TokenChat:
         self.reply_close_text = self._base_text[end + len(_SENTINEL_REPLY) :]
         """Template text after an assistant reply's content, e.g. "<|im_end|>\\n" for ChatML."""
         self.eos_token_ids = self._eos_ids()
+        self.tool_role = self._renders_tool_role()
+        """The template renders `tool` messages (else they become user messages in `<tool_response>` tags)."""
+        self.renders_tools = self._renders_tools()
+        """The template renders `tools=` declarations (else `with_tools` puts them in the system message)."""
 
-    def _render(self, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
+    def _renders_tool_role(self) -> bool:
+        try:
+            text = self._render(
+                [*self._base, {"role": "tool", "content": _SENTINEL_TOOL}], add_generation_prompt=False
+            )
+        except Exception:  # jinja raises for roles a template does not know
+            return False
+        return _SENTINEL_TOOL in text
+
+    def _renders_tools(self) -> bool:
+        messages = self._base[:1]
+        try:
+            plain = self._render(messages, add_generation_prompt=True)
+            with_tool = self._render(messages, add_generation_prompt=True, tools=[_PROBE_TOOL])
+        except Exception:  # a template that fails with tools does not render them
+            return False
+        return with_tool != plain and "palaestra_sentinel_tool" in with_tool
+
+    def with_tools(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> list[Message]:
+        """The chat with `tools` declared in its system message, for a template that ignores `tools=`
+        (unchanged when the template renders them natively, or there are none)."""
+        messages = list(messages)
+        if not tools or self.renders_tools:
+            return messages
+        declaration = tools_prompt(tools)
+        if messages and messages[0].get("role") == "system":
+            system = str(messages[0].get("content") or "")
+            messages[0] = {**messages[0], "content": f"{system}\n\n{declaration}" if system else declaration}
+        else:
+            messages.insert(0, {"role": "system", "content": declaration})
+        return messages
+
+    def _render(
+        self,
+        messages: Sequence[Message],
+        *,
+        add_generation_prompt: bool,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> str:
         # a text-only policy sees the text parts of multimodal messages (GUI observations); a vision
         # policy also sees one image placeholder per image (its engine expands them)
+        messages = template_messages(messages, images=self.images)
+        if not getattr(self, "tool_role", True):
+            messages = [_as_user_tool_response(m) if m.get("role") == "tool" else m for m in messages]
         text = self.tokenizer.apply_chat_template(
-            template_messages(messages, images=self.images),
+            messages,
             tokenize=False,
             add_generation_prompt=add_generation_prompt,
+            tools=list(tools) if tools else None,
         )
         if not isinstance(text, str):  # tokenize=False renders text; anything else is a broken tokenizer
             raise ChatTemplateError(f"the chat template rendered {type(text).__name__}, not text")
@@ -95,9 +151,16 @@ class TokenChat:
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
-        """Token ids of the first prompt (whole chat so far plus the generation prompt)."""
-        text = self._render(messages, add_generation_prompt=True)
+    def prompt_ids(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """Token ids of the first prompt (whole chat so far plus the generation prompt).
+
+        Args:
+            messages: the chat so far (for a template that ignores tools: already `with_tools`).
+            tools: the env's tool declarations, rendered by a template that supports them.
+        """
+        text = self._render(messages, add_generation_prompt=True, tools=tools if self.renders_tools else None)
         return self._encode(text)
 
     def continuation_ids(self, reply_ids: Sequence[int], new_messages: Sequence[Message]) -> list[int]:
@@ -127,9 +190,15 @@ class TokenChat:
             remainder = self.reply_close_text
         return self._encode(remainder + delta)
 
-    def render(self, messages: Sequence[Message]) -> str:
+    def render(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> str:
         """The template's text for a whole conversation (for checks and viewers)."""
-        return self._render(messages, add_generation_prompt=False)
+        return self._render(
+            messages, add_generation_prompt=False, tools=tools if self.renders_tools else None
+        )
+
+
+def _as_user_tool_response(message: Message) -> Message:
+    return {"role": "user", "content": f"<tool_response>\n{message.get('content', '')}\n</tool_response>"}
 
 
 def observation_text(observation: Any) -> str:
@@ -145,6 +214,15 @@ def _png_data_url(image: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def env_messages(observation: Any, info: dict[str, Any]) -> list[Message]:
+    """The chat messages that carry an env's answer: a tool env's tool results (`info["tool_messages"]`),
+    one message each, else one message with the observation in the role the env names."""
+    tool_messages = info.get("tool_messages")
+    if tool_messages:
+        return [dict(m) for m in tool_messages]
+    return [env_message(observation, info.get("role", "user"))]
 
 
 def env_message(observation: Any, role: str = "user") -> Message:

@@ -22,7 +22,7 @@ import gymnasium as gym
 
 from palaestra.agents.base import Generation, GenerationRequest, Message, Policy, SamplingParams
 from palaestra.envs.registration import make
-from palaestra.rollout.chat import TokenChat, env_message, observation_text
+from palaestra.rollout.chat import TokenChat, env_message, env_messages, observation_text
 from palaestra.rollout.driver import (
     Episode,
     EpisodeDriver,
@@ -33,6 +33,7 @@ from palaestra.rollout.driver import (
     jsonable,
 )
 from palaestra.rollout.trajectory import Trajectory, Turn
+from palaestra.tools.calls import format_tool_calls
 
 __all__ = [
     "EpisodeError",
@@ -187,25 +188,39 @@ class RolloutRunner:
 
 
 class PolicyTurns(TurnStrategy):
-    """Plain episodes: the env receives the policy's reply; every turn is recorded token-exact."""
+    """Plain episodes: the env receives the policy's reply; every turn is recorded token-exact.
+
+    A tool env's declarations (`env.unwrapped.tools`) go to the chat template (or, for a template that
+    ignores them, into the system message) and to text backends as `GenerationRequest.tools`; its tool
+    results come back as `tool` messages, appended token-exact and never trained on. Calls a server
+    returned structured are sent to the env as text in the env's own reply format.
+    """
 
     def __init__(self, runner: RolloutRunner, task: Task, traj: Trajectory):
         self.runner, self.task, self.traj = runner, task, traj
         self.messages: list[Message] = []
         self.info: dict[str, Any] = {}
+        self.tools: tuple[dict[str, Any], ...] = ()
+        self.tool_format = "hermes"
         self.generation: Generation | None = None
+        self.action = ""
         self.span = (0, 0)
 
     async def start(self, env: gym.Env, observation: Any, info: dict[str, Any]) -> None:
         traj, chat = self.traj, self.runner.chat
         traj.task_id = str(info.get("task_id", ""))
         system_prompt = getattr(env.unwrapped, "system_prompt", "")
+        self.tools = tuple(getattr(env.unwrapped, "tools", None) or ())
+        parser = getattr(env.unwrapped, "tool_parser", None)
+        self.tool_format = str(getattr(parser, "name", "hermes"))
         self.messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         self.messages.append(env_message(observation, info.get("role", "user")))
+        if chat is not None:
+            self.messages = chat.with_tools(self.messages, self.tools)
         traj.messages = self.messages
         self.info = info
         if chat is not None:
-            append_tokens(traj, chat.prompt_ids(self.messages), trainable=False)
+            append_tokens(traj, chat.prompt_ids(self.messages, self.tools), trainable=False)
             traj.prompt_length = len(traj.token_ids)
 
     def context_tokens(self) -> int | None:
@@ -225,6 +240,7 @@ class PolicyTurns(TurnStrategy):
             prompt_token_ids=tuple(traj.token_ids) if runner.chat is not None else None,
             info=self.info,
             request_id=f"{task.env_id}/{task.seed}/{traj.sample_index}/{turn}",
+            tools=self.tools or None,
         )
         version = runner.version()
         (generation,) = await runner.policy.generate([request])
@@ -235,9 +251,15 @@ class PolicyTurns(TurnStrategy):
         self.span = append_reply(
             traj, generation, runner.chat is not None, runner.policy.name, version=version
         )
-        self.messages.append({"role": "assistant", "content": generation.text})
         self.generation = generation
-        return generation.text
+        if generation.tool_calls:  # a server's structured calls: the env reads them in its own format
+            self.action = format_tool_calls(generation.text, generation.tool_calls, self.tool_format)
+            calls = [call.openai() for call in generation.tool_calls]
+            self.messages.append({"role": "assistant", "content": generation.text, "tool_calls": calls})
+        else:
+            self.action = generation.text
+            self.messages.append({"role": "assistant", "content": generation.text})
+        return self.action
 
     async def record(self, turn: int, action: str, step: Step) -> bool:
         traj, generation = self.traj, self.generation
@@ -245,7 +267,7 @@ class PolicyTurns(TurnStrategy):
         truncated = step.truncated or step.turn_limit
         traj.turns.append(
             Turn(
-                action=generation.text,
+                action=self.action,
                 observation=observation_text(step.observation),
                 reward=step.reward,
                 terminated=step.terminated,
@@ -259,11 +281,11 @@ class PolicyTurns(TurnStrategy):
         if step.terminated or truncated:
             traj.terminated, traj.truncated = step.terminated, truncated
             return False
-        message = env_message(step.observation, step.info.get("role", "user"))
-        self.messages.append(message)
+        messages = env_messages(step.observation, step.info)
+        self.messages.extend(messages)
         self.info = step.info
         if self.runner.chat is not None:
-            ids = self.runner.chat.continuation_ids(generation.token_ids, [message])
+            ids = self.runner.chat.continuation_ids(generation.token_ids, messages)
             append_tokens(traj, ids, trainable=False)
         return True
 

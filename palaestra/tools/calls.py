@@ -107,6 +107,12 @@ def _call_from_object(obj: Any, index: int) -> ToolCall | str:
     return ToolCall(name, arguments, call_id if isinstance(call_id, str) and call_id else f"call_{index}")
 
 
+def _call_object(call: ToolCall) -> dict[str, Any]:
+    """A call as the JSON object replies carry (its id only when it has one: a server's call id must
+    survive the round trip through text, so its result quotes it)."""
+    return {"name": call.name, "arguments": call.arguments, **({"id": call.id} if call.id else {})}
+
+
 def _decode(text: str) -> tuple[Any, str | None]:
     try:
         return json.loads(text), None
@@ -139,10 +145,7 @@ class HermesParser:
 
     def format(self, content: str, calls: Sequence[ToolCall]) -> str:
         blocks = [
-            "<tool_call>\n"
-            + json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False)
-            + "\n</tool_call>"
-            for c in calls
+            f"<tool_call>\n{json.dumps(_call_object(c), ensure_ascii=False)}\n</tool_call>" for c in calls
         ]
         return "\n".join(([content] if content else []) + blocks)
 
@@ -172,7 +175,7 @@ class JsonParser:
         return ParsedReply("", tuple(calls))
 
     def format(self, content: str, calls: Sequence[ToolCall]) -> str:
-        objects = [{"name": c.name, "arguments": c.arguments} for c in calls]
+        objects = [_call_object(c) for c in calls]
         if not objects:
             return content
         return json.dumps(objects[0] if len(objects) == 1 else objects, ensure_ascii=False)

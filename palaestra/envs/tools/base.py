@@ -99,16 +99,18 @@ class ToolEnv(TextEnv):
             error = f"{len(parsed.calls)} tool calls in one reply; at most {self.max_calls_per_turn}"
             return StepOutcome(observation=f"Too many tool calls: {error}.", format_error=error)
         declared = {tool_name(tool): tool for tool in self.tools}
-        messages, errors = [], []
+        messages: list[dict[str, Any]] = []
+        errors: list[str] = []
         for call in parsed.calls:
             tool = declared.get(call.name)
-            if tool is None:
-                error = f"unknown tool {call.name!r}; the tools are {sorted(declared)}"
-            else:
-                error = validate_arguments(tool, call.arguments)
-            if error is not None:
-                errors.append(error)
-                content = f"Error: {error}"
+            problem = (
+                f"unknown tool {call.name!r}; the tools are {sorted(declared)}"
+                if tool is None
+                else validate_arguments(tool, call.arguments)
+            )
+            if problem is not None:
+                errors.append(problem)
+                content = f"Error: {problem}"
             else:
                 try:
                     content = self._cut(self._call_tool(call))
