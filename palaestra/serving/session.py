@@ -110,9 +110,17 @@ class SessionEnv(Environment[TextAction, TextObservation, State]):
         assert self._env is not None
         observation, info = self._env.reset(seed=seed, options=options)
         self._state = State(episode_id=episode_id or uuid.uuid4().hex, step_count=0, env_id=full)
-        system_prompt = str(getattr(self._env.unwrapped, "system_prompt", "") or "")
+        unwrapped = self._env.unwrapped
+        system_prompt = str(getattr(unwrapped, "system_prompt", "") or "")
+        tools = json_safe(list(getattr(unwrapped, "tools", None) or []))
+        parser = getattr(unwrapped, "tool_parser", None)
         return TextObservation(
-            text=_text(observation), info=json_safe(info), system_prompt=system_prompt, env_id=full
+            text=_text(observation),
+            info=json_safe(info),
+            system_prompt=system_prompt,
+            env_id=full,
+            tools=tools,
+            tool_parser=str(getattr(parser, "name", "")),
         )
 
     def step(self, action: TextAction, timeout_s: float | None = None, **kwargs: Any) -> TextObservation:

@@ -153,14 +153,23 @@ def test_the_adapter_options_name_the_fields(guess_server):
 def test_a_tool_call_openenv_env_maps_replies_to_tool_calls(calculator_server):
     env = RemoteEnv(calculator_server.url, "openenv/calculator")
     _, info = env.reset(seed=0)
-    assert "add: Add two integers." in env.system_prompt and [t["name"] for t in info["tools"]] == ["add"]
-    text, reward, terminated, _, info = env.step('{"tool": "add", "arguments": {"a": 2, "b": 3}}')
+    assert [t["name"] for t in info["tools"]] == ["add"] and env.system_prompt == ""
+    # declared natively, as function schemas the chat template or server takes
+    (tool,) = env.tools
+    assert tool["function"]["name"] == "add" and tool["function"]["description"] == "Add two integers."
+    assert set(tool["function"]["parameters"]["properties"]) == {"a", "b"}
+    reply = '<tool_call>{"name": "add", "arguments": {"a": 2, "b": 3}, "id": "c7"}</tool_call>'
+    text, reward, terminated, _, info = env.step(reply)
     assert (text, reward, terminated, info["format_error"]) == ("5", 0.0, False, None)
+    assert info["role"] == "tool" and info["tool_messages"] == [
+        {"role": "tool", "tool_call_id": "c7", "name": "add", "content": "5"}
+    ]
+    assert env.step('{"tool": "add", "arguments": {"a": 1, "b": 1}}')[0] == "2"  # the first version's form
     text, _, _, _, info = env.step(
         "let me think"
     )  # not a tool call: a format error, the server never sees it
-    assert "one tool call as JSON" in text and info["format_error"]
-    assert "Error" in env.step('{"tool": "mul", "arguments": {}}')[0]
+    assert "reply with one tool call" in text and info["format_error"]
+    assert "Error" in env.step('{"name": "mul", "arguments": {}}')[0]
     env.close()
 
 

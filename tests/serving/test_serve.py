@@ -64,7 +64,7 @@ class TrackedEnv(TextEnv):
 
 
 palaestra.register_env("test/Tracked-v0", TrackedEnv, max_turns=5, override=True)
-SERVED = ["Game-Wordle-v0", "Math-Arith-v0", "test/Tracked-v0"]
+SERVED = ["Game-Wordle-v0", "Math-Arith-v0", "test/Tracked-v0", "tests.tool_env:test/Lookup-v0"]
 
 
 def wait_until(condition, timeout_s: float = 10.0) -> bool:
@@ -256,3 +256,25 @@ def test_a_config_entry_with_a_server_is_checked_there_and_sampled_with_it(serve
     restored = TaskPoolSampler(envs, range(3), seed=0)
     restored.load_state_dict(pool.state_dict())
     assert restored.pool == pool.pool and restored.pool[0].server == server.url
+
+
+def test_a_served_tool_env_declares_its_tools_and_gives_the_same_token_exact_episodes(
+    server, smollm2_tokenizer
+):
+    """Tools, tool messages and their ids cross the wire: the same tokens as the env in this process."""
+    from tests.rollout.test_tool_rollout import TokenExpert
+
+    tasks = [Task("tests.tool_env:test/Lookup-v0", s) for s in range(3)]
+    config = RolloutConfig(env_executor="thread")
+    local = rollout(TokenExpert(smollm2_tokenizer), tasks, config)
+    remote = rollout(
+        TokenExpert(smollm2_tokenizer), [Task(t.env_id, t.seed, server=server.url) for t in tasks], config
+    )
+    assert all(t.error is None and t.success for t in remote)
+    assert [t.token_ids for t in remote] == [t.token_ids for t in local]
+    assert [t.messages for t in remote] == [t.messages for t in local]
+    assert remote[0].messages[3]["role"] == "tool" and "# Tools" in remote[0].messages[0]["content"]
+    env = RemoteEnv(server.url, "tests.tool_env:test/Lookup-v0")
+    env.reset(seed=0)
+    assert [t["function"]["name"] for t in env.tools] == ["get", "keys"] and env.tool_parser.name == "auto"
+    env.close()

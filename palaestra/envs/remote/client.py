@@ -28,6 +28,7 @@ import httpx
 from palaestra.envs.core import TextSpace
 from palaestra.envs.remote.protocol import SERVER_NAME
 from palaestra.envs.remote.wire import Answer, OpenEnvWire, PalaestraWire, Wire
+from palaestra.tools.calls import TOOL_PARSERS, get_tool_parser
 
 __all__ = ["RemoteEnv", "RemoteEnvError", "check_remote_env", "wire_for"]
 
@@ -111,6 +112,9 @@ class RemoteEnv(gym.Env[str, str]):
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
         self.wire = wire
         self.system_prompt = ""
+        self.tools: list[dict[str, Any]] = []
+        """The remote env's tool declarations (a tool env's; empty otherwise), known after `reset`."""
+        self.tool_parser = get_tool_parser("auto")
         self.observation_space = TextSpace()
         self.action_space = TextSpace()
         self._client: Any = None  # openenv's SyncEnvClient, while a session is open
@@ -128,6 +132,11 @@ class RemoteEnv(gym.Env[str, str]):
         answer = wire.answer(self._call("reset", wire.reset_data(self.env_id, kwargs, seed, options)))
         answer = wire.after_reset(answer, lambda data: self._call("step", data))
         self.system_prompt = answer.system_prompt
+        self.tools = answer.tools
+        # a format registered only on the server is read as `auto` here (its calls are sent as hermes tags)
+        self.tool_parser = get_tool_parser(
+            answer.tool_parser if answer.tool_parser in TOOL_PARSERS else "auto"
+        )
         self._done = False
         return answer.text, answer.info
 

@@ -7,7 +7,9 @@ env, its `Action` and `Observation` models. Any OpenEnv client can use them as p
     reset data:  {"seed": 3, "env_id": "palaestra/Game-Wordle-v0", "env_kwargs": {}, "options": null}
     step data:   {"text": "the assistant's whole reply"}
     observation: {"text": ..., "terminated": ..., "truncated": ..., "info": {...}, "system_prompt": ...,
-                  "env_id": ...} with OpenEnv's `reward` and `done` beside it
+                  "env_id": ..., "tools": [...], "tool_parser": ...} with OpenEnv's `reward` and `done`
+                  beside it (`tools` and `tool_parser`, a tool env's declarations and reply format, on
+                  reset only)
 
 `env_id` may be left out when the server serves one env; `env_kwargs` rebuilds the session's env when
 they differ from the last reset's.
@@ -46,6 +48,10 @@ class TextObservation(Observation):
         default="", description="The env's system prompt (`env.unwrapped.system_prompt`)."
     )
     env_id: str = Field(default="", description="The full id of the env that answered.")
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list, description="A tool env's tool declarations (`env.unwrapped.tools`), on reset."
+    )
+    tool_parser: str = Field(default="", description="A tool env's tool-call reply format, on reset.")
 
 
 def json_safe(value: Any) -> Any:

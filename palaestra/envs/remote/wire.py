@@ -2,10 +2,11 @@
 
 * `PalaestraWire`: a `palaestra serve` server (its `TextAction` / `TextObservation`): nothing to map.
 * `OpenEnvWire`: any other OpenEnv server. Its action schema (`GET /schema`) decides the mapping:
-    - a tool-call env (MCP: `call_tool` actions): the reply names one tool call as JSON,
-      `{"tool": "NAME", "arguments": {...}}` (bare or inside `<tool_call>...</tool_call>`); the env's
-      tools (`list_tools`, asked once after reset) are described in the system prompt and listed in
-      `info["tools"]`; the tool's result is the next observation;
+    - a tool-call env (MCP: `call_tool` actions): the env's tools (`list_tools`, asked once after
+      reset) are declared as the client's `tools` (so the rollout hands them to the model natively)
+      and listed raw in `info["tools"]`; the reply makes one tool call in any format the `auto` parser
+      reads (`<tool_call>{"name", "arguments"}</tool_call>`, a bare JSON call; `"tool"` is accepted
+      for `"name"`); the tool's result is the next observation, as a `tool` message;
     - a text env: the reply goes into the action's one string field (`action_field` names it when
       there are several), and the observation's text field (`observation_field`, else the only string
       field) is the next observation; an observation without one is shown as JSON.
@@ -16,15 +17,16 @@
 from __future__ import annotations
 
 import json
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from palaestra.tools.calls import ToolCall, get_tool_parser
+from palaestra.tools.schema import function_tool
+
 __all__ = ["Answer", "OpenEnvWire", "PalaestraWire", "Wire"]
 
 _TEXT_FIELDS = ("text", "message", "observation", "output", "stdout", "prompt", "content", "response")
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Answer:
     truncated: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     system_prompt: str = ""
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_parser: str = ""
 
 
 class Wire(ABC):
@@ -81,6 +85,8 @@ class PalaestraWire(Wire):
             truncated=bool(obs.get("truncated", False)),
             info=dict(obs.get("info", {})),
             system_prompt=obs.get("system_prompt", ""),
+            tools=list(obs.get("tools") or []),
+            tool_parser=str(obs.get("tool_parser") or ""),
         )
 
 
@@ -111,6 +117,7 @@ class OpenEnvWire(Wire):
         self.observation_field = observation_field
         self.system_prompt = system_prompt
         self.tools: list[dict[str, Any]] = []
+        self._call: ToolCall | None = None
         if self.tools_env:
             self.action_field = ""
             return
@@ -130,24 +137,28 @@ class OpenEnvWire(Wire):
     def action(self, text: str) -> dict[str, Any] | str:
         if not self.tools_env:
             return {self.action_field: text}
-        found = _TOOL_CALL.search(text)
-        try:
-            call = json.loads(found.group(1) if found else text.strip())
-        except json.JSONDecodeError:
-            call = None
-        if not isinstance(call, dict) or not isinstance(call.get("tool", call.get("name")), str):
-            return 'reply with one tool call as JSON: {"tool": "NAME", "arguments": {...}}'
-        arguments = call.get("arguments", {})
-        if not isinstance(arguments, dict):
-            return "a tool call's arguments must be a JSON object"
-        return {"type": "call_tool", "tool_name": call.get("tool", call.get("name")), "arguments": arguments}
+        parsed = get_tool_parser("auto").parse(_legacy_names(text))
+        usage = 'reply with one tool call: <tool_call>{"name": "NAME", "arguments": {...}}</tool_call>'
+        if parsed.error is not None:
+            return f"{parsed.error}; {usage}"
+        if len(parsed.calls) != 1:
+            return f"{len(parsed.calls)} tool calls in the reply; {usage}"
+        self._call = call = parsed.calls[0]
+        return {"type": "call_tool", "tool_name": call.name, "arguments": call.arguments}
 
     def answer(self, payload: dict[str, Any]) -> Answer:
         obs = dict(payload.get("observation", {}))
         reward = float(payload.get("reward") or 0.0)
         done = bool(payload.get("done", False))
-        info = {"success": done and reward > 0, "format_error": None, "observation": obs}
-        return Answer(self._text(obs), reward, done, False, info, self.system_prompt)
+        info: dict[str, Any] = {"success": done and reward > 0, "format_error": None, "observation": obs}
+        text = self._text(obs)
+        if self.tools_env and "tool_name" in obs and self._call is not None:
+            call, self._call = self._call, None
+            info["role"] = "tool"
+            info["tool_messages"] = [
+                {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": text}
+            ]
+        return Answer(text, reward, done, False, info, self.system_prompt, self._declarations())
 
     def after_reset(self, answer: Answer, call: Any) -> Answer:
         if not self.tools_env:
@@ -155,17 +166,17 @@ class OpenEnvWire(Wire):
         if not self.tools:
             listed = call({"type": "list_tools"}).get("observation", {})
             self.tools = list(listed.get("tools", []))
-        lines = [
-            f"- {t['name']}: {t.get('description', '')} arguments: {json.dumps(t.get('input_schema', {}))}"
+        answer.info["tools"] = self.tools
+        answer.tools = self._declarations()
+        return answer
+
+    def _declarations(self) -> list[dict[str, Any]]:
+        """The server's MCP tools as function declarations (`palaestra.tools.schema`)."""
+        schema = {"type": "object", "properties": {}}
+        return [
+            function_tool(t["name"], str(t.get("description") or ""), t.get("input_schema") or schema)
             for t in self.tools
         ]
-        prompt = (
-            'Call one tool per reply, as JSON: {"tool": "NAME", "arguments": {...}}. Tools:\n'
-            + "\n".join(lines)
-        )
-        answer.system_prompt = f"{self.system_prompt}\n\n{prompt}".strip()
-        answer.info["tools"] = self.tools
-        return answer
 
     def _text(self, obs: dict[str, Any]) -> str:
         if self.tools_env and "tool_name" in obs:
@@ -180,6 +191,21 @@ class OpenEnvWire(Wire):
         if name is not None and isinstance(obs.get(name), str):
             return str(obs[name])
         return json.dumps(obs, sort_keys=True, default=str)
+
+
+def _legacy_names(text: str) -> str:
+    """Replies written for the first version of this wire name the tool as "tool": read it as "name"."""
+    stripped = text.strip()
+    if not stripped.startswith("{") or '"tool"' not in stripped:
+        return text
+    try:
+        call = json.loads(stripped)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(call, dict) and "name" not in call and isinstance(call.get("tool"), str):
+        call["name"] = call.pop("tool")
+        return json.dumps(call)
+    return text
 
 
 def _result_text(result: Any) -> str:
