@@ -73,11 +73,22 @@ def _turn_tokens(
     ]
 
 
+def _message_text(message: dict[str, Any]) -> str:
+    """A message's text, with the tool calls a server returned structured and the tool a result is from."""
+    text = message_text(message)
+    calls = [c["function"] for c in message.get("tool_calls") or []]
+    if calls:
+        text = "\n".join([text, *(f"{c['name']}({c['arguments']})" for c in calls)]).strip()
+    if message.get("role") == "tool" and message.get("name"):
+        text = f"[{message['name']}] {text}"
+    return text
+
+
 def episode_payload(traj: Trajectory, tokenizer: PreTrainedTokenizerBase | None = None) -> dict[str, Any]:
     """What the viewer shows of one episode: the chat (text + images) and each turn's record and tokens."""
     return {
         "messages": [
-            {"role": m["role"], "text": message_text(m), "images": message_images(m)} for m in traj.messages
+            {"role": m["role"], "text": _message_text(m), "images": message_images(m)} for m in traj.messages
         ],
         "turns": [
             {

@@ -94,3 +94,21 @@ def test_episode_payload_keeps_screenshots_of_gui_messages():
 def test_report_can_be_rewritten_in_place(tiny_run):
     path = write_report(tiny_run)
     assert path == tiny_run / "report.html" and not list(tiny_run.glob(".report.html.*"))
+
+
+def test_episode_payload_shows_structured_tool_calls_and_which_tool_answered():
+    from palaestra.tools import ToolCall
+
+    call = ToolCall("get", {"key": "alpha"}, "srv-0").openai()
+    traj = Trajectory(
+        "test/Lookup-v0",
+        0,
+        messages=[
+            {"role": "user", "content": "What is alpha + beta?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "srv-0", "name": "get", "content": "7"},
+        ],
+        turns=[Turn("<tool_call>...</tool_call>", "7", 0.0, False, False, {"format_error": None})],
+    )
+    texts = [m["text"] for m in episode_payload(traj)["messages"]]
+    assert texts[1:] == ['get({"key": "alpha"})', "[get] 7"]
