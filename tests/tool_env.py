@@ -60,4 +60,4 @@ class LookupEnv(ToolEnv):
         return outcome
 
 
-gym.register(id="test/Lookup-v0", entry_point=LookupEnv)
+gym.register(id="test/Lookup-v0", entry_point=LookupEnv, max_episode_steps=4)

@@ -11,6 +11,8 @@
     format errors  malformed replies (not text, too long, garbage) raise nothing; a non-text one sets
                    `info["format_error"]`
     expert         `info["expert_action"]`, if the env gives one, solves the task when played
+    tools          a tool env's declarations are function schemas with unique names and valid
+                   parameter schemas, and the expert's calls read back with the env's parser and fit them
 
 Each finding says what passed or failed and, for a failure, how to fix it. `palaestra envs check ID`
 prints them; the conformance test of every bundled env asserts that none fails.
@@ -32,6 +34,7 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 
 from palaestra.envs.registration import EnvCard, env_card, make
+from palaestra.tools.schema import validate_arguments
 
 __all__ = ["STANDARD_INFO_KEYS", "CheckReport", "Finding", "run_checks"]
 
@@ -386,6 +389,75 @@ class _Checks:
         drew = f"; drew the game on seed(s) {', '.join(map(str, draws))}" if draws else ""
         return [Finding("expert", True, f"expert_action solves the task (seeds {seeds}){drew}")]
 
+    def tools(self, env: gym.Env) -> list[Finding]:
+        """A tool env's declarations are well formed and its expert's calls fit them."""
+        _, info = env.reset(seed=self.seeds[0])
+        unwrapped = env.unwrapped
+        declared = list(getattr(unwrapped, "tools", None) or [])
+        if not declared:
+            return [Finding("tools", True, "no tools declared (optional: see palaestra.envs.tools.ToolEnv)")]
+        problem = _declaration_problem(declared)
+        if problem is not None:
+            fix = "declare each tool with palaestra.tools.function_tool(name, description, json_schema)"
+            return [Finding("tools", False, problem, fix)]
+        parser = getattr(unwrapped, "tool_parser", None)
+        if parser is None or not callable(getattr(parser, "parse", None)):
+            fix = "give the env a tool_parser (palaestra.tools.get_tool_parser), as ToolEnv does"
+            return [Finding("tools", False, "the env declares tools but has no tool_parser", fix)]
+        by_name = {tool["function"]["name"]: tool for tool in declared}
+        calls, turn, done = 0, 0, False
+        while not done and turn < self.limit and info.get("expert_action") is not None:
+            parsed = parser.parse(str(info["expert_action"]))
+            fix = "make expert_action's calls with env.format_calls(...) and the declared tools' arguments"
+            if parsed.error is not None:
+                return [
+                    Finding(
+                        "tools", False, f"turn {turn}: the expert's reply does not parse: {parsed.error}", fix
+                    )
+                ]
+            for call in parsed.calls:
+                error = (
+                    validate_arguments(by_name[call.name], call.arguments)
+                    if call.name in by_name
+                    else f"unknown tool {call.name!r}"
+                )
+                if error is not None:
+                    return [Finding("tools", False, f"turn {turn}: the expert's call: {error}", fix)]
+            calls += len(parsed.calls)
+            _, _, terminated, truncated, info = env.step(info["expert_action"])
+            turn, done = turn + 1, terminated or truncated
+        names = ", ".join(by_name)
+        return [
+            Finding("tools", True, f"{len(declared)} tools ({names}); the expert made {calls} valid calls")
+        ]
+
+
+def _declaration_problem(tools: Sequence[Any]) -> str | None:
+    """What is wrong with a list of tool declarations, or None."""
+    import jsonschema
+
+    names: set[str] = set()
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
+            return f"tool {index} is not {{'type': 'function', 'function': {{...}}}}: {_short(tool)}"
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            return f"tool {index} has no name"
+        if name in names:
+            return f"two tools are named {name!r}"
+        names.add(name)
+        schema = function.get("parameters", {"type": "object"})
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            return f"tool {name!r} has an invalid parameters schema: {exc.message}"
+        if schema.get("type") != "object":
+            return (
+                f"tool {name!r}: parameters must be a JSON schema of type object, got {schema.get('type')!r}"
+            )
+    return None
+
 
 ORDER = (
     "gymnasium",
@@ -396,6 +468,7 @@ ORDER = (
     "episode length",
     "format errors",
     "expert",
+    "tools",
 )
 """The order findings are reported in (the module docstring's)."""
 
@@ -405,6 +478,7 @@ CHECKS: tuple[tuple[str, Callable[[_Checks, gym.Env], list[Finding]]], ...] = (
     ("info keys", _Checks.episode),
     ("format errors", _Checks.format_errors),
     ("expert", _Checks.expert),
+    ("tools", _Checks.tools),
 )
 """The checks that play on one shared env, in order (each resets it); determinism makes its own two."""
 

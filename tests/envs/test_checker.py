@@ -73,6 +73,7 @@ def test_a_conformant_env_passes_every_check():
         "episode length",
         "format errors",
         "expert",
+        "tools",
     ]
 
 
@@ -133,3 +134,54 @@ def test_an_env_that_cannot_be_made_is_one_finding_naming_the_kwarg():
     report = run_checks("palaestra/Math-GSM8K-v0")
     assert [(f.check, f.ok) for f in report.findings] == [("make", False)]
     assert "needs path=" in report.findings[0].detail and "--env-kwarg" in report.findings[0].fix
+
+
+class FlawedToolEnv(__import__("tests.tool_env", fromlist=["LookupEnv"]).LookupEnv):
+    """The lookup tool env with one flaw in its tools (`flaw`)."""
+
+    def __init__(self, flaw: str = "", render_mode: str | None = None):
+        super().__init__(render_mode=render_mode)
+        from palaestra.tools import function_tool
+
+        self.flaw = flaw
+        if flaw == "bad-schema":
+            self.tools = [
+                function_tool("get", "Get.", {"type": "object", "properties": {"key": {"type": 5}}})
+            ]
+        elif flaw == "same-name":
+            self.tools = [self.tools[0], self.tools[0]]
+
+    def _reset(self, options):
+        observation, info = super()._reset(options)
+        if self.flaw == "bad-expert-call":
+            info["expert_action"] = info["expert_action"].replace('"key"', '"name"')
+        return observation, info
+
+
+__import__("palaestra").register_env(
+    "checker/FlawedTool-v0", FlawedToolEnv, max_turns=4, reward_range=(0.0, 1.0), override=True
+)
+
+
+def test_a_tool_env_passes_the_tools_check():
+    report = run_checks("checker/FlawedTool-v0")
+    assert report.ok, str(report)
+    (finding,) = [f for f in report.findings if f.check == "tools"]
+    assert finding.detail == "2 tools (get, keys); the expert made 2 valid calls"
+
+
+@pytest.mark.parametrize(
+    ("flaw", "detail"),
+    [
+        ("bad-schema", "tool 'get' has an invalid parameters schema"),
+        ("same-name", "two tools are named 'get'"),
+        (
+            "bad-expert-call",
+            "turn 0: the expert's call: invalid arguments for get: 'key' is a required property",
+        ),
+    ],
+)
+def test_each_tool_flaw_fails_the_tools_check(flaw, detail):
+    report = run_checks("checker/FlawedTool-v0", {"flaw": flaw})
+    failed = {f.check: f for f in report.failures}
+    assert "tools" in failed and detail in failed["tools"].detail, str(report)
