@@ -93,6 +93,21 @@ def test_custom_env_example_is_the_same_in_readme_and_docs():
     assert block in page
 
 
+def test_tool_env_example_runs_and_passes_the_checker():
+    """docs/tools.md's example is real code: it registers an env that passes `palaestra envs check`."""
+    from palaestra.envs.checker import run_checks
+
+    page = (ROOT / "docs" / "tools.md").read_text()
+    start = page.index("```python", page.index("<!-- example: tool env -->")) + len("```python")
+    code = page[start : page.index("```", start)]
+    exec(
+        compile(code.replace('"mine/Capitals-v0"', '"docs/Capitals-v0"') + "\n", "docs/tools.md", "exec"), {}
+    )
+    report = run_checks("docs/Capitals-v0")
+    assert report.ok, str(report)
+    assert "the expert made 1 valid calls" in next(f.detail for f in report.findings if f.check == "tools")
+
+
 def test_docs_site_builds_strict(tmp_path):
     """`mkdocs build --strict` (as `make docs`): every page in the nav, every link and anchor resolves,
     the API pages render from the docstrings, the benchmarks page includes benchmarks/README.md."""
