@@ -26,7 +26,16 @@ from bm25s.stopwords import STOPWORDS_EN
 from palaestra.envs.tools.search.documents import Corpus, Document
 from palaestra.io import atomic_write_json, cache_root
 
-__all__ = ["INDEX_VERSION", "Hit", "SearchIndex", "forget_indexes", "load_index", "tokenize"]
+__all__ = [
+    "INDEX_VERSION",
+    "Hit",
+    "SearchIndex",
+    "build_retriever",
+    "corpus_key",
+    "forget_indexes",
+    "load_index",
+    "tokenize",
+]
 
 INDEX_VERSION = 1
 """Bumped when tokenisation or the BM25 settings change (part of the cache key)."""
@@ -97,7 +106,8 @@ def corpus_key(corpus: Corpus) -> str:
     return digest.hexdigest()[:32]
 
 
-def _build(corpus: Corpus) -> bm25s.BM25:
+def build_retriever(corpus: Corpus) -> bm25s.BM25:
+    """A BM25 index of the documents' titles and texts (no cache)."""
     retriever = bm25s.BM25(**_BM25)
     retriever.index([tokenize(f"{doc.title} {doc.text}") for doc in corpus.documents], show_progress=False)
     return retriever
@@ -154,7 +164,7 @@ def load_index(corpus: Corpus, cache_dir: Path | None = None) -> SearchIndex:
     retriever = _read(folder)
     origin = "disk"
     if retriever is None:
-        retriever, origin = _build(corpus), "built"
+        retriever, origin = build_retriever(corpus), "built"
         _write(folder, retriever)
     index = _MEMORY[key] = SearchIndex(corpus, retriever, key, origin)
     return index

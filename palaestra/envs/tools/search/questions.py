@@ -97,7 +97,15 @@ _COMPARISONS: dict[tuple[str, str], tuple[str, bool]] = {
 }
 """(kind, fact) -> (the question's opening, whether the larger value wins)."""
 
-_CHAIN_STARTS = ("person", "city", "country", "river", "company", "university")
+_CHAIN_STARTS = {
+    "person": 0.4,
+    "company": 0.2,
+    "city": 0.2,
+    "university": 0.1,
+    "river": 0.05,
+    "country": 0.05,
+}
+"""How often a chain starts at each kind of entity."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +140,9 @@ def _pick(rng: np.random.Generator, items: list[str] | tuple[str, ...]) -> str:
 
 def _chain(world: World, rng: np.random.Generator, hops: int) -> tuple[list[Entity], list[str]] | None:
     """A walk of `hops` steps (relations, the last may be a fact) through distinct entities, or None."""
-    entity = world.of_kind(_pick(rng, _CHAIN_STARTS))[0]
-    entity = (group := world.of_kind(entity.kind))[int(rng.integers(len(group)))]
+    kind = str(rng.choice(list(_CHAIN_STARTS), p=list(_CHAIN_STARTS.values())))
+    group = world.of_kind(kind)
+    entity = group[int(rng.integers(len(group)))]
     path, steps = [entity], []
     for step in range(hops):
         options = [r for r in sorted(entity.relations) if (entity.kind, r) in _RELATIONS]
