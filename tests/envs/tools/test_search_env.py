@@ -4,6 +4,7 @@ exact judging, and the expert (through gymnasium's API and through the rollout).
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import bm25s
@@ -81,6 +82,18 @@ def test_thousands_of_seeds_give_thousands_of_questions(level):
     corpus = make_corpus(0)
     keys = {draw_question(corpus, level, np.random.default_rng(seed)).key for seed in range(3000)}
     assert len(keys) > 2000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"level": 4}, "level=4; choose one of (1, 2, 3)"),
+        ({"world": -1}, "world=-1; it must be an integer >= 0"),
+    ],
+)
+def test_bad_kwargs_are_one_clear_line(kwargs, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        palaestra.make(IDS[2], **kwargs)
 
 
 # -- determinism and the index -------------------------------------------------------------------------

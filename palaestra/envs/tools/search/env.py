@@ -106,7 +106,9 @@ class SearchEnv(ToolEnv):
         if level not in LEVELS:
             raise ValueError(f"level={level!r}; choose one of {LEVELS} (hops per question)")
         super().__init__(
-            max_turns=max_turns or MAX_TURNS[level], tool_parser=tool_parser, render_mode=render_mode
+            max_turns=MAX_TURNS[level] if max_turns is None else max_turns,
+            tool_parser=tool_parser,
+            render_mode=render_mode,
         )
         self.world, self.level = world, level
         self.tools = TOOLS

@@ -27,73 +27,13 @@ __all__ = ["SIZES", "Entity", "World", "make_world"]
 SIZES = {"country": 20, "river": 40, "city": 200, "university": 50, "company": 300, "person": 1800}
 """Entities of each kind in a world (about 2,400 documents, one per entity)."""
 
-_ONSETS = (
-    "b",
-    "d",
-    "f",
-    "g",
-    "h",
-    "k",
-    "l",
-    "m",
-    "n",
-    "p",
-    "r",
-    "s",
-    "t",
-    "v",
-    "z",
-    "br",
-    "dr",
-    "kr",
-    "st",
-    "tr",
-    "th",
-    "sh",
-)
+_ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "st", "th")
 _VOWELS = ("a", "e", "i", "o", "u", "ae", "ei", "ou")
 _CODAS = ("", "", "n", "r", "l", "s", "th", "m", "k", "nd")
-_COMPANY_SUFFIXES = (
-    "Works",
-    "Holdings",
-    "Group",
-    "Industries",
-    "Company",
-    "Partners",
-    "Trading",
-    "Enterprises",
-    "Brothers",
-    "Associates",
-)
+_COMPANY_SUFFIXES = ("Works", "Holdings", "Group", "Industries", "Company", "Partners", "Trading", "Brothers")
 _UNIVERSITY_FORMS = ("University of {}", "{} Institute", "{} College", "{} Polytechnic")
-OCCUPATIONS = (
-    "engineer",
-    "painter",
-    "chemist",
-    "architect",
-    "lawyer",
-    "economist",
-    "surgeon",
-    "teacher",
-    "historian",
-    "geologist",
-    "composer",
-    "pilot",
-    "journalist",
-    "botanist",
-)
-INDUSTRIES = (
-    "shipping",
-    "textile",
-    "mining",
-    "software",
-    "brewing",
-    "printing",
-    "glassmaking",
-    "rail",
-    "fishing",
-    "timber",
-)
+OCCUPATIONS = ("engineer", "painter", "chemist", "architect", "lawyer", "surgeon", "teacher", "pilot")
+INDUSTRIES = ("shipping", "textile", "mining", "software", "brewing", "printing", "rail", "timber")
 
 
 @dataclass
