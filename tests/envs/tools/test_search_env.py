@@ -209,6 +209,18 @@ def test_the_expert_solves_every_level_through_the_rollout(level):
     assert max(len(t.turns) for t in trajectories) <= MAX_TURNS[level]
 
 
+def test_the_experts_calls_are_numbered_by_turn_and_reset_forgets_the_last_episode(env):
+    _, info = env.reset(seed=1)
+    fresh = info["expert_action"]
+    ids = []
+    for turn in range(3):
+        assert f'"id": "call_{turn}"' in info["expert_action"]
+        _, _, _, _, info = env.step(info["expert_action"])
+        ids += [m["tool_call_id"] for m in info["tool_messages"]]
+    assert ids == ["call_0", "call_1", "call_2"]
+    assert env.reset(seed=1)[1]["expert_action"] == fresh
+
+
 class _AnswerTopTitle:
     """A naive agent: searches the question, then answers the title of the best hit."""
 

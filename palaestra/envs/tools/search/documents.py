@@ -156,7 +156,8 @@ def _write(rng: random.Random, world: World, entity: Entity, mentions: dict[str,
         )
     if entity.twin is not None:
         twin = world.entities[entity.twin]
-        sentences.append(f"Not to be confused with {twin.mention}, {_AKA[twin.kind]}.")
+        which = "another" if twin.kind == kind else "a"
+        sentences.append(f"Not to be confused with {twin.mention}, {which} {twin.kind}.")
     return " ".join(sentences)
 
 
@@ -166,14 +167,6 @@ _SEE_ALSO = {
     "river": "Cities on its banks include",
     "company": "Its staff include",
     "university": "Its graduates include",
-}
-_AKA = {
-    "person": "a different person",
-    "city": "another city",
-    "country": "another country",
-    "river": "another river",
-    "company": "another company",
-    "university": "another university",
 }
 
 

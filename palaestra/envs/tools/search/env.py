@@ -125,7 +125,7 @@ class SearchEnv(ToolEnv):
         info = {
             "task_id": f"world{self.world}/L{self.level}/{question.key}",
             "supporting_docs": list(question.supporting_docs),
-            "expert_action": self._expert_action(),
+            "expert_action": self._expert_action(turn=0),
         }
         return question.text, info
 
@@ -153,14 +153,14 @@ class SearchEnv(ToolEnv):
     def _step(self, action: str) -> StepOutcome:
         outcome = super()._step(action)
         if not outcome.terminated:
-            outcome.info["expert_action"] = self._expert_action()
+            outcome.info["expert_action"] = self._expert_action(turn=self.turn + 1)  # turn counts after _step
         return outcome
 
-    def _expert_action(self) -> str:
+    def _expert_action(self, turn: int) -> str:
         """Open the next unread supporting document if a search listed it, else search for it; with all
-        of them read, answer."""
+        of them read, answer. `turn` numbers the call's id."""
         assert self.question is not None
-        call_id = f"call_{self.turn}"
+        call_id = f"call_{turn}"
         for hop in self.question.hops:
             if hop.doc_id in self._opened:
                 continue
