@@ -209,6 +209,16 @@ def test_the_expert_solves_every_level_through_the_rollout(level):
     assert max(len(t.turns) for t in trajectories) <= MAX_TURNS[level]
 
 
+def test_the_experts_episode_is_token_exact_with_tool_results_untrained(smollm2_tokenizer):
+    (traj,) = rollout(OraclePolicy(tokenizer=smollm2_tokenizer), [Task(IDS[3], seed=0)])
+    traj.check()
+    assert traj.success and traj.error is None
+    tool_messages = [m for m in traj.messages if m["role"] == "tool"]
+    assert len(tool_messages) == traj.num_turns - 1  # one call per reply, then the answer
+    assert sum(traj.loss_mask) == sum(end - start for start, end in (t.token_span for t in traj.turns))
+    assert '"name": "search"' in smollm2_tokenizer.decode(traj.token_ids[: traj.prompt_length])  # declared
+
+
 def test_the_experts_calls_are_numbered_by_turn_and_reset_forgets_the_last_episode(env):
     _, info = env.reset(seed=1)
     fresh = info["expert_action"]
