@@ -11,6 +11,7 @@ OpenAI-compatible servers (`tools=`) take:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -35,13 +36,25 @@ def validate_arguments(tool: dict[str, Any], arguments: dict[str, Any]) -> str |
 
     schema = tool["function"].get("parameters") or {"type": "object"}
     try:
-        jsonschema.validate(arguments, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path)
-        return f"invalid arguments for {tool_name(tool)}: {exc.message}" + (f" (at {where})" if where else "")
+        validator = _validator(json.dumps(schema, sort_keys=True))
     except jsonschema.SchemaError as exc:  # the env's own declaration is broken: say so, do not crash
         return f"tool {tool_name(tool)} declares an invalid schema: {exc.message}"
-    return None
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"invalid arguments for {tool_name(tool)}: {error.message}" + (f" (at {where})" if where else "")
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    """A validator for one schema, checked once (`jsonschema.validate` checks the schema on every call)."""
+    import jsonschema
+
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 def tools_prompt(tools: Sequence[dict[str, Any]]) -> str:
