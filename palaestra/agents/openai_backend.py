@@ -13,30 +13,51 @@ requests in flight (`max_concurrency`), counts token usage and HTTP failures (`u
 request that still fails after its retries into a `Generation` with `finish_reason="error"`: the
 rollout records that episode as failed and the others go on.
 
+Tools (chat mode): a request that carries `tools` (an env's declarations) sends them as the server's
+`tools` with `tool_choice="auto"`, and the reply's `tool_calls` come back as `Generation.tool_calls`
+(`ToolCall`s, arguments decoded from their JSON string), its content as `Generation.text` (may be
+empty). Arguments that do not decode to a JSON object are kept as the string the server sent:
+formatted into a reply text (`format_tool_calls`), they give the env's parser the same format error
+("the arguments of NAME are not valid JSON") that a token-level model's malformed call gives, never an
+exception. The chat is sent in the form the Chat Completions API requires (`api_messages`). Servers
+must support tools: vLLM's with `--enable-auto-tool-choice --tool-call-parser hermes` (or the parser
+of the model's family). In token mode the rollout has rendered the tools into the prompt ids, and the
+calls stay in the text, where the env parses them.
+
 The API key is read from the environment variable the caller names and is never logged or shown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from palaestra.agents.base import FinishReason, Generation, GenerationRequest, SamplingParams
+from palaestra.agents.base import FinishReason, Generation, GenerationRequest, Message, SamplingParams
 from palaestra.agents.models import chat_prompt_ids
+from palaestra.tools.calls import ToolCall
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["OpenAIPolicy", "Usage"]
+__all__ = ["OpenAIPolicy", "Usage", "api_messages"]
 
 logger = logging.getLogger(__name__)
 
-_FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "eos": "stop", None: "stop"}
+_FINISH: dict[str | None, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "eos": "stop",
+    "tool_calls": "stop",
+    None: "stop",
+}
+_NOT_RUN = "Not run: the environment answered this reply without running its tool calls."
 
 
 @dataclass
@@ -206,8 +227,13 @@ class OpenAIPolicy:
         kwargs, extra = self._body(request.sampling)
         if self.logprobs:
             kwargs["logprobs"] = True
+        messages: list[Message] = list(request.messages)
+        if request.tools:
+            kwargs["tools"] = list(request.tools)
+            kwargs["tool_choice"] = "auto"
+            messages = api_messages(messages)
         response = await client.chat.completions.create(
-            messages=list(request.messages),  # type: ignore[arg-type]  # content parts pass through
+            messages=messages,  # type: ignore[arg-type]  # content parts pass through
             extra_body=extra or None,
             **kwargs,
         )
@@ -217,7 +243,9 @@ class OpenAIPolicy:
         logprobs = None
         if token_ids and choice.logprobs is not None and choice.logprobs.content is not None:
             logprobs = tuple(float(t.logprob) for t in choice.logprobs.content)
-        return _generation(choice.message.content or "", token_ids, logprobs, choice.finish_reason)
+        generation = _generation(choice.message.content or "", token_ids, logprobs, choice.finish_reason)
+        calls = _tool_calls(choice.message.tool_calls)
+        return dataclasses.replace(generation, tool_calls=calls) if calls else generation
 
     async def _completion(self, client: AsyncOpenAI, request: GenerationRequest) -> Generation:
         if request.prompt_token_ids is None:
@@ -256,3 +284,85 @@ def _generation(
     return Generation(
         text=text, token_ids=token_ids, logprobs=logprobs, finish_reason=_FINISH.get(finish, "stop")
     )
+
+
+def _tool_calls(calls: Sequence[Any] | None) -> tuple[ToolCall, ...]:
+    """The function calls of a chat reply (calls of other tool types cannot occur: none is declared)."""
+    out = []
+    for index, call in enumerate(calls or ()):
+        function = getattr(call, "function", None)
+        if function is not None:
+            arguments = _decode_arguments(function.arguments or "")
+            out.append(ToolCall(function.name, arguments, call.id or f"call_{index}"))
+    return tuple(out)
+
+
+def _decode_arguments(text: str) -> dict[str, Any]:
+    """A call's arguments; the server's string as it is when it is not a JSON object (module docstring)."""
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else cast("dict[str, Any]", text)
+
+
+def api_messages(messages: Sequence[Message]) -> list[Message]:
+    """A chat with tool calls in the form the Chat Completions API requires.
+
+    - An assistant message that calls tools keeps `role`, `content` (None when empty) and `tool_calls`
+      (`{"id", "type": "function", "function": {"name", "arguments": JSON string}}`; `ToolCall`s and
+      dict arguments are encoded; arguments that `ToolCall.openai()` encoded from a malformed call's raw
+      string are unwrapped back to that string).
+    - Each call must be answered by a tool message `{"role": "tool", "tool_call_id", "content"}` right
+      after it (other keys, such as `name`, are dropped). A tool message whose id is not one of the
+      open calls answers the first open call (an env numbers the calls of its own reply format, while
+      the server named them). A call no tool message answers (the env refused the reply and said why
+      in a user message) gets a tool message saying it was not run.
+    - A tool message that answers no call becomes a user message; every other message is unchanged.
+    """
+    out: list[Message] = []
+    open_ids: list[str] = []
+
+    def close_open_calls() -> None:
+        out.extend({"role": "tool", "tool_call_id": i, "content": _NOT_RUN} for i in open_ids)
+        open_ids.clear()
+
+    for message in messages:
+        role = message.get("role")
+        if role == "tool" and open_ids:
+            call_id = message.get("tool_call_id")
+            call_id = call_id if call_id in open_ids else open_ids[0]
+            open_ids.remove(call_id)
+            out.append({"role": "tool", "tool_call_id": call_id, "content": message.get("content", "")})
+            continue
+        close_open_calls()
+        if role == "tool":
+            out.append({"role": "user", "content": message.get("content", "")})
+        elif role == "assistant" and message.get("tool_calls"):
+            calls = [_api_call(call, index) for index, call in enumerate(message["tool_calls"])]
+            out.append({"role": "assistant", "content": message.get("content") or None, "tool_calls": calls})
+            open_ids.extend(call["id"] for call in calls)
+        else:
+            out.append(message)
+    close_open_calls()
+    return out
+
+
+def _api_call(call: ToolCall | dict[str, Any], index: int) -> dict[str, Any]:
+    entry = call.openai() if isinstance(call, ToolCall) else call
+    function = entry.get("function") or {}
+    arguments = function.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            decoded = json.loads(arguments)
+        except json.JSONDecodeError:
+            decoded = None
+        arguments = decoded if isinstance(decoded, str) else arguments
+    else:
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    name = str(function.get("name", ""))
+    return {
+        "id": entry.get("id") or f"call_{index}",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
