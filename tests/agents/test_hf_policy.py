@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 import torch
@@ -72,6 +73,20 @@ def test_prompt_token_ids_are_used_verbatim(tiny_policy, smollm2_tokenizer):
     via_ids = _run(tiny_policy, [GenerationRequest(MESSAGES[0], sp, prompt_token_ids=ids)])[0]
     via_messages = _run(tiny_policy, [GenerationRequest(MESSAGES[2], sp)])[0]
     assert via_ids.token_ids == via_messages.token_ids
+
+
+def test_tools_in_a_request_change_nothing(tiny_policy, smollm2_tokenizer):
+    """Token-level backends find the tools rendered in the prompt ids by the rollout; `tools` is ignored."""
+    from palaestra.tools import function_tool
+
+    tools = [function_tool("get", "A value.", {"type": "object", "properties": {"key": {"type": "string"}}})]
+    sp = SamplingParams(max_new_tokens=6, temperature=0)
+    ids = _prompt_ids(smollm2_tokenizer, MESSAGES[1])
+    plain = [GenerationRequest(MESSAGES[1], sp), GenerationRequest(MESSAGES[0], sp, prompt_token_ids=ids)]
+    expected = _run(tiny_policy, plain)
+    outs = _run(tiny_policy, [dataclasses.replace(r, tools=tools) for r in plain])
+    assert [g.token_ids for g in outs] == [g.token_ids for g in expected] and len(outs[0].token_ids) > 0
+    assert all(g.error is None and g.tool_calls == () for g in outs)
 
 
 def test_finish_reasons_and_eos_kept(tiny_model, smollm2_tokenizer):

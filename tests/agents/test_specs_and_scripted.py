@@ -38,6 +38,20 @@ def test_random_policy_is_reproducible_and_varied():
     assert all(any(ch.isdigit() for ch in g.text) for g in a)
 
 
+@pytest.mark.parametrize("spec", ["scripted:oracle", "scripted:random", "scripted:random-legal"])
+def test_scripted_policies_ignore_tools(spec):
+    from palaestra.tools import function_tool
+
+    tools = [function_tool("get", "A value.", {"type": "object", "properties": {"key": {"type": "string"}}})]
+    chat = [{"role": "user", "content": "x"}]
+    info = {"expert_action": '<tool_call>{"name": "get", "arguments": {"key": "a"}}</tool_call>'}
+    with_tools = _one(
+        make_policy(spec), GenerationRequest(chat, SamplingParams(seed=3), info=info, tools=tools)
+    )
+    without = _one(make_policy(spec), GenerationRequest(chat, SamplingParams(seed=3), info=info))
+    assert with_tools == without and with_tools.error is None and with_tools.tool_calls == ()
+
+
 def test_spec_errors():
     with pytest.raises(ValueError, match="BACKEND:TARGET"):
         make_policy("smollm2")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -104,6 +105,20 @@ def replace_stop(sp, stop):
     from dataclasses import replace
 
     return replace(sp, stop=(stop,))
+
+
+def test_tools_in_a_request_change_nothing(engine, smollm2_tokenizer):
+    """Token-level backends find the tools rendered in the prompt ids by the rollout; `tools` is ignored."""
+    from palaestra.tools import function_tool
+
+    tools = [function_tool("get", "A value.", {"type": "object", "properties": {"key": {"type": "string"}}})]
+    sp = SamplingParams(max_new_tokens=6, temperature=0)
+    ids = _prompt_ids(smollm2_tokenizer, PROMPTS[1])
+    plain = [GenerationRequest(PROMPTS[1], sp), GenerationRequest(PROMPTS[0], sp, prompt_token_ids=ids)]
+    expected = _run(engine, plain)
+    outs = _run(engine, [dataclasses.replace(r, tools=tools) for r in plain])
+    assert [g.token_ids for g in outs] == [g.token_ids for g in expected] and len(outs[0].token_ids) > 0
+    assert all(g.error is None and g.tool_calls == () for g in outs)
 
 
 def test_weight_sync_with_tied_embeddings_matches_updated_hf(engine, tiny_model, smollm2_tokenizer):
