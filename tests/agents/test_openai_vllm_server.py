@@ -23,6 +23,7 @@ from palaestra.agents import GenerationRequest, SamplingParams
 from palaestra.agents.openai_backend import OpenAIPolicy
 from palaestra.agents.spec import make_policy
 from palaestra.rollout import RolloutConfig, RolloutRunner, Task
+from palaestra.tools import ToolCall, function_tool
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +37,7 @@ def server(vllm_env, tiny_model_dir, tmp_path_factory):
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir)]
     argv += ["--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--dtype", "float32", "--enforce-eager", "--max-model-len", "512"]
+    argv += ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]  # requests with tools
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
@@ -111,3 +113,26 @@ def test_token_mode_rollout_is_token_exact(server, tiny_model, tiny_model_dir):
             assert traj.token_ids[start:end] == ids
             # vLLM's float32 CPU kernels vs transformers': ulp-level (~1e-6) logprob gaps; 1e-4 = 100x margin
             assert torch.allclose(torch.tensor(traj.logprobs[start:end]), logprobs, atol=1e-4)
+
+
+def test_tools_and_a_tool_call_history_reach_the_engine(server, tiny_model, smollm2_tokenizer):
+    """vLLM's server validates the tools and the converted chat (assistant `tool_calls` with null content,
+    tool messages) and renders them; the tiny model calls no tool, so its greedy reply is HF's over the
+    chat as SmolLM2's template renders it (role and content only, tools ignored)."""
+    tools = [function_tool("get", "A value.", {"type": "object", "properties": {"key": {"type": "string"}}})]
+    chat = [
+        {"role": "user", "content": "What is alpha?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [ToolCall("get", {"key": "alpha"}, "call_0").openai()],
+        },
+        {"role": "tool", "tool_call_id": "call_0", "name": "get", "content": "42"},
+    ]
+    policy = OpenAIPolicy("tiny", base_url=server, return_token_ids=True)
+    sp = SamplingParams(max_new_tokens=6, temperature=0)
+    (gen,) = asyncio.run(policy.generate([GenerationRequest(chat, sp, tools=tools)]))
+    assert gen.error is None and gen.tool_calls == ()
+    rendered = [{"role": m["role"], "content": m["content"]} for m in chat]
+    ids, _ = _hf_reference(tiny_model, _prompt_ids(smollm2_tokenizer, rendered), 6)
+    assert list(gen.token_ids) == ids
