@@ -30,7 +30,6 @@ The API key is read from the environment variable the caller names and is never 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -243,9 +242,8 @@ class OpenAIPolicy:
         logprobs = None
         if token_ids and choice.logprobs is not None and choice.logprobs.content is not None:
             logprobs = tuple(float(t.logprob) for t in choice.logprobs.content)
-        generation = _generation(choice.message.content or "", token_ids, logprobs, choice.finish_reason)
         calls = _tool_calls(choice.message.tool_calls)
-        return dataclasses.replace(generation, tool_calls=calls) if calls else generation
+        return _generation(choice.message.content or "", token_ids, logprobs, choice.finish_reason, calls)
 
     async def _completion(self, client: AsyncOpenAI, request: GenerationRequest) -> Generation:
         if request.prompt_token_ids is None:
@@ -277,12 +275,17 @@ def _token_ids(choice: Any) -> tuple[int, ...]:
 
 
 def _generation(
-    text: str, token_ids: tuple[int, ...], logprobs: tuple[float, ...] | None, finish: str | None
+    text: str,
+    token_ids: tuple[int, ...],
+    logprobs: tuple[float, ...] | None,
+    finish: str | None,
+    tool_calls: tuple[ToolCall, ...] = (),
 ) -> Generation:
     if logprobs is not None and len(logprobs) != len(token_ids):
         logprobs = None  # the server's logprobs do not line up with its ids: keep the ids only
+    finish_reason = _FINISH.get(finish, "stop")
     return Generation(
-        text=text, token_ids=token_ids, logprobs=logprobs, finish_reason=_FINISH.get(finish, "stop")
+        text=text, token_ids=token_ids, logprobs=logprobs, finish_reason=finish_reason, tool_calls=tool_calls
     )
 
 
