@@ -318,9 +318,9 @@ def api_messages(messages: Sequence[Message]) -> list[Message]:
       string are unwrapped back to that string).
     - Each call must be answered by a tool message `{"role": "tool", "tool_call_id", "content"}` right
       after it (other keys, such as `name`, are dropped). A tool message whose id is not one of the
-      open calls answers the first open call (an env numbers the calls of its own reply format, while
-      the server named them). A call no tool message answers (the env refused the reply and said why
-      in a user message) gets a tool message saying it was not run.
+      open calls (an env that numbers calls itself) answers the first open call. A call no tool message
+      answers (the env refused the reply and said why in a user message) gets a tool message saying it
+      was not run.
     - A tool message that answers no call becomes a user message; every other message is unchanged.
     """
     out: list[Message] = []

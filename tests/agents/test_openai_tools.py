@@ -6,6 +6,7 @@ and requests without tools left as they were."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -13,24 +14,19 @@ pytest.importorskip("openai", reason="the openai backend needs the openai packag
 
 from palaestra.agents import Generation, GenerationRequest, SamplingParams
 from palaestra.agents.openai_backend import OpenAIPolicy
+from palaestra.rollout import RolloutConfig, Task, rollout
 from palaestra.tools import ToolCall
 from tests.agents.openai_scripted_server import ScriptedChatServer, error_reply, text_reply, tool_reply
 from tests.tool_env import TOOLS, LookupEnv
 
 SP = SamplingParams(max_new_tokens=16, temperature=0)
+LOOKUP = "test/Lookup-v0"  # registered by importing tests.tool_env
 
 
 @pytest.fixture
 def server():
     with ScriptedChatServer() as server:
         yield server
-
-
-@pytest.fixture
-def env():
-    env = LookupEnv()
-    yield env
-    env.close()
 
 
 def _generate(server: ScriptedChatServer, request: GenerationRequest, **options) -> Generation:
@@ -46,13 +42,20 @@ def _generate(server: ScriptedChatServer, request: GenerationRequest, **options)
     return generation
 
 
-def _assistant(generation: Generation) -> dict:
-    """The assistant message of a reply with calls, as the rollout records it (OpenAI form)."""
-    return {
-        "role": "assistant",
-        "content": generation.text,
-        "tool_calls": [c.openai() for c in generation.tool_calls],
-    }
+def _policy(server: ScriptedChatServer) -> OpenAIPolicy:
+    return OpenAIPolicy("m", base_url=server.url, logprobs=False, max_retries=0)
+
+
+def _lookup(seed: int) -> LookupEnv:
+    """The Lookup env's task for `seed` (keys asked, table, answer), to script the server's replies."""
+    env = LookupEnv()
+    env.reset(seed=seed)
+    env.close()
+    return env
+
+
+def _key(key: str) -> str:
+    return json.dumps({"key": key})
 
 
 def test_tools_are_sent_and_calls_parsed(server):
@@ -70,49 +73,31 @@ def test_tools_are_sent_and_calls_parsed(server):
     assert gen.tool_calls == (ToolCall("keys", {}, "call_0"),) and gen.text == "", "no id, no content"
 
 
-def test_an_episode_by_hand_through_the_env(server, env):
-    """What the rollout does: calls -> the env's reply format -> tool messages -> the next request."""
-    question, info = env.reset(seed=5)
-    first, second = env.asked
-    server.replies.append(
-        tool_reply(("get", f'{{"key": "{first}"}}', "srv-1"), ("get", f'{{"key": "{second}"}}', "srv-2"))
-    )
-    chat = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": question}]
-    gen = _generate(server, GenerationRequest(chat, SP, tools=env.tools))
-    _, reward, terminated, _, info = env.step(env.format_calls(gen.tool_calls, gen.text))
-    assert info["role"] == "tool" and info["format_error"] is None and not terminated and reward == 0.0
-    values = [str(env.table[first]), str(env.table[second])]
-    assert [m["content"] for m in info["tool_messages"]] == values
-    assert [m["tool_call_id"] for m in info["tool_messages"]] == ["call_0", "call_1"], "the env numbers calls"
-
-    chat += [_assistant(gen), *info["tool_messages"]]
-    server.replies.append(text_reply(str(env.answer)))
-    gen = _generate(server, GenerationRequest(chat, SP, tools=env.tools))
-    sent = server.requests[1]["messages"]
-    assert sent[:2] == chat[:2]
-    assert sent[2] == {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": "srv-1",
-                "type": "function",
-                "function": {"name": "get", "arguments": f'{{"key": "{first}"}}'},
-            },
-            {
-                "id": "srv-2",
-                "type": "function",
-                "function": {"name": "get", "arguments": f'{{"key": "{second}"}}'},
-            },
-        ],
-    }
-    assert sent[3:] == [
+def test_an_episode_through_the_rollout(server):
+    """Calls -> the env (in its own format, with the server's ids) -> tool messages -> the next request."""
+    expert = _lookup(seed=5)
+    first, second = expert.asked
+    server.replies.append(tool_reply(("get", _key(first), "srv-1"), ("get", _key(second), "srv-2")))
+    server.replies.append(text_reply(str(expert.answer)))
+    (traj,) = rollout(_policy(server), [Task(LOOKUP, seed=5)], RolloutConfig(sampling=SP))
+    assert traj.error is None and traj.success and len(traj.turns) == 2
+    assert traj.turns[0].info["format_error"] is None and "<tool_call>" in traj.turns[0].action
+    first_request, second_request = server.requests
+    assert first_request["tools"] == TOOLS and first_request["tool_choice"] == "auto"
+    values = [str(expert.table[first]), str(expert.table[second])]
+    assert second_request["messages"][:2] == first_request["messages"]
+    assert second_request["messages"][2:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "srv-1", "type": "function", "function": {"name": "get", "arguments": _key(first)}},
+                {"id": "srv-2", "type": "function", "function": {"name": "get", "arguments": _key(second)}},
+            ],
+        },
         {"role": "tool", "tool_call_id": "srv-1", "content": values[0]},
         {"role": "tool", "tool_call_id": "srv-2", "content": values[1]},
     ]
-    assert gen.tool_calls == ()
-    _, reward, terminated, _, info = env.step(gen.text)
-    assert terminated and reward == 1.0 and info["success"]
 
 
 def test_the_chat_is_converted_to_the_api_form(server):
@@ -121,7 +106,7 @@ def test_the_chat_is_converted_to_the_api_form(server):
         # a call the env refused (format error): it answered with a user message, not a tool result
         {"role": "assistant", "content": "", "tool_calls": [ToolCall("get", {"key": "x"}, "c1").openai()]},
         {"role": "user", "content": "Too many tool calls."},
-        # dict arguments and a ToolCall object; extra keys dropped; the tool messages' ids already match
+        # dict arguments and a ToolCall object; extra keys dropped; results matched by id, else in order
         {
             "role": "assistant",
             "content": "Two calls.",
@@ -132,7 +117,7 @@ def test_the_chat_is_converted_to_the_api_form(server):
             "reasoning": "dropped",
         },
         {"role": "tool", "tool_call_id": "c3", "name": "keys", "content": "alpha, beta"},
-        {"role": "tool", "tool_call_id": "c2", "name": "get", "content": "7"},
+        {"role": "tool", "tool_call_id": "call_0", "name": "get", "content": "7"},  # an id of the env's own
         # a tool result that answers no call (an env that sets role=tool without calls)
         {"role": "tool", "content": "stdout: 4"},
     ]
@@ -172,28 +157,27 @@ def test_the_chat_is_converted_to_the_api_form(server):
         ('["alpha"]', 'the "arguments" of get must be a JSON object, got list'),
     ],
 )
-def test_malformed_arguments_are_a_format_error_the_env_reports(server, env, arguments, error):
-    question, _ = env.reset(seed=1)
+def test_malformed_arguments_are_a_format_error_the_env_reports(server, arguments, error):
     server.replies.append(tool_reply(("get", arguments, "srv-1")))
-    chat = [{"role": "user", "content": question}]
-    gen = _generate(server, GenerationRequest(chat, SP, tools=env.tools))
+    question = [{"role": "user", "content": "What is alpha + beta?"}]
+    gen = _generate(server, GenerationRequest(question, SP, tools=TOOLS))
     assert gen.error is None and gen.finish_reason == "stop"
     (call,) = gen.tool_calls
     assert (call.name, call.id, call.arguments) == ("get", "srv-1", arguments), "kept as the server sent them"
-    observation, reward, terminated, _, info = env.step(env.format_calls(gen.tool_calls, gen.text))
-    assert error in info["format_error"] and error in observation and not terminated and reward == 0.0
-    assert info["role"] == "user" and "tool_messages" not in info
 
-    chat += [_assistant(gen), {"role": "user", "content": observation}]
-    _generate(server, GenerationRequest(chat, SP, tools=env.tools))
-    sent = server.requests[1]["messages"]
-    assert sent[1]["tool_calls"][0]["function"]["arguments"] == arguments, "the model's own text goes back"
-    assert (
-        sent[2]["role"] == "tool"
-        and sent[2]["tool_call_id"] == "srv-1"
-        and "not run" in sent[2]["content"].lower()
-    )
-    assert sent[3] == {"role": "user", "content": observation}
+    expert = _lookup(seed=2)
+    first, second = expert.asked
+    server.replies.append(tool_reply(("get", arguments, "srv-1")))
+    server.replies.append(tool_reply(("get", _key(first), "srv-2"), ("get", _key(second), "srv-3")))
+    server.replies.append(text_reply(str(expert.answer)))
+    (traj,) = rollout(_policy(server), [Task(LOOKUP, seed=2)], RolloutConfig(sampling=SP))
+    assert traj.error is None and traj.success and len(traj.turns) == 3, "the episode goes on"
+    refused = traj.turns[0]
+    assert error in refused.info["format_error"] and error in refused.observation and refused.reward == 0.0
+    sent = server.requests[2]["messages"]  # the request after the refused call
+    assert sent[-3]["tool_calls"][0]["function"]["arguments"] == arguments, "the model's own text goes back"
+    assert sent[-2]["tool_call_id"] == "srv-1" and sent[-2]["content"].startswith("Not run")
+    assert sent[-1] == {"role": "user", "content": refused.observation}
 
 
 def test_server_errors_are_error_generations(server):
