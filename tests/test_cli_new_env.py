@@ -45,7 +45,7 @@ def test_new_env_writes_a_package_that_passes_the_checker_and_its_tests(tmp_path
     check = runner.invoke(app, ["envs", "check", "word_game:word_game/WordGame-v0", "--json"])
     assert check.exit_code == 0, check.output
     report = json.loads(check.stdout)
-    assert report["ok"] and len(report["findings"]) == 8
+    assert report["ok"] and len(report["findings"]) == 9  # every check, tools included
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
         cwd=folder,
