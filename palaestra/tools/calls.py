@@ -6,7 +6,8 @@ model's native format, and a `ToolCallParser` reads them:
 
     hermes   <tool_call>{"name": "search", "arguments": {"query": "..."}}</tool_call>   (Hermes, Qwen)
     json     a reply that is only a JSON object {"name", "arguments"} (or a list of them), optionally
-             in a ```json fence
+             in a ```json fence; other JSON (`[1, 2]`, `{"answer": 5}`) is a plain reply, and a call
+             object after prose is a format error (a call must be the whole reply)
     auto     hermes when the reply holds a <tool_call> tag, else json when it is a JSON call, else none
 
 Parsers never raise: a reply they cannot read gives `ParsedReply.error`, which the env turns into a
@@ -95,7 +96,9 @@ def _call_from_object(obj: Any, index: int) -> ToolCall | str:
     name = obj.get("name")
     if not isinstance(name, str) or not name:
         return 'a tool call needs a "name" (a string)'
-    arguments = obj.get("arguments", obj.get("parameters", {}))
+    arguments = obj.get("arguments", obj.get("parameters"))
+    if arguments is None:
+        arguments = {}
     if isinstance(arguments, str):  # some models send the arguments JSON-encoded, as OpenAI does
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
@@ -105,6 +108,12 @@ def _call_from_object(obj: Any, index: int) -> ToolCall | str:
         return f'the "arguments" of {name} must be a JSON object, got {type(arguments).__name__}'
     call_id = obj.get("id")
     return ToolCall(name, arguments, call_id if isinstance(call_id, str) and call_id else f"call_{index}")
+
+
+def _names_a_call(obj: Any) -> bool:
+    """Whether decoded JSON is meant as calls: an object with a "name", or a list of only such objects."""
+    items = obj if isinstance(obj, list) and obj else [obj]
+    return all(isinstance(item, dict) and "name" in item for item in items)
 
 
 def _call_object(call: ToolCall) -> dict[str, Any]:
@@ -155,16 +164,23 @@ class JsonParser:
 
     name = "json"
     _FENCE = re.compile(r"^```(?:json)?\s*\n(.*?)\n?```$", re.DOTALL)
+    _CALL_START = re.compile(r'\{\s*"name"\s*:')
 
     def parse(self, text: str) -> ParsedReply:
         stripped = text.strip()
         fenced = self._FENCE.match(stripped)
         body = fenced.group(1).strip() if fenced else stripped
         if not body.startswith(("{", "[")):
+            if self._CALL_START.search(body):  # "Let me check. {"name": ...}": a call the model meant to make
+                return ParsedReply("", (), "a JSON tool call must be the whole reply, with no text around it")
             return ParsedReply(stripped)  # prose: no call
         obj, error = _decode(body)
         if error is not None:
-            return ParsedReply("", (), f"the reply looks like a JSON tool call but is {error}")
+            if self._CALL_START.search(body):
+                return ParsedReply("", (), f"the reply looks like a JSON tool call but is {error}")
+            return ParsedReply(stripped)
+        if not _names_a_call(obj):
+            return ParsedReply(stripped)  # JSON that is not a call (a final answer may be JSON)
         objects = obj if isinstance(obj, list) else [obj]
         calls: list[ToolCall] = []
         for index, item in enumerate(objects):

@@ -82,3 +82,19 @@ def test_arguments_are_checked_against_the_schema():
     assert "(at doc_id)" in (validate_arguments(tool, {"doc_id": "three"}) or "")
     assert ToolCall("open", {"doc_id": 3}, "c").openai()["function"]["arguments"] == '{"doc_id": 3}'
     assert '"name": "open"' in tools_prompt([tool]) and "<tool_call>" in tools_prompt([tool])
+
+
+@pytest.mark.parametrize("answer", ["[1, 2, 3]", '{"answer": 5}', "42", '{"total": [1, 2]}'])
+def test_json_that_names_no_call_is_a_plain_reply(answer):
+    """A final answer may itself be JSON: only objects with a "name" are calls."""
+    for name in ("json", "auto"):
+        parsed = get_tool_parser(name).parse(answer)
+        assert parsed == type(parsed)(answer), name
+
+
+def test_a_json_call_after_prose_is_a_format_error_not_an_answer():
+    parsed = get_tool_parser("auto").parse('Let me check.\n{"name": "get", "arguments": {"key": "a"}}')
+    assert parsed.calls == () and "must be the whole reply" in (parsed.error or "")
+    assert get_tool_parser("json").parse('{"name": "get", "arguments": null}').calls == (
+        ToolCall("get", {}, "call_0"),
+    )

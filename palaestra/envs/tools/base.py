@@ -23,6 +23,7 @@ with the loss mask off, and hands OpenAI-compatible servers the tools and struct
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from palaestra.envs.core import StepOutcome, TextEnv
@@ -80,8 +81,9 @@ class ToolEnv(TextEnv):
 
     # -- helpers for subclasses --------------------------------------------------------------------
     def format_calls(self, calls: Sequence[ToolCall], content: str = "") -> str:
-        """A reply that makes `calls` in this env's format (for `info["expert_action"]`)."""
-        return self.tool_parser.format(content, calls)
+        """A reply that makes `calls` in this env's format (for `info["expert_action"]`), written as a
+        model writes it: without call ids (the env numbers them), so demos teach the native format."""
+        return self.tool_parser.format(content, [replace(call, id="") for call in calls])
 
     # -- the step ----------------------------------------------------------------------------------
     def _step(self, action: str) -> StepOutcome:
@@ -97,7 +99,9 @@ class ToolEnv(TextEnv):
             return self._finish(parsed.content)
         if len(parsed.calls) > self.max_calls_per_turn:
             error = f"{len(parsed.calls)} tool calls in one reply; at most {self.max_calls_per_turn}"
-            return StepOutcome(observation=f"Too many tool calls: {error}.", format_error=error)
+            return StepOutcome(
+                observation=f"Too many tool calls: {error}.", format_error=error, info={"role": "user"}
+            )
         declared = {tool_name(tool): tool for tool in self.tools}
         messages: list[dict[str, Any]] = []
         errors: list[str] = []
@@ -115,7 +119,7 @@ class ToolEnv(TextEnv):
                 try:
                     content = self._cut(self._call_tool(call))
                 except ToolError as exc:
-                    content = f"Error: {exc}"
+                    content = self._cut(f"Error: {exc}")
             messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
         return StepOutcome(
             observation=self._observation(messages),

@@ -65,3 +65,13 @@ def test_long_results_are_cut_and_too_many_calls_refused():
     assert info["tool_messages"][0]["content"] == "alpha\n[... 20 more characters not shown]"
     _, _, _, _, info = env.step(env.format_calls([ToolCall("keys"), ToolCall("keys")]))
     assert "at most 1" in info["format_error"]
+
+
+def test_expert_replies_carry_no_call_ids_and_long_tool_errors_are_cut(env):
+    """Demos teach the format models write (no ids); a tool's error obeys max_result_chars too."""
+    _, info = env.reset(seed=0)
+    assert '"id"' not in info["expert_action"]
+    short = LookupEnv(max_result_chars=12)
+    short.reset(seed=0)
+    _, _, _, _, info = short.step(short.format_calls([ToolCall("get", {"key": "x" * 50})]))
+    assert info["tool_messages"][0]["content"].startswith("Error: no ke\n[... ")
