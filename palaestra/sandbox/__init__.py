@@ -7,7 +7,8 @@
         assert result.ok and result.stdout == "45\\n"
 
 Backends: `local` (bubblewrap namespaces; `palaestra.sandbox.local`) and `docker` / `podman`
-(containers; `palaestra.sandbox.docker`). `SandboxPool` runs many executions concurrently.
+(containers; `palaestra.sandbox.docker`). `SandboxPool` runs many executions concurrently; `Sandbox.session()` opens a `SandboxSession`, executions
+that share one work dir (a multi-turn shell).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from palaestra.sandbox.api import (
     Limits,
     Sandbox,
     SandboxError,
+    SandboxSession,
     SandboxUnavailableError,
 )
 from palaestra.sandbox.pool import PythonJob, SandboxPool
@@ -39,6 +41,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SandboxPool",
+    "SandboxSession",
     "SandboxUnavailableError",
     "make_sandbox",
     "sandbox_for",

@@ -3,6 +3,11 @@
 Runs INSIDE the container, standard library only (python3-minimal lacks json, resource and ctypes,
 so rlimits are set by /bin/sh's `ulimit` and SysV IPC is removed by `ipcrm`). The host sends this
 source over the attach stream; it is never imported on the host.
+
+The local backend's sessions run it too, as PID 1 of a long-lived bubblewrap sandbox, unprivileged:
+there it already runs as the program's uid (so it drops nothing), it is protected from the program by
+being its pid namespace's init (which ignores SIGKILL from inside) and by not being dumpable (no
+ptrace, no /proc/1/fd), and the host gives it no files to wipe (the session's tmpfs ends with it).
 """
 
 import contextlib
@@ -110,11 +115,17 @@ def drop_privileges():
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write("1000")
-    os.setgroups([])
-    os.setresgid(UID, UID, UID)
-    os.setresuid(UID, UID, UID)
+    local = os.getuid() == UID  # a local session: unprivileged, already the program's uid
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        if not local:  # bwrap's user namespace may refuse it; the slot's cgroup bounds memory there
+            raise
+    if not local:
+        os.setgroups([])
+        os.setresgid(UID, UID, UID)
+        os.setresuid(UID, UID, UID)
     os.umask(0o022)
 
 
@@ -252,12 +263,24 @@ def execute(req, wake_r):
         os.close(in_w)
     duration = time.monotonic() - t0
     oom1, pids1, cpu1 = counters()
-    clean = wipe()
+    clean = kill_all() if req.get("keep") else wipe()
     head = f"{status} {duration:.6f} {cpu1 - cpu0:.6f} {oom1 - oom0} {pids1 - pids0} {clean:d}\n"
     send(b"X", head.encode() + failure)
 
 
+def undumpable():
+    """Keep programs of the same uid (a local session) from ptracing the agent or opening /proc/1/fd."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (ImportError, OSError, AttributeError):
+        pass
+
+
 def main():
+    if os.getuid() == UID:
+        undumpable()
     if os.stat("/work").st_uid == 0:  # podman ignores the tmpfs mode: open it to the program uid
         os.chmod("/work", 0o1777)
     wake_r, wake_w = os.pipe()

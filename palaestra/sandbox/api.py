@@ -4,7 +4,9 @@ A `Sandbox` runs one untrusted program at a time per call (calls may come from m
 files are written into a fresh, private work dir (`/work` inside the sandbox), the command runs there
 with no network, a cleared environment and the `Limits`, and the call returns an `ExecutionResult` with
 the (truncated) output, the exit status, the duration and which limit, if any, stopped the program.
-Nothing of one execution is visible to the next.
+Nothing of one execution is visible to the next, except within a `SandboxSession`
+(`Sandbox.session()`): its executions share one work dir for the session's lifetime (a multi-turn
+shell's state), and the session's sandbox is gone when it closes.
 
 Backends: `palaestra.sandbox.local` (bubblewrap namespaces, the default) and `palaestra.sandbox.docker`
 (Docker Engine or podman). `palaestra.sandbox.make_sandbox` builds one from a `SandboxConfig`.
@@ -30,6 +32,7 @@ __all__ = [
     "OutputBuffer",
     "Sandbox",
     "SandboxError",
+    "SandboxSession",
     "SandboxUnavailableError",
     "validate_files",
 ]
@@ -199,10 +202,83 @@ class Sandbox(abc.ABC):
         all_files = {**(files or {}), "main.py": code}
         return self.run([self.python, "-I", "main.py", *args], files=all_files, stdin=stdin, limits=limits)
 
+    def session(
+        self, *, files: Mapping[str, str | bytes] | None = None, limits: Limits | None = None
+    ) -> SandboxSession:
+        """A `SandboxSession` whose work dir starts with `files`; it holds one of the sandbox's
+        `max_concurrency` slots until it is closed (waiting `SESSION_SLOT_WAIT_S` for a free one)."""
+        if self._closed:
+            raise SandboxError("this sandbox is closed")
+        return self._session(validate_files(files), limits or self.limits)
+
+    def _session(self, files: dict[str, bytes], limits: Limits) -> SandboxSession:
+        """The backend's session, started with `files` in its work dir."""
+        raise SandboxUnavailableError(f"the {self.name} sandbox backend has no sessions")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (containers, cgroups); idempotent."""
 
     def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+SESSION_SLOT_WAIT_S = 60.0
+"""How long `Sandbox.session` waits for a free slot before it gives up (sessions hold theirs)."""
+
+
+def session_fixed(limits: Limits) -> tuple[int, int, int]:
+    """The limits a session fixes when it starts: (memory_mb, max_processes, disk_mb)."""
+    return (limits.memory_mb, limits.max_processes, limits.disk_mb)
+
+
+class SandboxSession(abc.ABC):
+    """Executions that share one sandbox: what one leaves in `/work` and `/tmp` the next sees.
+
+    Everything else is as for `Sandbox.run`: each execution starts in `/work` with a cleared
+    environment, has its own time, CPU, output, file-size and open-file limits, and every process it
+    started is killed when it ends (nothing keeps running between executions). The memory, process
+    and disk limits are those of the session's start and hold for every execution. `close()` ends
+    the session's sandbox; no file of it is seen by any later execution or session.
+    """
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def run(
+        self, command: Sequence[str], *, stdin: str | bytes = b"", limits: Limits | None = None
+    ) -> ExecutionResult:
+        """Run `command` (an argv list) in `/work`, feeding `stdin`; `limits` may change the
+        per-execution limits only (memory, processes and disk are the session's)."""
+        if self._closed:
+            raise SandboxError("this sandbox session is closed")
+        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
+            raise TypeError("command must be a non-empty list of strings (an argv), not a shell string")
+        limits = limits or self.limits
+        if session_fixed(limits) != session_fixed(self.limits):
+            raise ValueError(
+                "a session's memory_mb, max_processes and disk_mb are fixed when it starts: "
+                f"{session_fixed(self.limits)}, got {session_fixed(limits)}"
+            )
+        data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
+        return self._run(list(command), data, limits)
+
+    @abc.abstractmethod
+    def _run(self, command: list[str], stdin: bytes, limits: Limits) -> ExecutionResult:
+        """The backend's execution of an already checked request."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """End the session: kill its processes, drop its files, give its slot back; idempotent."""
+
+    def __enter__(self) -> SandboxSession:
         return self
 
     def __exit__(self, *exc: object) -> None:

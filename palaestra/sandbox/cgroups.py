@@ -100,9 +100,7 @@ class SlotCgroup:
             with contextlib.suppress(OSError):
                 _write(d / "memory.swap.max", "0")
             _write(d / "pids.max", str(max_pids))
-            self._pids_events_before = self._pids_max_events()
-            self._memory_events_before = self._memory_oom_events()
-            self._cpu_before = self._cpu_usage_s()
+            self.reset_counters()
             return
         mem, pids = self.dirs["memory"], self.dirs["pids"]
         # memsw must stay >= the memory limit: lower it first when shrinking, raise it last when growing
@@ -112,11 +110,20 @@ class SlotCgroup:
         _write(mem / "memory.limit_in_bytes", str(memory_bytes))
         with contextlib.suppress(OSError):
             _write(memsw, str(memory_bytes))  # no swap either
+        _write(pids / "pids.max", str(max_pids))
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        """Start `usage`'s counts afresh (`prepare` does; a session does before each execution)."""
+        self._pids_events_before = self._pids_max_events()
+        if self.version == 2:
+            self._memory_events_before = self._memory_oom_events()
+            self._cpu_before = self._cpu_usage_s()
+            return
+        mem = self.dirs["memory"]
         for counter in ("memory.failcnt", "memory.max_usage_in_bytes"):
             with contextlib.suppress(OSError):
                 _write(mem / counter, "0")
-        _write(pids / "pids.max", str(max_pids))
-        self._pids_events_before = self._pids_max_events()
         self._memory_events_before = self._oom_kills_v1()
         with contextlib.suppress(OSError):
             _write(self.dirs["cpuacct"] / "cpuacct.usage", "0")
@@ -147,7 +154,7 @@ class SlotCgroup:
         return int(raw) / 1e9 if raw else None
 
     def usage(self) -> CgroupUsage:
-        """Counters of the execution since `prepare`."""
+        """Counters of the execution since `prepare` (or `reset_counters`)."""
         pids_hit = self._pids_max_events() > self._pids_events_before
         if self.version == 2:
             mem_hit = self._memory_oom_events() > self._memory_events_before

@@ -16,6 +16,7 @@ __all__ = [
     "AGENT_MEMORY_MB",
     "AGENT_PIDS",
     "AGENT_SOURCE",
+    "agent_command",
     "container_key",
     "container_options",
     "resource_update",
@@ -33,6 +34,11 @@ _BOOTSTRAP = "import sys; exec(sys.stdin.buffer.read(%d))"
 """PID 1's command line: reads the agent's source from the attach stream (one line in `ps`)."""
 
 
+def agent_command(python: str, uid: int) -> list[str]:
+    """The argv that starts the agent (its source then comes on stdin) for programs running as `uid`."""
+    return [python, "-I", "-S", "-c", _BOOTSTRAP % len(AGENT_SOURCE), str(uid)]
+
+
 def container_options(
     limits: Limits, uid: int, *, python: str, labels: dict[str, str], cpus: float | None, is_podman: bool
 ) -> dict:
@@ -47,9 +53,10 @@ def container_options(
     ulimits = [Ulimit(name="core", soft=0, hard=0)]
     if is_podman:  # podman's defaults (nofile 1048576) exceed most hosts' hard limits
         ulimits += [Ulimit(name=n, soft=_PODMAN_ULIMIT, hard=_PODMAN_ULIMIT) for n in ("nofile", "nproc")]
+    entrypoint, *command = agent_command(python, uid)
     return {
-        "entrypoint": [python],
-        "command": ["-I", "-S", "-c", _BOOTSTRAP % len(AGENT_SOURCE), str(uid)],
+        "entrypoint": [entrypoint],
+        "command": command,
         "labels": labels,
         "user": "0:0",
         "working_dir": WORK_DIR,

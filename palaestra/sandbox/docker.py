@@ -63,12 +63,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from palaestra.sandbox.api import (
+    SESSION_SLOT_WAIT_S,
     ExecutionResult,
     LimitKind,
     Limits,
-    OutputBuffer,
     Sandbox,
     SandboxError,
+    SandboxSession,
     SandboxUnavailableError,
 )
 from palaestra.sandbox.cgroups import CgroupUsage
@@ -79,15 +80,13 @@ from palaestra.sandbox.container_options import (
     resource_update,
 )
 from palaestra.sandbox.container_protocol import (
-    KILL_REQUEST,
     AgentFrames,
-    AgentReport,
-    AgentStuck,
     ContainerDied,
+    Exchange,
+    exchange,
     read_frames,
     run_request,
 )
-from palaestra.sandbox.exit_status import decode_status, limit_from_status
 
 __all__ = ["DEFAULT_IMAGE", "ContainerSandbox", "Engine"]
 
@@ -327,87 +326,68 @@ class ContainerSandbox(Sandbox):
             self._slots.put(slot)
 
     def _run_in_slot(
-        self, slot: _Slot, command: list[str], files: dict[str, bytes], stdin: bytes, limits: Limits
+        self,
+        slot: _Slot,
+        command: list[str],
+        files: dict[str, bytes],
+        stdin: bytes,
+        limits: Limits,
+        *,
+        keep: bool = False,
     ) -> ExecutionResult:
         assert slot.sock is not None
-        request = run_request(command, files, stdin, limits)
-        out, err = OutputBuffer(limits.max_output_bytes), OutputBuffer(limits.max_output_bytes)
-        start = time.monotonic()
-        stopped_by: LimitKind | None = None
-        try:
-            slot.sock.sendall(request)
-            report = None
-            deadline = start + limits.wall_time_s
-            while report is None:
-                for kind, payload in read_frames(slot.sock, slot.frames, deadline):
-                    if kind == b"X":
-                        report = AgentReport.parse(payload)
-                        break
-                    if not (out if kind == b"1" else err).feed(payload) and stopped_by is None:
-                        stopped_by = "output"
-                        slot.sock.sendall(KILL_REQUEST)
-                        deadline = time.monotonic() + _KILL_GRACE_S
-                else:  # deadline passed
-                    if stopped_by is not None:
-                        raise AgentStuck()
-                    stopped_by = "wall_time"
-                    slot.sock.sendall(KILL_REQUEST)
-                    deadline = time.monotonic() + _KILL_GRACE_S
-        except (ContainerDied, AgentStuck, OSError) as exc:
-            return self._lost_container(slot, exc, out, err, start, stopped_by)
+        request = run_request(command, files, stdin, limits, keep=keep)
+        ex = exchange(slot.sock, slot.frames, request, limits, kill_grace_s=_KILL_GRACE_S)
+        if ex.lost is not None or ex.report is None:
+            return self._lost_container(slot, ex)
+        report = ex.report
         if not report.clean:
             logger.warning("sandbox slot %d: the container could not be cleaned; replacing it", slot.index)
             self._discard(slot)
         if report.setup_error:
             raise SandboxError(f"the sandbox failed to start the program: {report.setup_error}")
-        exit_code, sig = decode_status(os.waitstatus_to_exitcode(report.status))
-        usage = CgroupUsage(report.oom_kills > 0, report.pids_max_events > 0, report.cpu_s)
-        limit = stopped_by or limit_from_status(exit_code, sig, err.text(), report.cpu_s, limits, usage)
-        return ExecutionResult(
-            stdout=out.text(),
-            stderr=err.text(),
-            exit_code=exit_code,
-            signal=sig,
-            duration_s=min(report.duration_s, time.monotonic() - start),
-            limit=limit,
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
-        )
+        return ex.result(limits, CgroupUsage(report.oom_kills > 0, report.pids_max_events > 0, report.cpu_s))
 
-    def _lost_container(
-        self,
-        slot: _Slot,
-        exc: BaseException,
-        out: OutputBuffer,
-        err: OutputBuffer,
-        start: float,
-        stopped_by: LimitKind | None,
-    ) -> ExecutionResult:
+    def _lost_container(self, slot: _Slot, ex: Exchange) -> ExecutionResult:
         """The agent died or hung: report the execution as killed, or raise if no limit explains it."""
         oom_killed = False
-        if isinstance(exc, ContainerDied) and slot.container is not None:
+        if isinstance(ex.lost, ContainerDied) and slot.container is not None:
             with contextlib.suppress(self._errors.APIError):
                 slot.container.reload()
                 oom_killed = bool(slot.container.attrs["State"].get("OOMKilled"))
         self._discard(slot)
-        limit: LimitKind | None = stopped_by or ("memory" if oom_killed else None)
+        limit: LimitKind | None = ex.stopped_by or ("memory" if oom_killed else None)
         if limit is None:
             raise SandboxError(
-                f"the sandbox container died during the execution ({type(exc).__name__}: {exc})"
+                f"the sandbox container died during the execution ({type(ex.lost).__name__}: {ex.lost})"
             )
-        return ExecutionResult(
-            stdout=out.text(),
-            stderr=err.text(),
-            exit_code=None,
-            signal=9,
-            duration_s=time.monotonic() - start,
-            limit=limit,
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
-        )
+        return ex.killed(limit)
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def _session(self, files: dict[str, bytes], limits: Limits) -> SandboxSession:
+        try:
+            slot = self._slots.get(timeout=SESSION_SLOT_WAIT_S)
+        except queue.Empty:
+            raise SandboxError(
+                f"no free sandbox slot within {SESSION_SLOT_WAIT_S:.0f} s: all {self.max_concurrency} are "
+                "busy (sessions hold theirs until closed); raise max_concurrency"
+            ) from None
+        try:
+            if self._closed:
+                raise SandboxError("this sandbox is closed")
+            self._fit(slot, limits)
+            session = _ContainerSession(self, slot, limits)
+            started = self._run_in_slot(slot, ["/bin/true"], files, b"", limits, keep=True)
+            if not started.ok:
+                raise SandboxError(f"the sandbox session could not start: {started.describe()}")
+        except BaseException:
+            self._discard(slot)
+            self._slots.put(slot)
+            raise
+        return session
 
     def close(self) -> None:
-        """Remove every container of this sandbox; idempotent."""
+        """Remove every container of this sandbox (open sessions' too); idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -416,6 +396,41 @@ class ContainerSandbox(Sandbox):
             self._discard(slot)
         with contextlib.suppress(Exception):
             self._client.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class _ContainerSession(SandboxSession):
+    """A session in one slot's container: executions run with `keep`, so /work and /tmp persist;
+    closing runs one execution without it (the agent wipes and checks the scratch dirs) and gives
+    the slot back, or removes the container if it could not be cleaned."""
+
+    def __init__(self, sandbox: ContainerSandbox, slot: _Slot, limits: Limits):
+        super().__init__(limits)
+        self._sandbox, self._slot = sandbox, slot
+        self._lock = threading.Lock()
+
+    def _run(self, command: list[str], stdin: bytes, limits: Limits) -> ExecutionResult:
+        with self._lock:
+            if self._closed or self._slot.container is None:
+                raise SandboxError("this sandbox session is closed or its container is gone")
+            return self._sandbox._run_in_slot(self._slot, command, {}, stdin, limits, keep=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            slot, sandbox = self._slot, self._sandbox
+            try:
+                if slot.container is not None and not sandbox._closed:
+                    sandbox._run_in_slot(slot, ["/bin/true"], {}, b"", self.limits)  # wipes (or discards)
+            except SandboxError:
+                sandbox._discard(slot)
+            finally:
+                sandbox._slots.put(slot)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -40,7 +40,8 @@ still create new, empty user namespaces (more kernel attack surface), so this is
 refused unless `allow_weak_isolation=True`, and warns loudly when used.
 
 The parts live in their own modules: `local_argv` (the command line), `local_process` (spawning,
-waiting, killing, CPU accounting) and `local_slots` (slot uids and cgroups, warm standbys).
+waiting, killing, CPU accounting), `local_slots` (slot uids and cgroups, warm standbys) and
+`local_session` (sessions: one bwrap kept for a sequence of executions sharing its work dir).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import contextlib
 import logging
 import marshal
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -57,9 +59,18 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-from palaestra.sandbox.api import ExecutionResult, Limits, Sandbox, SandboxUnavailableError
+from palaestra.sandbox.api import (
+    SESSION_SLOT_WAIT_S,
+    ExecutionResult,
+    Limits,
+    Sandbox,
+    SandboxError,
+    SandboxSession,
+    SandboxUnavailableError,
+)
 from palaestra.sandbox.local_argv import LOADER_PATH, LocalCommandLine, bind_system_dirs, interpreter_prefix
 from palaestra.sandbox.local_process import Launch, collect, spawn
+from palaestra.sandbox.local_session import LocalSession
 from palaestra.sandbox.local_slots import Slot, SlotPool
 
 _LOADER = (Path(__file__).parent / "_loader.py").read_text(encoding="utf-8").encode()
@@ -247,6 +258,35 @@ class LocalSandbox(Sandbox):
             files={},
             loader=_LOADER,
         )
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def _session(self, files: dict[str, bytes], limits: Limits) -> SandboxSession:
+        """A `LocalSession`: one bwrap sandbox kept for the session (see `palaestra.sandbox.local_session`)."""
+        if self.isolation != "bubblewrap":
+            raise SandboxUnavailableError("sandbox sessions need bubblewrap (the unshare fallback has none)")
+        try:
+            slot = self.slot_pool.acquire(timeout=SESSION_SLOT_WAIT_S)
+        except queue.Empty:
+            raise SandboxError(
+                f"no free sandbox slot within {SESSION_SLOT_WAIT_S:.0f} s: all {self.max_concurrency} are "
+                "busy (sessions hold theirs until closed); raise max_concurrency"
+            ) from None
+        try:
+            standby, slot.standby = slot.standby, None
+            if standby is not None:
+                standby.discard(slot.cgroup)
+            return LocalSession(
+                command_line=self.command_line,
+                python=self.python,
+                slot=slot,
+                limits=limits,
+                files=files,
+                release=lambda s: self.slot_pool.release(s, None),
+                in_worker=self.slot_pool.in_worker,
+            )
+        except BaseException:
+            self.slot_pool.release(slot, None)
+            raise
 
     def leftover_processes(self) -> list[int]:
         """Processes running as this sandbox's slot uids that are not an idle standby sandbox.

@@ -16,6 +16,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from palaestra.sandbox.api import Limits
 from palaestra.sandbox.cgroups import SlotCgroup
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 _uid_lock = threading.Lock()
 _uids_handed_out = 0
 _UIDS_PER_PROCESS = 1024
+T = TypeVar("T")
 
 
 @dataclass
@@ -88,9 +90,14 @@ class SlotPool:
         )
         self.closed = False
 
-    def acquire(self) -> Slot:
-        """A free slot; waits for one if all are busy."""
-        return self._free.get()
+    def acquire(self, timeout: float | None = None) -> Slot:
+        """A free slot; waits for one if all are busy (raises `queue.Empty` after `timeout` seconds)."""
+        return self._free.get(timeout=timeout)
+
+    def in_worker(self, fn: Callable[[], T]) -> T:
+        """`fn()` run in one of the pool's long-lived threads: a process started there with
+        `bwrap --die-with-parent` dies with that thread, not with a short-lived caller's."""
+        return self._refiller.submit(fn).result()
 
     def release(self, slot: Slot, refill_limits: Limits | None) -> None:
         """Sweep the slot and give it back; with `refill_limits`, start its next standby first (in
