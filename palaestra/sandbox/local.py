@@ -21,7 +21,8 @@ Why each part (measured on Debian 12 as root in a container, cgroups v1 writable
       world are unreachable.
     - The file system is /usr (plus the interpreter's prefix if it lives elsewhere) read-only, a fresh
       /proc showing only the sandbox's processes, a minimal /dev, and tmpfs /work and /tmp sized by
-      `Limits.disk_mb`; / is remounted read-only. /etc, /root, /home and the caller's files are absent.
+      `Limits.disk_mb`; / is remounted read-only. /root, /home, the caller's files and /etc (but for
+      /etc/alternatives, Debian's command links such as awk -> mawk) are absent.
       Input files go in through memfds (`bwrap --file`), so nothing is staged on the host's disk.
     - The environment is cleared; `--disable-userns` forbids nested user namespaces (so `unshare` and
       `setns` through ctypes fail); hard rlimits cannot be raised without CAP_SYS_RESOURCE.

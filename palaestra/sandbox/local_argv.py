@@ -45,7 +45,8 @@ _WORLD_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/run/lock", "/dev/shm", "/dev/mqueu
 
 
 def bind_system_dirs() -> list[str]:
-    """bwrap args for /usr and the merged-usr links (or binds) /bin, /sbin, /lib, /lib64."""
+    """bwrap args for /usr, the merged-usr links (or binds) /bin, /sbin, /lib, /lib64, and
+    /etc/alternatives (the links that make `awk` and friends resolve)."""
     args = ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
         host = Path("/") / top
@@ -53,6 +54,9 @@ def bind_system_dirs() -> list[str]:
             args += ["--symlink", os.readlink(host), f"/{top}"]
         elif host.is_dir():
             args += ["--ro-bind", str(host), f"/{top}"]
+    # Debian's alternatives (awk -> mawk, ...): symlinks into /usr, nothing else of /etc
+    if Path("/etc/alternatives").is_dir():
+        args += ["--ro-bind", "/etc/alternatives", "/etc/alternatives"]
     return args
 
 

@@ -87,9 +87,10 @@ class Launch:
             self.info_r = None
 
     def discard(self, cgroup: SlotCgroup | None) -> None:
-        """Kill an unused standby and reap it."""
+        """Kill an unused standby (or a session's sandbox) and reap it."""
         with contextlib.suppress(ChildProcessError):
-            self.stop(cgroup)
+            _, status, _ = self.stop(cgroup)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
         self.close_pipes()
 
 
