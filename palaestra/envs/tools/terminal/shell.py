@@ -23,17 +23,12 @@ __all__ = ["STATE_DIR", "TerminalShell", "describe"]
 STATE_DIR = "/tmp/.palaestra-shell"
 _PROLOGUE = f"""
 __ps={STATE_DIR}
-mkdir -p "$__ps"
 if [ -r "$__ps/env" ]; then . "$__ps/env"; fi
-cd -- "$(cat "$__ps/cwd" 2>/dev/null || echo /work)" 2>/dev/null || cd /work
+if [ -r "$__ps/cwd" ]; then cd -- "$(<"$__ps/cwd")" 2>/dev/null || cd /work; fi
 """
-_COMMAND = (
-    "exec 2>&1 </dev/null\n"
-    + _PROLOGUE
-    + """trap 'pwd > "$__ps/cwd"; export -p > "$__ps/env"' EXIT
-eval "$1"
-"""
-)
+# bash builtins only (no program to exec) but for the first command's `mkdir`
+_SAVE = '[ -d "$__ps" ] || mkdir -p "$__ps"; pwd > "$__ps/cwd"; export -p > "$__ps/env"'
+_COMMAND = "exec 2>&1 </dev/null\n" + _PROLOGUE + f"trap '{_SAVE}' EXIT\n" + 'eval "$1"\n'
 _WRITE = _PROLOGUE + 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1" && realpath -- "$1"'
 _READ = _PROLOGUE + 'cat -- "$1"'
 
