@@ -57,7 +57,12 @@ def limit_from_status(
         return "memory"
     if usage is not None and usage.pids_limit_hit:
         return "processes"
-    if failed and ("BlockingIOError: [Errno 11]" in stderr or "Resource temporarily unavailable" in stderr):
+    forks_refused = (
+        "BlockingIOError: [Errno 11]",
+        "Resource temporarily unavailable",
+        "Cannot fork",
+    )  # dash's
+    if failed and any(sign in stderr for sign in forks_refused):
         return "processes"
     if sig == signal.SIGXFSZ or (failed and "File too large" in stderr):
         return "file_size"

@@ -79,3 +79,11 @@ def test_a_program_cannot_take_the_session_down(session):
     hijack = session.run(["sh", "-c", "cat /proc/1/environ || ls /proc/1/fd || echo denied"])
     assert "denied" in hijack.stdout
     assert session.run(["cat", "seed.txt"]).stdout == "seed\n"
+
+
+def test_memory_and_process_limits_hold_for_every_execution(session):
+    hog = session.run(["python3", "-c", "x = bytearray(400 * 1024 * 1024)"])
+    assert hog.limit == "memory"
+    forks = session.run(["sh", "-c", "for i in $(seq 40); do sleep 5 & done; wait"])
+    assert forks.limit in ("processes", "wall_time") and "fork" in forks.stderr.lower()
+    assert session.run(["cat", "seed.txt"]).stdout == "seed\n"
