@@ -5,10 +5,13 @@ malformed call is a format error."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
 import palaestra
+from palaestra.agents.base import Generation, GenerationRequest
 from palaestra.agents.scripted import OraclePolicy, RandomPolicy
 from palaestra.envs.tools.terminal.env import COMMAND_LIMITS, TerminalEnv
 from palaestra.envs.tools.terminal.latency import terminal_latency
@@ -100,6 +103,41 @@ def test_the_oracle_succeeds_through_the_rollout():
     assert all(t.success and t.error is None for t in trajectories)
 
 
+class TokenExpert:
+    """A token-level policy that replies with the env's expert action (tokenized, closed by EOS)."""
+
+    name = "token-expert"
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        out = []
+        for request in requests:
+            text = str(request.info["expert_action"])
+            ids = [*self.tokenizer(text, add_special_tokens=False)["input_ids"], self.tokenizer.eos_token_id]
+            out.append(Generation(text, tuple(ids), tuple(-0.1 for _ in ids)))
+        return out
+
+    async def close(self) -> None:
+        pass
+
+
+def test_the_expert_through_the_token_level_rollout(smollm2_tokenizer):
+    """Tool results come back as `tool` messages, in the token sequence with the loss mask off."""
+    (traj,) = rollout(TokenExpert(smollm2_tokenizer), [Task("palaestra/Tool-Terminal-v0-hard", seed=4)])
+    traj.check()
+    assert traj.success and traj.error is None and len(traj.turns) >= 3
+    tool_messages = [m for m in traj.messages if m["role"] == "tool"]
+    assert len(tool_messages) == len(traj.turns) - 1
+    assert all(m["content"] for m in tool_messages)
+    assert sum(traj.loss_mask) == sum(end - start for start, end in (t.token_span for t in traj.turns))
+    for turn, after in zip(traj.turns, traj.turns[1:], strict=False):
+        assert traj.loss_mask[turn.token_span[1] : after.token_span[0]] == [0] * (
+            after.token_span[0] - turn.token_span[1]
+        )
+
+
 def test_state_persists_within_an_episode(env):
     env.reset(seed=0, options={"task_id": "files-archive-logs"})
     steps = [
@@ -180,6 +218,8 @@ def test_seed_picks_the_task_and_bad_input_is_refused(tmp_path):
             env.reset(options={"task_id": "no-such-task"})
     finally:
         env.close()
+    partial = TerminalEnv(sandbox={"max_concurrency": 3})._sandbox_spec  # the rest from the defaults
+    assert partial.max_concurrency == 3 and partial.limits == COMMAND_LIMITS and not partial.warm
     with pytest.raises(ValueError, match="difficulty='extreme'"):
         TerminalEnv(difficulty="extreme")
     bad = tmp_path / "tasks.yaml"

@@ -99,7 +99,9 @@ class TerminalEnv(ToolEnv):
         tasks: a YAML task file (see `palaestra.envs.tools.terminal.tasks`) instead of the bundled tasks.
         max_turns: replies per episode (tool-calling ones included).
         sandbox: `SandboxConfig`, its dict form, or a `Sandbox` (default: the shared local sandbox
-            with 16 slots; `{"backend": "docker"}` for containers). Each running episode holds a slot.
+            with 16 slots; `{"backend": "docker"}` for containers; a dict's missing keys take those
+            defaults). Each running episode holds a slot: `max_concurrency` bounds the episodes
+            running at once (a 17th waits up to 60 s for a free slot, then fails).
         limits: each command's limits; its memory, process and disk limits hold for the whole episode.
         test_time_s: wall-time limit of the task's test script.
         tool_parser: the reply format of tool calls ("auto", "hermes", "json", ...).
@@ -141,6 +143,10 @@ class TerminalEnv(ToolEnv):
         self.system_prompt = _SYSTEM.format(
             seconds=self.limits.wall_time_s, kib=self.limits.max_output_bytes // 1024, turns=max_turns
         )
+        if isinstance(sandbox, dict):  # a partial config: the terminal's defaults fill the rest
+            sandbox = _DEFAULT_SANDBOX.model_copy(
+                update=SandboxConfig.model_validate(sandbox).model_dump(exclude_unset=True)
+            )
         self._sandbox_spec = sandbox if sandbox is not None else _DEFAULT_SANDBOX
         self._sandbox: Sandbox | None = None
         self._session: SandboxSession | None = None
