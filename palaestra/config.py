@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from palaestra.placement import PlacementConfig
+from palaestra.rewards.spec import RewardSpec
 from palaestra.trainers.core.config import AlgorithmConfig
 from palaestra.trainers.core.distributed import DistributedConfig
 from palaestra.trainers.core.ray_source import RayConfig
@@ -157,6 +158,11 @@ _SERVER_HELP = (
     "`kwargs` are the adapter's options (action_field, observation_field, system_prompt)."
 )
 
+_REWARD_HELP = (
+    "A reward rubric that scores each episode's end (criteria with weights and gates: the env's reward, "
+    "success, text checks, Python functions, LLM judges; docs/tools.md); null: the env's own reward."
+)
+
 
 class EnvEntry(Section):
     id: str = Field(
@@ -165,6 +171,7 @@ class EnvEntry(Section):
     weight: float = Field(1.0, gt=0, description="Relative sampling weight among training envs.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs.")
     server: str | None = Field(None, description=_SERVER_HELP)
+    reward: RewardSpec | None = Field(None, description=_REWARD_HELP)
 
 
 class EvalEnvEntry(Section):
@@ -173,6 +180,7 @@ class EvalEnvEntry(Section):
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Env kwargs (e.g. split: test).")
     server: str | None = Field(None, description=_SERVER_HELP)
+    reward: RewardSpec | None = Field(None, description=_REWARD_HELP)
     episodes: int = Field(50, ge=1, description="Held-out episodes (seeds seed..seed+episodes-1).")
     seed: int = Field(0, description="First held-out seed.")
     samples: int = Field(

@@ -140,6 +140,7 @@ async def evaluate_async(
     out_dir: str | os.PathLike[str] | None = None,
     chunk_size: int = 32,
     server: str | None = None,
+    reward: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Async form of `evaluate`, for callers that already run an event loop."""
     if episodes < 1:
@@ -156,7 +157,7 @@ async def evaluate_async(
 
         check_remote_env(server, env_id, env_kwargs)
     seeds = [seed + i for i in range(episodes)]
-    tasks = [Task(env_id, s, env_kwargs, server=server) for s in seeds]
+    tasks = [Task(env_id, s, env_kwargs, server=server, reward=reward) for s in seeds]
     runner = RolloutRunner(policy, config)
     start = time.perf_counter()
 
@@ -199,6 +200,7 @@ def evaluate(
     out_dir: str | os.PathLike[str] | None = None,
     chunk_size: int = 32,
     server: str | None = None,
+    reward: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Run `episodes` episodes (seeds `seed`, `seed+1`, ...) of `policy` on `env_id`.
 
@@ -214,6 +216,8 @@ def evaluate(
         chunk_size: with `out_dir`: rewrite the partial results every this many finished episodes.
         server: run the env on this OpenEnv server ("ws://host:port": `palaestra serve` or any
             OpenEnv server) instead of in process.
+        reward: a reward rubric that scores each episode's end (`palaestra.rewards.RewardSpec` as a
+            dict); None: the env's own reward.
 
     Returns:
         The result with its summary and trajectories.
@@ -233,6 +237,7 @@ def evaluate(
             out_dir=out_dir,
             chunk_size=chunk_size,
             server=server,
+            reward=reward,
         )
     )
 

@@ -22,6 +22,7 @@ import gymnasium as gym
 
 from palaestra.agents.base import Generation, GenerationRequest, Message, Policy, SamplingParams
 from palaestra.envs.registration import make
+from palaestra.rewards import with_reward
 from palaestra.rollout.chat import TokenChat, env_message, env_messages, observation_text
 from palaestra.rollout.driver import (
     Episode,
@@ -58,6 +59,7 @@ class Task:
         env_kwargs: kwargs for `palaestra.make`.
         options: `reset` options (e.g. {"task_index": 3} for dataset envs).
         server: the OpenEnv server the env runs on ("ws://host:port"); None: in this process.
+        reward: a reward rubric for the env (`palaestra.rewards.RewardSpec`, as a dict); None: the env's.
     """
 
     env_id: str
@@ -65,11 +67,17 @@ class Task:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] | None = None
     server: str | None = None
+    reward: dict[str, Any] | None = None
 
 
-def task_env(task: Task) -> gym.Env:
-    """The env of `task`: made here, or a session on its server."""
-    return make(task.env_id, server=task.server, **task.env_kwargs)
+def task_env(task: Task, env_factory: Callable[..., gym.Env] | None = None) -> gym.Env:
+    """The env of `task`: made here (by `env_factory`, default `palaestra.make`), or a session on its
+    server; wrapped in its reward rubric."""
+    if task.server or env_factory is None:
+        env = make(task.env_id, server=task.server, **task.env_kwargs)
+    else:
+        env = env_factory(task.env_id, **task.env_kwargs)
+    return with_reward(env, task.reward)
 
 
 @dataclass(frozen=True)
@@ -175,9 +183,7 @@ class RolloutRunner:
             env_kwargs=dict(task.env_kwargs),
         )
         episode = Episode(
-            partial(task_env, task)
-            if task.server
-            else partial(self.env_factory, task.env_id, **task.env_kwargs),
+            partial(task_env, task, self.env_factory),
             task.seed,
             task.options,
             self.config.max_turns,

@@ -49,6 +49,7 @@ def evaluate_held_out(policy: Policy, cfg: TrainConfig) -> tuple[dict[str, float
                 env_kwargs=e.kwargs,
                 config=replace(config, group_size=e.samples),
                 server=e.server,
+                reward=e.reward.model_dump() if e.reward else None,
             )
             for e in cfg.envs.eval
         ]

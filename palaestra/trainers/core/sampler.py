@@ -25,6 +25,7 @@ class WeightedEnv:
     weight: float = 1.0
     kwargs: dict[str, Any] | None = None
     server: str | None = None
+    reward: dict[str, Any] | None = None
 
 
 class TaskSampler:
@@ -48,7 +49,8 @@ class TaskSampler:
     def _draw(self, index: int) -> Task:
         rng = np.random.default_rng([self.seed, index])
         env = self.envs[int(rng.choice(len(self.envs), p=self.probs))]
-        return Task(env.env_id, int(rng.integers(0, 2**31 - 1)), dict(env.kwargs or {}), server=env.server)
+        seed = int(rng.integers(0, 2**31 - 1))
+        return Task(env.env_id, seed, dict(env.kwargs or {}), server=env.server, reward=env.reward)
 
     def sample(self, n: int) -> list[Task]:
         """The next `n` tasks."""
@@ -76,7 +78,9 @@ class TaskPoolSampler:
 
     def __init__(self, envs: Sequence[WeightedEnv], seeds: Sequence[int], seed: int):
         self.pool = [
-            Task(e.env_id, int(s), dict(e.kwargs or {}), server=e.server) for e in envs for s in seeds
+            Task(e.env_id, int(s), dict(e.kwargs or {}), server=e.server, reward=e.reward)
+            for e in envs
+            for s in seeds
         ]
         if not self.pool:
             raise ValueError("the task pool is empty (no env or no seed); check rollout.task_pool")
@@ -98,7 +102,7 @@ class TaskPoolSampler:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        pool = [[t.env_id, t.seed, t.env_kwargs, t.server] for t in self.pool]
+        pool = [[t.env_id, t.seed, t.env_kwargs, t.server, t.reward] for t in self.pool]
         return {"seed": self.seed, "drawn": self.drawn, "pool": pool}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -108,7 +112,8 @@ class TaskPoolSampler:
             )
         self.seed, self.drawn = int(state["seed"]), int(state["drawn"])
         self.pool = [
-            Task(e, int(s), dict(kw), server=(rest or [None])[0]) for e, s, kw, *rest in state["pool"]
+            Task(e, int(s), dict(kw), server=(rest or [None])[0], reward=rest[1] if len(rest) > 1 else None)
+            for e, s, kw, *rest in state["pool"]
         ]
 
 

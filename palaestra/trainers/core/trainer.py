@@ -161,7 +161,10 @@ class Trainer(Learner):
         )
         self.policy = self.rollouts.policy
         self.sampler = make_task_sampler(
-            [WeightedEnv(e.id, e.weight, e.kwargs, e.server) for e in config.envs.train],
+            [
+                WeightedEnv(e.id, e.weight, e.kwargs, e.server, e.reward.model_dump() if e.reward else None)
+                for e in config.envs.train
+            ],
             seed=config.run.seed,
             task_pool=config.rollout.task_pool,
         )
