@@ -142,13 +142,14 @@ class Judge:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"judge {self.spec}", daemon=True)
         self._thread.start()
-        self._lock = threading.Lock()  # building the policy; one verdict per key at a time
-        self._key_locks: dict[str, threading.Lock] = {}
+        self._build_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _key_locks
+        self._key_locks: dict[str, tuple[threading.Lock, int]] = {}  # key -> (lock, verdicts waiting on it)
         self.calls = 0  # judge requests sent (cache hits are not calls)
 
     @property
     def policy(self) -> Policy:
-        with self._lock:
+        with self._build_lock:
             if self._policy is None:
                 self._policy = _build_policy(self.spec, self.options)
             return self._policy
@@ -157,18 +158,26 @@ class Judge:
         """Judge `reply` to `task` under `config` (a cached verdict when there is one); never raises."""
         key = verdict_key(config, task, reply)
         with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:  # concurrent samples with the same reply are judged once
-            path = _cache_path(config, key)
-            cached = _read_cached(path) if path is not None else None
-            if cached is not None:
-                return Verdict(**{**cached, "key": key, "cached": True})
-            verdict = self._ask(config, task, reply, key)
-            if path is not None and verdict.error is None:
-                atomic_write_json(
-                    path, {k: v for k, v in verdict.record().items() if k not in ("key", "cached")}
-                )
-            return verdict
+            key_lock, waiting = self._key_locks.get(key, (threading.Lock(), 0))
+            self._key_locks[key] = (key_lock, waiting + 1)
+        try:
+            with key_lock:  # concurrent samples with the same reply are judged once
+                return self._cached_or_asked(config, task, reply, key)
+        finally:
+            with self._lock:
+                key_lock, waiting = self._key_locks.pop(key)
+                if waiting > 1:
+                    self._key_locks[key] = (key_lock, waiting - 1)
+
+    def _cached_or_asked(self, config: JudgeConfig, task: str, reply: str, key: str) -> Verdict:
+        path = _cache_path(config, key)
+        cached = _read_cached(path) if path is not None else None
+        if cached is not None:
+            return Verdict(**{**cached, "key": key, "cached": True})
+        verdict = self._ask(config, task, reply, key)
+        if path is not None and verdict.error is None:
+            atomic_write_json(path, {k: v for k, v in verdict.record().items() if k not in ("key", "cached")})
+        return verdict
 
     def _ask(self, config: JudgeConfig, task: str, reply: str, key: str) -> Verdict:
         raw, score, error = "", config.fallback, None

@@ -4,6 +4,7 @@ the reward wrapper in a rollout."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium as gym
 import pytest
@@ -77,6 +78,15 @@ def test_verdicts_are_cached_by_content(tmp_path):
     Judge(policy).verdict(_config(tmp_path, cache=False), "task", "reply")
     Judge(policy).verdict(_config(tmp_path, cache=False), "task", "reply")
     assert len(policy.prompts) == 7
+
+
+def test_concurrent_episodes_with_the_same_reply_are_judged_once(tmp_path):
+    policy = ScriptedJudge()
+    judge, config = Judge(policy), _config(tmp_path)
+    with ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(lambda _: judge.verdict(config, "task", "same reply"), range(4)))
+    assert len(policy.prompts) == 1 and sum(not v.cached for v in verdicts) == 1
+    assert {v.score for v in verdicts} == {0.7}
 
 
 @pytest.mark.parametrize(

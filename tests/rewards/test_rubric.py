@@ -138,6 +138,18 @@ def test_bad_criteria_are_one_clear_error(criterion, message):
         RewardSpec.model_validate({"criteria": [criterion]})
 
 
+def test_a_spec_survives_its_saved_form():
+    spec = RewardSpec.model_validate(
+        {
+            "criteria": [
+                {"kind": "regex", "pattern": "x", "gate": True},
+                {"kind": "env_reward", "of": "return"},
+            ]
+        }
+    )
+    assert RewardSpec.model_validate(spec.model_dump()) == spec
+
+
 def test_repeated_names_are_an_error():
     with pytest.raises(ValidationError, match="repeat"):
         RewardSpec.model_validate({"criteria": [{"kind": "success"}, {"kind": "success"}]})
