@@ -104,7 +104,7 @@ def _demo_env(worker: _RolloutWorker, path: str) -> Any:
 
 
 def _env_factory(worker: _RolloutWorker) -> Any:
-    return lambda task: task_env(task) if task.server else worker.make_env(task.env_id, **task.env_kwargs)
+    return lambda task: task_env(task, worker.make_env)
 
 
 @dataclass(frozen=True)
