@@ -1,0 +1,340 @@
+"""A synchronous handle on one MCP server connection, for the (synchronous) gymnasium env.
+
+The `mcp` SDK is async (anyio). `EventLoopThread` runs an asyncio loop in a daemon thread (one per env
+instance); `MCPConnection` opens a session on it, with the SDK's stdio client (a server command it starts)
+or streamable-HTTP client (a URL), and blocks the caller until each request is answered:
+
+    connection = MCPConnection.open(loop, server, call_timeout_s=30, connect_timeout_s=60)
+    connection.tools                        # the server's tools (`mcp.types.Tool`)
+    connection.call("add", {"a": 1})        # CallToolResult; MCPServerError if the server died or hung
+    connection.close()                      # session shut down, the server's whole process tree ended
+
+A stdio server runs in a session (process group) of its own, marked with an environment variable;
+`close` lets the SDK stop it (stdin closed, then SIGTERM, SIGKILL), then ends with psutil any process
+left in its session or under it (a child a crashed server left behind), so no server process outlives
+its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+import psutil
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import CONNECTION_CLOSED, CallToolResult, Tool
+
+from palaestra.envs.tools.mcp.tasks import HttpServer, StdioServer
+
+__all__ = ["EventLoopThread", "MCPConnection", "MCPServerError", "end_process_tree"]
+
+T = TypeVar("T")
+
+MARKER_VARIABLE = "PALAESTRA_MCP_SERVER"
+"""Environment variable that marks a stdio server process started by palaestra (its value: the
+connection's id), so the process is found among this process's children."""
+
+_STOP_TIMEOUT_S = 10.0
+"""Most seconds `close` waits for the SDK to shut a session down (it bounds its own waits: ~6 s)."""
+
+_STDERR_TAIL = 600
+"""Characters of a dead server's stderr quoted in the error."""
+
+
+class MCPServerError(RuntimeError):
+    """The MCP server failed (did not start, died or hung): the env's failure, not the agent's.
+
+    It is not a `ToolError`: the rollout records the episode as failed with this message.
+    """
+
+
+class EventLoopThread:
+    """An asyncio event loop running in a daemon thread; `run` blocks until a coroutine is done."""
+
+    def __init__(self, name: str = "palaestra-mcp"):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """The coroutine's result; on `timeout` it is cancelled and `TimeoutError` raised."""
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise TimeoutError(f"no result within {timeout} s") from None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self.loop.is_closed()
+
+    def stop(self) -> None:
+        """Stop the loop and its thread (call once every connection on it is closed)."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+def server_label(server: StdioServer | HttpServer) -> str:
+    """How errors name a server: its command line, or its URL."""
+    if isinstance(server, HttpServer):
+        return server.url
+    return " ".join([server.command, *server.args])
+
+
+class MCPConnection:
+    """One open session with an MCP server (see the module docstring); build it with `open`."""
+
+    def __init__(self, loop: EventLoopThread, server: StdioServer | HttpServer, call_timeout_s: float):
+        self.loop = loop
+        self.server = server
+        self.call_timeout_s = call_timeout_s
+        self.label = server_label(server)
+        self.tools: list[Tool] = []
+        self.process: psutil.Process | None = None
+        """The stdio server's process (None for a URL)."""
+        self._id = uuid.uuid4().hex
+        self._session: ClientSession | None = None
+        self._stop = asyncio.Event()  # bound to the loop when first awaited there
+        self._done = threading.Event()
+        self._serving: Future[None] | None = None
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by close())
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        loop: EventLoopThread,
+        server: StdioServer | HttpServer,
+        *,
+        call_timeout_s: float,
+        connect_timeout_s: float,
+    ) -> MCPConnection:
+        """Start (stdio) or reach (URL) the server, initialize a session and list its tools.
+
+        Raises:
+            MCPServerError: the server could not be started or reached, or did not answer within
+                `connect_timeout_s` (the connection is closed, its process ended).
+        """
+        connection = cls(loop, server, call_timeout_s)
+        ready: Future[list[Tool]] = Future()
+        connection._serving = loop.submit(connection._serve(ready))
+        try:
+            connection.tools = ready.result(connect_timeout_s)
+        except FutureTimeout:
+            connection.close(kill=True)
+            raise MCPServerError(
+                f"the MCP server {connection.label} did not answer initialize and tools/list within "
+                f"connect_timeout_s={connect_timeout_s}{connection._stderr_tail()}"
+            ) from None
+        except Exception as exc:
+            connection.close(kill=True)
+            raise MCPServerError(
+                f"could not connect to the MCP server {connection.label}: {_cause(exc)}"
+                f"{connection._stderr_tail()}"
+            ) from exc
+        return connection
+
+    # -- the session task ------------------------------------------------------------------------
+    async def _serve(self, ready: Future[list[Tool]]) -> None:
+        """Open the transport and session, hand the tools to `ready`, hold the session until `close`."""
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if isinstance(self.server, HttpServer):
+                    streams = await stack.enter_async_context(self._http_transport(self.server))
+                else:
+                    streams = await stack.enter_async_context(self._stdio_transport(self.server))
+                session = await stack.enter_async_context(ClientSession(*streams))
+                await session.initialize()
+                if self.process is None and isinstance(self.server, StdioServer):
+                    self._find_process()  # it answered, so it runs its own program now
+                tools = await _list_all_tools(session)
+                self._session = session
+                ready.set_result(tools)
+                await self._stop.wait()
+        except BaseException as exc:  # the session's end (a dead server's included) is `close`'s to report
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+        finally:
+            self._session = None
+            self._done.set()
+
+    def _stdio_transport(self, server: StdioServer) -> contextlib.AbstractAsyncContextManager[Any]:
+        command = sys.executable if server.command == "python" else server.command
+        env = {**server.env, MARKER_VARIABLE: self._id}
+        params = StdioServerParameters(command=command, args=server.args, env=env, cwd=server.cwd)
+        return _StdioWithProcess(stdio_client(params, errlog=self._stderr), self)
+
+    @staticmethod
+    def _http_transport(server: HttpServer) -> contextlib.AbstractAsyncContextManager[Any]:
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        client = create_mcp_http_client(headers=server.headers or None)
+        return streamable_http_client(server.url, http_client=client)
+
+    def _find_process(self) -> None:
+        """The stdio server's process: the child of this process that carries our marker (not found
+        while the child still runs this program, between fork and exec)."""
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if child.environ().get(MARKER_VARIABLE) == self._id:
+                    self.process = child
+                    return
+
+    # -- requests --------------------------------------------------------------------------------
+    def call(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+        """Call a tool and wait for its result.
+
+        Raises:
+            MCPError: the server answered with a JSON-RPC error (an unknown tool, bad arguments).
+            MCPServerError: the server died, or did not answer within `call_timeout_s`.
+        """
+        if self._session is None or self._closed:
+            raise MCPServerError(f"the session with the MCP server {self.label} is closed")
+        session = self._session
+        try:
+            return self.loop.run(session.call_tool(name, arguments), self.call_timeout_s)
+        except TimeoutError:
+            raise MCPServerError(
+                f"the MCP server {self.label} hung: tools/call {name!r} got no answer within "
+                f"call_timeout_s={self.call_timeout_s}"
+            ) from None
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED or not self.server_alive():
+                raise MCPServerError(self._died(f"tools/call {name!r}")) from exc
+            raise
+        except Exception as exc:  # a transport failure (e.g. the HTTP server went away)
+            raise MCPServerError(
+                f"the MCP server {self.label} failed during tools/call {name!r}: {_cause(exc)}"
+            ) from exc
+
+    def server_alive(self) -> bool:
+        """Whether the stdio server's process still runs (True for a URL: nothing to watch)."""
+        if self.process is None:
+            return isinstance(self.server, HttpServer)
+        with contextlib.suppress(psutil.Error):
+            return self.process.is_running() and self.process.status() != psutil.STATUS_ZOMBIE
+        return False
+
+    def _died(self, during: str) -> str:
+        code = None
+        if self.process is not None:
+            with contextlib.suppress(psutil.Error, OSError):
+                code = self.process.wait(timeout=1)
+        status = f" (exit code {code})" if code is not None else ""
+        return f"the MCP server {self.label} died during {during}{status}{self._stderr_tail()}"
+
+    def _stderr_tail(self) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr.flush()
+            self._stderr.seek(0)
+            text = self._stderr.read().strip()
+            if text:
+                return f"; its stderr ends: {' '.join(text[-_STDERR_TAIL:].split())}"
+        return ""
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def close(self, *, kill: bool = False) -> None:
+        """Shut the session down and end the server's process tree (idempotent).
+
+        Args:
+            kill: end the process tree first (a hung or failed server), instead of letting the SDK
+                stop the server politely (stdin closed, a grace period, then signals).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        root = self.process
+        if kill and root is not None:
+            end_process_tree(root)
+        if self._serving is not None and self.loop.alive:
+            if kill:
+                self._serving.cancel()
+            else:
+                self.loop.loop.call_soon_threadsafe(self._stop.set)
+            if not self._done.wait(_STOP_TIMEOUT_S):
+                self._serving.cancel()  # a stuck shutdown; the tree is ended below anyway
+        if root is not None:
+            end_process_tree(root)
+        self._stderr.close()
+
+
+class _StdioWithProcess(contextlib.AbstractAsyncContextManager[Any]):
+    """The SDK's stdio client, noting the server's process once it is started."""
+
+    def __init__(self, inner: contextlib.AbstractAsyncContextManager[Any], connection: MCPConnection):
+        self.inner, self.connection = inner, connection
+
+    async def __aenter__(self) -> Any:
+        streams = await self.inner.__aenter__()
+        self.connection._find_process()
+        return streams
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        return await self.inner.__aexit__(*exc)
+
+
+async def _list_all_tools(session: ClientSession) -> list[Tool]:
+    """Every tool of the server (all pages of tools/list)."""
+    from mcp.types import PaginatedRequestParams
+
+    result = await session.list_tools()
+    tools = list(result.tools)
+    while result.next_cursor:
+        result = await session.list_tools(params=PaginatedRequestParams(cursor=result.next_cursor))
+        tools.extend(result.tools)
+    return tools
+
+
+def _cause(exc: BaseException) -> str:
+    """One line for an exception, through the exception groups anyio wraps transport errors in."""
+    while isinstance(inner := getattr(exc, "exceptions", None), tuple) and inner:  # an ExceptionGroup
+        exc = inner[0]
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def end_process_tree(root: psutil.Process, timeout: float = 3.0) -> None:
+    """End a process, its descendants and every process of its session (SIGTERM, then SIGKILL).
+
+    A stdio server leads a session of its own, so a child it left behind when it crashed (now
+    re-parented) is still found by its session id.
+    """
+    procs: dict[int, psutil.Process] = {}
+    if root.is_running():
+        procs[root.pid] = root
+        with contextlib.suppress(psutil.Error):
+            procs.update((p.pid, p) for p in root.children(recursive=True))
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if proc.pid != os.getpid() and os.getsid(proc.pid) == root.pid:
+                procs[proc.pid] = proc
+    alive = list(procs.values())
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout)
