@@ -115,6 +115,15 @@ def test_a_bad_task_file_is_one_line_naming_the_task_and_field(tmp_path, change,
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_server_command_that_does_not_exist_is_refused_before_any_server_starts(tmp_path):
+    task = json.loads(BUNDLED_TASKS.read_text().splitlines()[0])
+    task["server"] = {"command": "no-such-mcp-server", "args": []}
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump([task]))
+    with pytest.raises(ValueError, match="task calc-add: the server command 'no-such-mcp-server' is neither"):
+        palaestra.make(ENV_ID, tasks=str(path))
+
+
 def test_repeated_task_ids_are_refused(tmp_path):
     line = BUNDLED_TASKS.read_text().splitlines()[0]
     path = tmp_path / "tasks.jsonl"
@@ -281,6 +290,20 @@ def test_no_server_process_outlives_an_env_closed_or_dropped_mid_episode(tmp_pat
         del env, info
         gc.collect()
     assert _marked(tag) == [] and not child.is_running()
+
+
+def test_an_episode_cut_by_max_turns_ends_its_server(tmp_path):
+    env = palaestra.make(ENV_ID, tasks=str(_faulty_tasks(tmp_path, uuid.uuid4().hex)), max_turns=2)
+    try:
+        env.reset(seed=0, options={"task_index": FAULTY["spawn"]})
+        server = env.unwrapped.connection.process
+        echo = env.unwrapped.format_calls([ToolCall("echo", {"text": "hi"})])
+        assert env.step(echo)[3] is False
+        _, _, terminated, truncated, info = env.step(echo)
+        assert truncated and not terminated and info["tool_messages"][0]["content"] == "hi"
+        assert env.unwrapped.connection is None and not server.is_running()
+    finally:
+        env.close()
 
 
 # -- episodes through the rollout --------------------------------------------------------------------

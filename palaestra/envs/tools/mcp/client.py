@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -91,6 +92,16 @@ class EventLoopThread:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+def resolve_command(server: StdioServer) -> str | None:
+    """The executable a stdio server runs ("python": this interpreter), or None if there is none."""
+    if server.command == "python":
+        return sys.executable
+    if os.sep in server.command:
+        path = os.path.join(server.cwd or "", os.path.expanduser(server.command))
+        return path if os.access(path, os.X_OK) else None
+    return shutil.which(server.command)
 
 
 def server_label(server: StdioServer | HttpServer) -> str:
@@ -180,7 +191,7 @@ class MCPConnection:
             self._done.set()
 
     def _stdio_transport(self, server: StdioServer) -> contextlib.AbstractAsyncContextManager[Any]:
-        command = sys.executable if server.command == "python" else server.command
+        command = resolve_command(server) or server.command
         env = {**server.env, MARKER_VARIABLE: self._id}
         params = StdioServerParameters(command=command, args=server.args, env=env, cwd=server.cwd)
         return _StdioWithProcess(stdio_client(params, errlog=self._stderr), self)

@@ -24,8 +24,8 @@ from typing import Any
 
 from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.tools.base import ToolEnv, ToolError
-from palaestra.envs.tools.mcp.client import EventLoopThread, MCPConnection, MCPServerError
-from palaestra.envs.tools.mcp.tasks import BUNDLED_TASKS, MCPTask, load_tasks
+from palaestra.envs.tools.mcp.client import EventLoopThread, MCPConnection, MCPServerError, resolve_command
+from palaestra.envs.tools.mcp.tasks import BUNDLED_TASKS, MCPTask, StdioServer, load_tasks
 from palaestra.tools.calls import ToolCall
 from palaestra.tools.schema import function_tool
 
@@ -101,6 +101,12 @@ class MCPEnv(ToolEnv):
             if not value > 0:
                 raise ValueError(f"{name}={value}; it must be > 0 seconds")
         self.tasks: list[MCPTask] = load_tasks(tasks if tasks is not None else BUNDLED_TASKS)
+        for task in self.tasks:
+            if isinstance(task.server, StdioServer) and resolve_command(task.server) is None:
+                raise ValueError(
+                    f"task {task.id}: the server command {task.server.command!r} is neither on PATH nor a "
+                    f"file in {task.server.cwd}; install it or give its full path"
+                )
         too_long = [t.id for t in self.tasks if len(t.expert.turns) + 1 > max_turns]
         if too_long:
             raise ValueError(
