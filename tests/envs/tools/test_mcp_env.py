@@ -19,9 +19,11 @@ import pytest
 import yaml
 
 import palaestra
+from palaestra.agents.scripted import OraclePolicy
 from palaestra.agents.spec import make_policy
 from palaestra.envs.tools import ToolError
 from palaestra.envs.tools.mcp.client import MARKER_VARIABLE, MCPServerError
+from palaestra.envs.tools.mcp.roundtrip import measure_round_trip
 from palaestra.envs.tools.mcp.tasks import BUNDLED_TASKS, load_tasks
 from palaestra.rollout import Task, rollout
 from palaestra.tools import ToolCall
@@ -327,3 +329,25 @@ def test_a_crashed_or_hung_server_fails_its_episode_in_a_rollout_with_the_cause(
     assert not crashed.success and not hung.success
     assert spawned.error is None and spawned.success and failed.error is None and failed.success
     assert _marked(tag) == []
+
+
+def test_a_multi_step_task_is_recorded_token_exact(smollm2_tokenizer):
+    index = [t.id for t in load_tasks(BUNDLED_TASKS)].index("kv-sum")  # two calls in one reply, then one
+    policy = OraclePolicy(tokenizer=smollm2_tokenizer)
+    (traj,) = rollout(policy, [Task(ENV_ID, seed=0, options={"task_index": index})])
+    traj.check()
+    assert traj.success and traj.error is None and len(traj.turns) == 3
+    results = [m["content"] for m in traj.messages if m["role"] == "tool"]
+    assert results == ["12", "30", "ok"]
+    # only the replies are trained on: the tool results and the template's text are not
+    assert sum(traj.loss_mask) == sum(end - start for start, end in (t.token_span for t in traj.turns))
+    between = traj.token_ids[traj.turns[0].token_span[1] : traj.turns[1].token_span[0]]
+    assert all(text in smollm2_tokenizer.decode(between) for text in ("12", "30"))
+
+
+def test_the_round_trip_measure_runs_both_sides():
+    result = measure_round_trip(3)
+    assert result.calls == 3 and result.env_s > 0 and result.direct_s > 0 and result.ratio > 0
+    assert _server_children() == []
+    with pytest.raises(ValueError, match="n=0"):
+        measure_round_trip(0)
