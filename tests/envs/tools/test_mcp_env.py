@@ -153,8 +153,8 @@ def test_the_expert_solves_every_bundled_task_and_each_server_ends_with_its_epis
 def test_the_seed_picks_the_task_and_the_tools_come_from_the_server():
     env = palaestra.make(ENV_ID)
     try:
-        first = [env.reset(seed=seed)[1]["task_id"] for seed in (0, 1, 2, 3)]
-        again = [env.reset(seed=seed)[1]["task_id"] for seed in (0, 1, 2, 3)]
+        first = [env.reset(seed=seed)[1]["task_id"] for seed in (0, 1, 2)]
+        again = [env.reset(seed=seed)[1]["task_id"] for seed in (0, 1, 2)]
         assert first == again and len(set(first)) > 1
         env.reset(seed=0, options={"task_index": 0})
         tools = {tool["function"]["name"]: tool["function"] for tool in env.unwrapped.tools}

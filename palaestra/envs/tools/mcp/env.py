@@ -10,7 +10,8 @@ closed and the server's process tree ended.
     agent's call fails             result `isError`, or a JSON-RPC error: the agent sees "Error: ..."
     server died or hung            `MCPServerError` (not a ToolError): the rollout records the episode
                                    as failed with the cause; the server's processes are ended
-    reward                         1 when the check passes, else 0
+    reward                         1 when the check passes, else 0; the last step's
+                                   `info["check_failures"]` says what failed
 
 The expert (`info["expert_action"]`) replays the task's solution: its calls, one reply at a time, then
 its answer; it moves on when the agent's reply makes the calls it suggested.
@@ -18,9 +19,12 @@ its answer; it moves on when the agent's reply makes the calls it suggested.
 
 from __future__ import annotations
 
+import json
 import weakref
 from pathlib import Path
 from typing import Any
+
+from mcp.shared.exceptions import MCPError
 
 from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.tools.base import ToolEnv, ToolError
@@ -47,8 +51,6 @@ def tool_declaration(tool: Any) -> dict[str, Any]:
 def result_text(result: Any) -> str:
     """The text of a `CallToolResult`: its text blocks (other content named by type), or else its
     structured content as JSON."""
-    import json
-
     parts: list[str] = []
     for block in result.content:
         text = getattr(block, "text", None)
@@ -203,8 +205,6 @@ class MCPEnv(ToolEnv):
         return self._call(call.name, call.arguments)
 
     def _call(self, name: str, arguments: dict[str, Any]) -> str:
-        from mcp.shared.exceptions import MCPError
-
         if self._connection is None:
             raise MCPServerError("no open session with the MCP server; call reset() first")
         try:
