@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -243,17 +244,11 @@ class MCPConnection:
         """Whether the stdio server's process still runs (True for a URL: nothing to watch)."""
         if self.process is None:
             return isinstance(self.server, HttpServer)
-        with contextlib.suppress(psutil.Error):
-            return self.process.is_running() and self.process.status() != psutil.STATUS_ZOMBIE
-        return False
+        return _running(self.process)
 
     def _died(self, during: str) -> str:
-        code = None
-        if self.process is not None:
-            with contextlib.suppress(psutil.Error, OSError):
-                code = self.process.wait(timeout=1)
-        status = f" (exit code {code})" if code is not None else ""
-        return f"the MCP server {self.label} died during {during}{status}{self._stderr_tail()}"
+        # no exit code: the SDK's event loop reaps the process, and waiting on it here would race that
+        return f"the MCP server {self.label} died during {during}{self._stderr_tail()}"
 
     def _stderr_tail(self) -> str:
         with contextlib.suppress(OSError, ValueError):
@@ -329,10 +324,11 @@ def end_process_tree(root: psutil.Process, timeout: float = 3.0) -> None:
     """End a process, its descendants and every process of its session (SIGTERM, then SIGKILL).
 
     A stdio server leads a session of its own, so a child it left behind when it crashed (now
-    re-parented) is still found by its session id.
+    re-parented) is still found by its session id. The root, this process's child, is left for the
+    SDK's event loop to reap (reaping it here would race that).
     """
     procs: dict[int, psutil.Process] = {}
-    if root.is_running():
+    if _running(root):
         procs[root.pid] = root
         with contextlib.suppress(psutil.Error):
             procs.update((p.pid, p) for p in root.children(recursive=True))
@@ -340,12 +336,22 @@ def end_process_tree(root: psutil.Process, timeout: float = 3.0) -> None:
         with contextlib.suppress(OSError, psutil.Error):
             if proc.pid != os.getpid() and os.getsid(proc.pid) == root.pid:
                 procs[proc.pid] = proc
-    alive = list(procs.values())
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(alive, timeout=timeout)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=timeout)
+    for signal_all in (psutil.Process.terminate, psutil.Process.kill):
+        for proc in procs.values():
+            with contextlib.suppress(psutil.Error):
+                signal_all(proc)
+        others = [p for p in procs.values() if p.pid != root.pid]
+        _, left = psutil.wait_procs(others, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while root.pid in procs and _running(root) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        procs = {p.pid: p for p in left} | ({root.pid: root} if root.pid in procs and _running(root) else {})
+        if not procs:
+            return
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (a dead child its parent has not reaped yet)."""
+    with contextlib.suppress(psutil.Error):
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    return False
