@@ -14,9 +14,9 @@ from palaestra.evaluation.suites import SuiteError, list_suites, load_suite
 
 
 def test_bundled_suites_load_and_their_envs_build():
-    assert {"math-core", "code-core", "games-core", "web-core", "all"} <= set(list_suites())
+    assert {"math-core", "code-core", "games-core", "web-core", "tools-core", "all"} <= set(list_suites())
     everything = load_suite("all")
-    parts = [load_suite(n) for n in ("math-core", "code-core", "games-core", "web-core")]
+    parts = [load_suite(n) for n in ("math-core", "code-core", "games-core", "web-core", "tools-core")]
     assert [e.key for e in everything.envs] == [e.key for s in parts for e in s.envs]
     budgets = {e.key: e.max_new_tokens for e in everything.envs}  # each env keeps its own suite's budget
     assert budgets["Code-Bundled-v0"] == 512 and budgets["Math-Arith-v0"] == 256
