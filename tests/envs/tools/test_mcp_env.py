@@ -150,6 +150,24 @@ def test_the_expert_solves_every_bundled_task_and_each_server_ends_with_its_epis
     assert _server_children() == []
 
 
+def test_an_env_stepped_inside_a_running_event_loop_works_the_same():
+    """A notebook or an async program already runs a loop on its thread: the env's requests then run
+    its own loop on a helper thread, with the same results."""
+    import asyncio
+
+    async def play_in_a_running_loop() -> tuple[float, dict]:
+        env = palaestra.make(ENV_ID)
+        try:
+            _, info = env.reset(seed=0, options={"task_index": 0})
+            return _play_expert(env, info)
+        finally:
+            env.close()
+
+    reward, info = asyncio.run(play_in_a_running_loop())
+    assert reward == 1.0 and info["success"]
+    assert _server_children() == []
+
+
 def test_the_seed_picks_the_task_and_the_tools_come_from_the_server():
     env = palaestra.make(ENV_ID)
     try:

@@ -1,8 +1,10 @@
 """A synchronous handle on one MCP server connection, for the (synchronous) gymnasium env.
 
-The `mcp` SDK is async (anyio). `EventLoopThread` runs an asyncio loop in a daemon thread (one per env
-instance); `MCPConnection` opens a session on it, with the SDK's stdio client (a server command it starts)
-or streamable-HTTP client (a URL), and blocks the caller until each request is answered:
+The `mcp` SDK is async (anyio). `DrivenLoop` is an asyncio loop (one per env instance) that the caller
+runs for the length of each request (`run_until_complete` on the calling thread, so a tool call costs
+no hop between threads); between requests it rests, and the session's tasks wait where they are.
+`MCPConnection` opens a session on it, with the SDK's stdio client (a server command it starts) or
+streamable-HTTP client (a URL), and blocks the caller until each request is answered:
 
     connection = MCPConnection.open(loop, server, call_timeout_s=30, connect_timeout_s=60)
     connection.tools                        # the server's tools (`mcp.types.Tool`)
@@ -26,9 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 import psutil
@@ -39,7 +39,7 @@ from mcp.types import CONNECTION_CLOSED, CallToolResult, Tool
 
 from palaestra.envs.tools.mcp.tasks import HttpServer, StdioServer
 
-__all__ = ["EventLoopThread", "MCPConnection", "MCPServerError", "end_process_tree"]
+__all__ = ["DrivenLoop", "MCPConnection", "MCPServerError", "end_process_tree"]
 
 T = TypeVar("T")
 
@@ -61,37 +61,66 @@ class MCPServerError(RuntimeError):
     """
 
 
-class EventLoopThread:
-    """An asyncio event loop running in a daemon thread; `run` blocks until a coroutine is done."""
+class DrivenLoop:
+    """An asyncio event loop that runs only while a caller waits on it (see the module docstring).
 
-    def __init__(self, name: str = "palaestra-mcp"):
+    `run` runs the loop on the calling thread until the coroutine is done, one caller at a time. A
+    caller whose thread already runs an event loop (a notebook, an async program) cannot run a second
+    one there: its request runs the loop on a short-lived helper thread instead. Tasks started with
+    `start` (a session held open) live across requests and advance whenever the loop runs.
+    """
+
+    def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def start(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Create a task that runs whenever the loop runs (from now on, across requests)."""
+        with self._lock:
+            return self.loop.create_task(coro)
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """The coroutine's result; on `timeout` it is cancelled and `TimeoutError` raised."""
-        future = self.submit(coro)
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            future.cancel()
-            raise TimeoutError(f"no result within {timeout} s") from None
+    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+        """Run the loop until `coro` is done; on `timeout` it is cancelled and `TimeoutError` raised."""
+        bounded = asyncio.wait_for(coro, timeout)
+        if asyncio._get_running_loop() is None:  # the usual case: a synchronous caller
+            with self._lock:
+                return self.loop.run_until_complete(bounded)
+        outcome: list[Any] = []
+
+        def drive() -> None:
+            try:
+                with self._lock:
+                    outcome.append((True, self.loop.run_until_complete(bounded)))
+            except BaseException as exc:  # handed to the caller below
+                outcome.append((False, exc))
+
+        helper = threading.Thread(target=drive, name="palaestra-mcp", daemon=True)
+        helper.start()
+        helper.join()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() and not self.loop.is_closed()
+        return not self.loop.is_closed()
 
     def stop(self) -> None:
-        """Stop the loop and its thread (call once every connection on it is closed)."""
+        """Cancel what is left on the loop, let it unwind, and close the loop (idempotent)."""
         if self.loop.is_closed():
             return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
+        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+
+        async def unwind() -> None:
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+
+        with contextlib.suppress(Exception):
+            self.run(unwind(), _STOP_TIMEOUT_S)
+        with self._lock:
             self.loop.close()
 
 
@@ -115,7 +144,7 @@ def server_label(server: StdioServer | HttpServer) -> str:
 class MCPConnection:
     """One open session with an MCP server (see the module docstring); build it with `open`."""
 
-    def __init__(self, loop: EventLoopThread, server: StdioServer | HttpServer, call_timeout_s: float):
+    def __init__(self, loop: DrivenLoop, server: StdioServer | HttpServer, call_timeout_s: float):
         self.loop = loop
         self.server = server
         self.call_timeout_s = call_timeout_s
@@ -126,15 +155,14 @@ class MCPConnection:
         self._id = uuid.uuid4().hex
         self._session: ClientSession | None = None
         self._stop = asyncio.Event()  # bound to the loop when first awaited there
-        self._done = threading.Event()
-        self._serving: Future[None] | None = None
+        self._serving: asyncio.Task[None] | None = None
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by close())
         self._closed = False
 
     @classmethod
     def open(
         cls,
-        loop: EventLoopThread,
+        loop: DrivenLoop,
         server: StdioServer | HttpServer,
         *,
         call_timeout_s: float,
@@ -147,11 +175,11 @@ class MCPConnection:
                 `connect_timeout_s` (the connection is closed, its process ended).
         """
         connection = cls(loop, server, call_timeout_s)
-        ready: Future[list[Tool]] = Future()
-        connection._serving = loop.submit(connection._serve(ready))
+        ready: asyncio.Future[list[Tool]] = loop.loop.create_future()
+        connection._serving = loop.start(connection._serve(ready))
         try:
-            connection.tools = ready.result(connect_timeout_s)
-        except FutureTimeout:
+            connection.tools = loop.run(asyncio.shield(ready), connect_timeout_s)
+        except TimeoutError:
             connection.close(kill=True)
             raise MCPServerError(
                 f"the MCP server {connection.label} did not answer initialize and tools/list within "
@@ -166,7 +194,7 @@ class MCPConnection:
         return connection
 
     # -- the session task ------------------------------------------------------------------------
-    async def _serve(self, ready: Future[list[Tool]]) -> None:
+    async def _serve(self, ready: asyncio.Future[list[Tool]]) -> None:
         """Open the transport and session, hand the tools to `ready`, hold the session until `close`."""
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -189,7 +217,6 @@ class MCPConnection:
                 raise
         finally:
             self._session = None
-            self._done.set()
 
     def _stdio_transport(self, server: StdioServer) -> contextlib.AbstractAsyncContextManager[Any]:
         command = resolve_command(server) or server.command
@@ -273,13 +300,18 @@ class MCPConnection:
         root = self.process
         if kill and root is not None:
             end_process_tree(root)
-        if self._serving is not None and self.loop.alive:
+        serving = self._serving
+        if serving is not None and not serving.done() and self.loop.alive:
             if kill:
-                self._serving.cancel()
+                serving.cancel()
             else:
-                self.loop.loop.call_soon_threadsafe(self._stop.set)
-            if not self._done.wait(_STOP_TIMEOUT_S):
-                self._serving.cancel()  # a stuck shutdown; the tree is ended below anyway
+                self._stop.set()
+            try:
+                self.loop.run(asyncio.wait([serving]), _STOP_TIMEOUT_S)
+            except TimeoutError:  # a stuck shutdown; the tree is ended below anyway
+                serving.cancel()
+                with contextlib.suppress(Exception):
+                    self.loop.run(asyncio.wait([serving]), _STOP_TIMEOUT_S)
         if root is not None:
             end_process_tree(root)
         self._stderr.close()

@@ -28,7 +28,7 @@ from mcp.shared.exceptions import MCPError
 
 from palaestra.envs.core import StepOutcome, TextEnv
 from palaestra.envs.tools.base import ToolEnv, ToolError
-from palaestra.envs.tools.mcp.client import EventLoopThread, MCPConnection, MCPServerError, resolve_command
+from palaestra.envs.tools.mcp.client import DrivenLoop, MCPConnection, MCPServerError, resolve_command
 from palaestra.envs.tools.mcp.tasks import BUNDLED_TASKS, MCPTask, StdioServer, load_tasks
 from palaestra.tools.calls import ToolCall
 from palaestra.tools.schema import function_tool
@@ -118,7 +118,7 @@ class MCPEnv(ToolEnv):
         self.call_timeout_s = call_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.system_prompt = SYSTEM_PROMPT
-        self._loop: EventLoopThread | None = None
+        self._loop: DrivenLoop | None = None
         self._connection: MCPConnection | None = None
         self._open: list[MCPConnection] = []  # what the finalizer closes if the env is dropped
         self._finalizer: weakref.finalize | None = None
@@ -168,7 +168,7 @@ class MCPEnv(ToolEnv):
 
     def _connect(self, task: MCPTask) -> MCPConnection:
         if self._loop is None or not self._loop.alive:
-            self._loop = EventLoopThread()
+            self._loop = DrivenLoop()
             self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._open)
         connection = MCPConnection.open(
             self._loop,
@@ -246,7 +246,7 @@ class MCPEnv(ToolEnv):
             connection.close(kill=kill)
 
     def close(self) -> None:
-        """End the episode's session and server, and stop the env's event loop thread."""
+        """End the episode's session and server, and close the env's event loop."""
         self._disconnect()
         if self._finalizer is not None:
             self._finalizer()
@@ -254,7 +254,7 @@ class MCPEnv(ToolEnv):
         super().close()
 
 
-def _shut_down(loop: EventLoopThread, connections: list[MCPConnection]) -> None:
+def _shut_down(loop: DrivenLoop, connections: list[MCPConnection]) -> None:
     """Close what an env left open (on `close`, or when the env is garbage collected or at exit)."""
     for connection in connections:
         connection.close()

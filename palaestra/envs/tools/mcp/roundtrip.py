@@ -1,7 +1,9 @@
 """The cost of the env around an MCP tool call: `measure_round_trip(n)` times one call of the bundled
 calculator's `add` through `env.step` (parse the reply, check the arguments, the call on the env's
-event loop thread, the tool message) and the same call made directly with an `mcp` client session on
-the caller's own event loop, each against its own stdio server. `benchmarks/tools.py` prints it.
+event loop, the tool message) and the same call made directly with an `mcp` client session, each
+against its own stdio server, both from the same synchronous caller: the direct session lives on an
+event loop of its own that the caller runs for each call (`run_until_complete`), the SDK's cheapest
+use from synchronous code. `benchmarks/tools.py` prints it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from palaestra.envs.tools.mcp.env import MCPEnv
 from palaestra.envs.tools.mcp.tasks import StdioServer
@@ -54,21 +57,36 @@ def measure_round_trip(n: int = 200) -> RoundTrip:
         env.reset(seed=0, options={"task_index": [t.id for t in env.tasks].index(_TASK)})
         server = env.task.server
         assert isinstance(server, StdioServer)
-        env_s, direct_s = asyncio.run(_alternate(env, server, n))
+        env_s, direct_s = _alternate(env, server, n)
     finally:
         env.close()
     return RoundTrip(n, env_s, direct_s)
 
 
-async def _alternate(env: MCPEnv, server: StdioServer, n: int) -> tuple[float, float]:
-    """(env, direct) median seconds per call; the env's steps block this loop, not the env's own."""
+def _alternate(env: MCPEnv, server: StdioServer, n: int) -> tuple[float, float]:
+    """(env, direct) median seconds per call, timed alternately after a warm-up."""
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=sys.executable, args=server.args, env=server.env, cwd=server.cwd)
     reply = env.format_calls([_CALL])
-    async with stdio_client(params) as streams, ClientSession(*streams) as session:
-        await session.initialize()
-        await session.list_tools()
+    loop = asyncio.new_event_loop()
+    opened: asyncio.Future[ClientSession] = loop.create_future()
+    finished = asyncio.Event()
+
+    async def hold() -> None:  # the session stays open in this task between the caller's calls
+        async with stdio_client(params) as streams, ClientSession(*streams) as session:
+            await session.initialize()
+            await session.list_tools()
+            opened.set_result(session)
+            await finished.wait()
+
+    holder = loop.create_task(hold())
+    try:
+        waiting: list[asyncio.Future[Any]] = [opened, holder]
+        loop.run_until_complete(asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED))
+        if not opened.done():
+            holder.result()  # the direct session failed to open: raise why
+        session = opened.result()
         through_env, direct = [], []
         for _ in range(n + _WARMUP):
             start = time.perf_counter()
@@ -76,7 +94,11 @@ async def _alternate(env: MCPEnv, server: StdioServer, n: int) -> tuple[float, f
             through_env.append(time.perf_counter() - start)
             assert info["tool_messages"][0]["content"] == _RESULT, info
             start = time.perf_counter()
-            result = await session.call_tool(_CALL.name, _CALL.arguments)
+            result = loop.run_until_complete(session.call_tool(_CALL.name, _CALL.arguments))
             direct.append(time.perf_counter() - start)
             assert not result.is_error, result
+    finally:
+        finished.set()
+        loop.run_until_complete(asyncio.wait([holder]))
+        loop.close()
     return statistics.median(through_env[_WARMUP:]), statistics.median(direct[_WARMUP:])
