@@ -266,6 +266,34 @@ def test_a_server_reached_over_streamable_http_keeps_state_per_session(tmp_path)
         server.wait()
 
 
+def test_closing_from_another_thread_mid_call_ends_the_hung_server_at_once(tmp_path):
+    """The rollout closes an env whose step timed out from another thread: the server is ended, so the
+    stuck request returns long before its own call_timeout_s."""
+    import threading
+    import time
+
+    tag = uuid.uuid4().hex
+    env = palaestra.make(ENV_ID, tasks=str(_faulty_tasks(tmp_path, tag)), call_timeout_s=60)
+    _, info = env.reset(seed=0, options={"task_index": FAULTY["hang"]})
+    outcome: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            env.step(info["expert_action"])
+        except BaseException as exc:
+            outcome.append(exc)
+
+    stepping = threading.Thread(target=step)
+    stepping.start()
+    time.sleep(1.0)  # the call is on its way to the hung tool
+    start = time.monotonic()
+    env.close()
+    stepping.join(timeout=30)
+    assert not stepping.is_alive() and time.monotonic() - start < 20
+    assert outcome and isinstance(outcome[0], MCPServerError)
+    assert _marked(tag) == []
+
+
 @pytest.mark.parametrize(
     ("tool", "cause"),
     [

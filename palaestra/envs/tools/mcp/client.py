@@ -106,6 +106,11 @@ class DrivenLoop:
     def alive(self) -> bool:
         return not self.loop.is_closed()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a caller is running the loop now (e.g. a request stuck on a hung server)."""
+        return self._lock.locked()
+
     def stop(self) -> None:
         """Cancel what is left on the loop, let it unwind, and close the loop (idempotent)."""
         if self.loop.is_closed():
@@ -298,6 +303,7 @@ class MCPConnection:
             return
         self._closed = True
         root = self.process
+        kill = kill or self.loop.busy  # closed from another thread mid-request: end the server so it returns
         if kill and root is not None:
             end_process_tree(root)
         serving = self._serving
