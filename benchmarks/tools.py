@@ -1,9 +1,10 @@
 """Tool envs: what the env adds around each tool call, against the same call made without it.
 
 1. MCP round trip: one call of the bundled calculator's `add` through `env.step` of
-   `palaestra/Tool-MCP-v0` (parse the reply, check the arguments, the call on the env's event loop
-   thread, the tool message) against the same call on an `mcp` client session on the caller's own
-   loop (the anchor), alternately, medians. Goal: <= 1.2x.
+   `palaestra/Tool-MCP-v0` (parse the reply, check the arguments, the call on the env's event loop,
+   the tool message) against the same call on an `mcp` client session (the anchor), both from one
+   synchronous caller that runs each side's event loop for the call, alternately, medians.
+   Goal: <= 1.2x.
 2. Terminal command latency on each sandbox backend: `env.step` of a `run` call and the sandbox
    session's round trip alone, against a bare `subprocess.run` of the same command on the host (the
    anchor). The docker row runs when an engine answers (`PALAESTRA_DOCKER_HOST`, or
