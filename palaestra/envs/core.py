@@ -17,14 +17,17 @@ role the rollout gives the observation).
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["StepOutcome", "TextEnv", "TextSpace"]
+__all__ = ["StepOutcome", "TextEnv", "TextSpace", "draw_task"]
+
+T = TypeVar("T")
 
 _SAMPLE_CHARSET = (
     string.ascii_letters + string.digits + string.punctuation + " \n\u00e9\u00fc\u03c0\u00b2\u221a"
@@ -187,3 +190,21 @@ class TextEnv(gym.Env[str, str]):
         if self.render_mode != "ansi":
             return None
         return "\n".join(f"[{who}] {text}" for who, text in self._transcript)
+
+
+def draw_task(tasks: Sequence[T], options: dict[str, Any] | None, rng: np.random.Generator, owner: str) -> T:
+    """The task of an episode of an env with a fixed list of tasks: `options["task_index"]`, or one
+    drawn with the env's generator.
+
+    Raises:
+        ValueError: an option other than task_index, or an index out of range (`owner` names the env).
+    """
+    options = dict(options or {})
+    index = options.pop("task_index", None)
+    if options:
+        raise ValueError(f"unknown reset options {sorted(options)}; {owner} accepts 'task_index'")
+    if index is None:
+        return tasks[int(rng.integers(len(tasks)))]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(tasks):
+        raise ValueError(f"task_index={index!r}; expected an integer in [0, {len(tasks)})")
+    return tasks[index]

@@ -28,7 +28,7 @@ from palaestra.envs.code.execution import DEFAULT_TEST_TIMEOUT_S, TestReport, ru
 from palaestra.envs.code.parsing import CODE_FORMAT_HINT, extract_code
 from palaestra.envs.code.records import STYLES, load_code_records
 from palaestra.envs.code.task import DIFFICULTIES, KINDS, CodeTask, CodeTest, load_bundled
-from palaestra.envs.core import StepOutcome, TextEnv
+from palaestra.envs.core import StepOutcome, TextEnv, draw_task
 from palaestra.envs.math.task import SPLITS
 from palaestra.sandbox import Sandbox, SandboxConfig, sandbox_for
 
@@ -173,15 +173,7 @@ class CodeEnv(TextEnv):
         return self._task
 
     def _draw(self, options: dict[str, Any] | None) -> CodeTask:
-        options = dict(options or {})
-        index = options.pop("task_index", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; CodeEnv accepts 'task_index'")
-        if index is None:
-            return self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.tasks):
-            raise ValueError(f"task_index={index!r}; expected an integer in [0, {len(self.tasks)})")
-        return self.tasks[index]
+        return draw_task(self.tasks, options, self.np_random, "CodeEnv")
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
         task = self._task = self._draw(options)

@@ -26,7 +26,7 @@ from typing import Any
 
 from mcp.shared.exceptions import MCPError
 
-from palaestra.envs.core import StepOutcome, TextEnv
+from palaestra.envs.core import StepOutcome, TextEnv, draw_task
 from palaestra.envs.tools.base import ToolEnv, ToolError
 from palaestra.envs.tools.mcp.client import DrivenLoop, MCPConnection, MCPServerError, resolve_command
 from palaestra.envs.tools.mcp.tasks import BUNDLED_TASKS, MCPTask, StdioServer, load_tasks
@@ -141,15 +141,7 @@ class MCPEnv(ToolEnv):
         return self._connection
 
     def _draw(self, options: dict[str, Any] | None) -> MCPTask:
-        options = dict(options or {})
-        index = options.pop("task_index", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; MCPEnv accepts 'task_index'")
-        if index is None:
-            return self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.tasks):
-            raise ValueError(f"task_index={index!r}; expected an integer in [0, {len(self.tasks)})")
-        return self.tasks[index]
+        return draw_task(self.tasks, options, self.np_random, "MCPEnv")
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
         task = self._draw(options)
