@@ -119,7 +119,7 @@ class ToolEnv(TextEnv):
                 try:
                     content = self._cut(self._call_tool(call))
                 except ToolError as exc:
-                    content = self._cut(f"Error: {exc}")
+                    content = self._cut(_error_text(str(exc)))
             messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
         return StepOutcome(
             observation=self._observation(messages),
@@ -139,3 +139,8 @@ class ToolEnv(TextEnv):
         if len(messages) == 1:
             return str(messages[0]["content"])
         return "\n\n".join(f"[{m['name']}] {m['content']}" for m in messages)
+
+
+def _error_text(message: str) -> str:
+    """A tool error as the agent sees it: "Error: ..." once (an MCP server's errors carry their own)."""
+    return message if message.startswith("Error") else f"Error: {message}"

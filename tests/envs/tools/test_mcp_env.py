@@ -220,7 +220,7 @@ def test_malformed_calls_are_format_errors_and_tool_errors_are_results():
         _, _, terminated, _, info = env.step(reply)
         assert info["format_error"] is None and not terminated and info["role"] == "tool"
         assert [m["content"] for m in info["tool_messages"]] == [
-            "Error: Error executing tool divide: division by zero",  # the SDK's server says which tool
+            "Error executing tool divide: division by zero",  # the SDK's server says which tool
             "3",
         ]
     finally:
@@ -258,7 +258,7 @@ def test_a_server_reached_over_streamable_http_keeps_state_per_session(tmp_path)
                 assert reward == 1.0 and info["success"]
             env.reset(seed=0, options={"task_index": 1})  # a new session: kv-write's value is not there
             _, _, _, _, info = env.step(env.unwrapped.format_calls([ToolCall("get", {"key": "sky"})]))
-            assert info["tool_messages"][0]["content"] == "Error: Error executing tool get: no key 'sky'"
+            assert info["tool_messages"][0]["content"] == "Error executing tool get: no key 'sky'"
         finally:
             env.close()
     finally:
