@@ -91,8 +91,13 @@ def stop(*processes: subprocess.Popen[str]) -> None:
         p.wait(timeout=30)
 
 
+# Long enough that a client started first is not idle-closed while the others start (python imports take
+# seconds each on a loaded 2-core machine; 3 s once reaped the first session before the count below).
+IDLE_TIMEOUT_S = 10
+
+
 def test_sigkilled_and_frozen_clients_leave_no_child_process_behind():
-    server, url = start_server("test/Child-v0", "--idle-timeout", "3")
+    server, url = start_server("test/Child-v0", "--idle-timeout", str(IDLE_TIMEOUT_S))
     clients: list[subprocess.Popen[str]] = []
     try:
         clients = start_clients(url, "test/Child-v0", 4)
@@ -101,7 +106,7 @@ def test_sigkilled_and_frozen_clients_leave_no_child_process_behind():
             client.send_signal(signal.SIGKILL)  # dead: the kernel closes their sockets
         assert wait_for(lambda: len(descendants(server.pid, "sleep 600")) == 1, timeout_s=3)
         clients[3].send_signal(signal.SIGSTOP)  # frozen: its socket stays open, the idle timeout ends it
-        assert wait_for(lambda: not descendants(server.pid, "sleep 600"), timeout_s=3 + 2)
+        assert wait_for(lambda: not descendants(server.pid, "sleep 600"), timeout_s=IDLE_TIMEOUT_S + 5)
         again = start_clients(url, "test/Child-v0", 1)  # the server goes on serving
         assert len(descendants(server.pid, "sleep 600")) == 1
         stop(*again)
@@ -116,7 +121,7 @@ def test_sigkilled_clients_of_a_web_env_leave_no_browser_context_behind():
     pytest.importorskip("playwright")
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("Chromium is not installed (make sysdeps)")
-    server, url = start_server("palaestra/Web-ClickButton-v0", "--idle-timeout", "3")
+    server, url = start_server("palaestra/Web-ClickButton-v0", "--idle-timeout", str(IDLE_TIMEOUT_S))
     clients: list[subprocess.Popen[str]] = []
     try:
         clients = start_clients(url, "palaestra/Web-ClickButton-v0", 4)
