@@ -9,17 +9,18 @@ Two envs (issue 18, point 6):
 For each env and seed, `sync` (rollout.pipeline=sync) and `async` (rollout.pipeline=async,
 max_staleness K) train the same model with GRPO on the same task stream. Reported per mode, mean ± std
 over seeds: trained tokens/s and steps/s (tokens of every trajectory an update saw, over the training
-loop's time without held-out evaluations), the async/sync ratio of trained tokens/s (goal: >= 1.3 on
-retry, >= 2 on latency), the held-out success at the end, the training time until the held-out success
-first reached `--target` (evaluated every `--eval-every` steps), and the staleness histogram (groups
-trained on whose oldest token was k versions old).
+loop's wall time, the same held-out evaluations included in both modes), the async/sync ratio of
+trained tokens/s (goal: >= 1.3 on retry, >= 2 on latency), the held-out success at the end, the time
+until the held-out success first reached `--target` (evaluated every `--eval-every` steps), the median
+step time after the first step (async's first step also fills the pipeline) and the staleness
+histogram (groups trained on whose oldest token was k versions old).
 
 `--rss-steps N` also measures memory: one async run of N steps (tiny model, fast env), the process's
 resident set size after each step; a flat curve shows the bounded queue holds memory constant.
 
 Run (from the repository root):
     python benchmarks/async_vs_sync.py --quick                 # tiny model, 2 seeds, a few minutes
-    python benchmarks/async_vs_sync.py                         # SmolLM2-135M, 3 seeds, 30 steps
+    python benchmarks/async_vs_sync.py                         # SmolLM2-135M, 3 seeds, 8 steps: ~90 min
     python benchmarks/async_vs_sync.py --quick --rss-steps 200 # and the memory curve
     python benchmarks/async_vs_sync.py --device cuda --shape qwen2.5-0.5b --seeds 0 --steps 6
                       # one GPU, hf backend, a model of Qwen2.5-0.5B's shape with random weights
@@ -32,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -137,8 +139,9 @@ def run_one(args: argparse.Namespace, env: str, mode: str, seed: int, out: Path)
         return step_batch(trajectories)
 
     trainer.step_batch = counting
-    # the training loop's wall time, without held-out evaluations (the producer keeps working during
-    # them and during logging, as it would in a real run: that overlap is part of what async buys)
+    # the training loop's wall time, held-out evaluations included: both modes run the same ones, and
+    # the async producer keeps generating during them as in a real run (with evaluations left out of
+    # the clock, that work would come for free: the step after each one took half the time)
     clock = {"start": 0.0, "eval": 0.0, "marks": []}
     run_steps, evaluate = trainer._run_steps, trainer._evaluate_during_training
 
@@ -149,7 +152,7 @@ def run_one(args: argparse.Namespace, env: str, mode: str, seed: int, out: Path)
 
     def timed_eval(metrics: dict[str, float]) -> dict[str, float]:
         start = time.perf_counter()
-        clock["marks"].append(start - clock["start"] - clock["eval"])  # training seconds so far
+        clock["marks"].append(start - clock["start"])  # seconds into the run
         out = evaluate(metrics)
         clock["eval"] += time.perf_counter() - start
         return out
@@ -159,8 +162,10 @@ def run_one(args: argparse.Namespace, env: str, mode: str, seed: int, out: Path)
         result = trainer.train(overwrite=True)
     finally:
         trainer.close()
+        for weights in ("checkpoints", "final"):  # SmolLM2's are 2.2 GB a run: 35 GB over a full run
+            shutil.rmtree(trainer.run_dir / weights, ignore_errors=True)
     history = result["history"]
-    seconds = clock["end"] - clock["start"] - clock["eval"]
+    seconds = clock["end"] - clock["start"]
     key = f"eval/{ENVS[env]['id'].split('/')[-1]}/success"
     marks = iter(clock["marks"])
     curve = [(step, next(marks), h[key]) for step, h in enumerate(history, 1) if key in h]
@@ -174,9 +179,11 @@ def run_one(args: argparse.Namespace, env: str, mode: str, seed: int, out: Path)
         "seed": seed,
         "steps": len(history),
         "seconds": seconds,
+        "eval_seconds": clock["eval"],
         "trained_tokens": sum(trained),
         "final_success": (result["after"] or {}).get(key),
         "curve": curve,
+        "step_seconds": [h["time/step_s"] for h in history if "time/step_s" in h],
         "staleness": staleness if mode == "async" else {},
         "dropped": sum(h.get("async/dropped_groups", 0.0) for h in history),
         "idle": statistics.fmean(h.get("async/idle_fraction", math.nan) for h in history),
@@ -196,12 +203,19 @@ def time_to_target(result: dict[str, Any], target: float) -> float | None:
     return next((seconds for _, seconds, success in result["curve"] if success >= target), None)
 
 
+def steady_step_seconds(result: dict[str, Any]) -> float:
+    """Median step time after the first step (async's first step also fills the pipeline)."""
+    later = result.get("step_seconds", [])[1:]
+    return statistics.median(later) if later else math.nan
+
+
 def table(results: list[dict[str, Any]], target: float) -> str:
     """Markdown table: one row per (env, mode); ratios against sync on the same env."""
     lines = [
         "| env | mode | seeds | trained tok/s | steps/s | tok/s vs sync | final held-out success "
-        f"| s to success >= {target:g} | staleness groups (k=0,1,..) | dropped | learner idle |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| s to success >= {target:g} | s/step after the first | staleness groups (k=0,1,..) | dropped "
+        "| learner idle |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for env in ENVS:
         rows = {m: [r for r in results if r["env"] == env and r["mode"] == m] for m in MODES}
@@ -225,6 +239,7 @@ def table(results: list[dict[str, Any]], target: float) -> str:
                 f"| {_mean_std([r['steps'] / r['seconds'] for r in runs], '{:.3f}')} "
                 f"| {_mean_std(ratio)} | {_mean_std([r['final_success'] for r in runs], '{:.3f}')} "
                 f"| {_mean_std(reached, '{:.0f}') if reached else 'not reached'} ({len(reached)}/{len(runs)}) "
+                f"| {_mean_std([steady_step_seconds(r) for r in runs], '{:.1f}')} "
                 f"| {', '.join(f'{int(hist[k])}' for k in sorted(hist)) or '-'} "
                 f"| {int(sum(r['dropped'] for r in runs))} "
                 f"| {_mean_std([r['idle'] for r in runs]) if mode == 'async' else '-'} |"
@@ -285,10 +300,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="OpenMP threads per torch thread (OMP_NUM_THREADS, unless set): on a shared 2-core machine "
-        "2 made the synchronous trainer 10-50x slower (each team spins while its other thread waits for "
-        "a core), which would flatter async",
+        default=os.cpu_count() or 1,
+        help="OpenMP threads per torch thread (OMP_NUM_THREADS, unless set); default all cores, torch's "
+        "own default: on a quiet 2-core machine one thread made sync 1.77x slower, an unfair anchor",
     )
     parser.add_argument(
         "--shape", default=None, help="a model shape of benchmarks/shapes.py (random weights)"
@@ -300,14 +314,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0 1)")
-    parser.add_argument("--steps", type=int, default=None, help="RL steps per run (default 30; --quick 8)")
+    parser.add_argument("--steps", type=int, default=None, help="RL steps per run (default 8; --quick 8)")
     parser.add_argument("--tasks-per-step", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default 48 (--quick: 24)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default 32 (--quick: 24)")
     parser.add_argument("--max-staleness", type=int, default=1, help="K of the async runs")
-    parser.add_argument("--lr", type=float, default=None, help="default 2e-6 (tiny-random: 1e-3)")
-    parser.add_argument("--eval-every", type=int, default=None, help="default 10 (--quick: 0, end only)")
-    parser.add_argument("--eval-episodes", type=int, default=None, help="default 64 (--quick: 16)")
+    parser.add_argument("--lr", type=float, default=None, help="default 2e-5 (tiny-random: 1e-3)")
+    parser.add_argument("--eval-every", type=int, default=None, help="default 4 (--quick: 0, end only)")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="default 32 (--quick: 16)")
     parser.add_argument("--target", type=float, default=0.5, help="held-out success for time-to-target")
     parser.add_argument(
         "--rss-steps", type=int, default=0, help="also measure RSS over this many async steps"
@@ -322,11 +336,11 @@ def main(argv: list[str] | None = None) -> None:
         args.model = str(shapes.build(args.shape, args.cache / f"{args.shape}-random", device=args.device))
     args.model = args.model or ("tiny-random" if quick else "smollm2-135m")
     args.seeds = args.seeds if args.seeds is not None else ([0, 1] if quick else [0, 1, 2])
-    args.steps = args.steps or (8 if quick else 30)
-    args.max_new_tokens = args.max_new_tokens or (24 if quick else 48)
-    args.lr = args.lr or (1e-3 if args.model == "tiny-random" else 2e-6)
-    args.eval_every = args.eval_every if args.eval_every is not None else (0 if quick else 10)
-    args.eval_episodes = args.eval_episodes or (16 if quick else 64)
+    args.steps = args.steps or 8
+    args.max_new_tokens = args.max_new_tokens or (24 if quick else 32)
+    args.lr = args.lr or (1e-3 if args.model == "tiny-random" else 2e-5)
+    args.eval_every = args.eval_every if args.eval_every is not None else (0 if quick else 4)
+    args.eval_episodes = args.eval_episodes or (16 if quick else 32)
     register_envs()
     args.out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []

@@ -53,6 +53,7 @@ def _run(env, mode, seed, tokens, seconds, curve=(), staleness=None):
         "trained_tokens": tokens,
         "final_success": 0.25,
         "curve": list(curve),
+        "step_seconds": [seconds / 2, seconds / 4, seconds / 4] if mode == "async" else [seconds / 3] * 3,
         "staleness": staleness or {},
         "dropped": 1.0 if mode == "async" else 0.0,
         "idle": 0.1,
@@ -73,3 +74,5 @@ def test_time_to_target_and_the_table(bench):
     # async/sync per seed: 1.5 and 2.0
     assert "| retry | async | 2 | 125 ± 35 | 0.400 ± 0.000 | 1.75 ± 0.35 |" in text
     assert "| 14, 2 | 2 |" in text and "latency" not in text
+    # after the first step: async 2.5 s (seed 0) and 2.5 s (seed 1), sync 3.3 s and 6.7 s
+    assert "| 2.5 ± 0.0 | 14, 2 |" in text and "| 5.0 ± 2.4 | - |" in text
