@@ -30,6 +30,7 @@ keeps module-level caches and parser state).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -126,6 +127,19 @@ class Judgement:
 def _timeout() -> int | None:
     """math-verify's timeout: its signal-based alarm only works in the main thread."""
     return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+class _TimeoutOffByDesign(logging.Filter):
+    """Drops math-verify's "Timeout is disabled" warning. Outside the main thread we pass no timeout on
+    purpose and bound the work with the guards of the module docstring, so the warning (printed once
+    per process, first in a rollout thread or the async producer) tells the user nothing to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):  # the two places it is raised
+    logging.getLogger(_name).addFilter(_TimeoutOffByDesign())
 
 
 def _mv_parse(text: str, config: Sequence[object], fallback: bool = False) -> list[object]:
