@@ -19,13 +19,13 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["StepOutcome", "TextEnv", "TextSpace", "draw_task"]
+__all__ = ["CurrentTask", "StepOutcome", "TextEnv", "TextSpace", "draw_task"]
 
 T = TypeVar("T")
 
@@ -208,3 +208,16 @@ def draw_task(tasks: Sequence[T], options: dict[str, Any] | None, rng: np.random
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(tasks):
         raise ValueError(f"task_index={index!r}; expected an integer in [0, {len(tasks)})")
     return tasks[index]
+
+
+class CurrentTask(Generic[T]):
+    """Mixin for an env that plays one task per episode: `_reset` sets `self._task`, `task` reads it."""
+
+    _task: T | None = None
+
+    @property
+    def task(self) -> T:
+        """The current episode's task (after `reset`)."""
+        if self._task is None:
+            raise RuntimeError("no task yet; call reset() first")
+        return self._task

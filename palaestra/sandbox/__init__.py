@@ -34,6 +34,7 @@ from palaestra.sandbox.pool import PythonJob, SandboxPool
 __all__ = [
     "LIMIT_KINDS",
     "ExecutionResult",
+    "LazySandbox",
     "LimitKind",
     "Limits",
     "PythonJob",
@@ -125,6 +126,21 @@ def shared_sandbox(config: SandboxConfig | dict | None = None) -> Sandbox:
 def sandbox_for(spec: Sandbox | SandboxConfig | dict | None) -> Sandbox:
     """`spec` itself if it is a sandbox, else the process-wide shared sandbox for that config."""
     return spec if isinstance(spec, Sandbox) else shared_sandbox(spec)
+
+
+class LazySandbox:
+    """Mixin for an env that runs code: `sandbox` is built from `_sandbox_spec` (a sandbox, or a config
+    for the process-wide shared one) on first use, so an env that is never stepped holds none."""
+
+    _sandbox_spec: Sandbox | SandboxConfig | dict | None = None
+    _sandbox: Sandbox | None = None
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox programs run in (the shared one for the config, built on first use)."""
+        if self._sandbox is None:
+            self._sandbox = sandbox_for(self._sandbox_spec)
+        return self._sandbox
 
 
 @atexit.register

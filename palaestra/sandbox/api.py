@@ -215,6 +215,13 @@ class Sandbox(abc.ABC):
         """The backend's session, started with `files` in its work dir."""
         raise SandboxUnavailableError(f"the {self.name} sandbox backend has no sessions")
 
+    def _no_free_slot(self) -> SandboxError:
+        """The error of a session that found every slot busy for `SESSION_SLOT_WAIT_S`."""
+        return SandboxError(
+            f"no free sandbox slot within {SESSION_SLOT_WAIT_S:.0f} s: all {self.max_concurrency} are "
+            "busy (sessions hold theirs until closed); raise max_concurrency"
+        )
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (containers, cgroups); idempotent."""
 

@@ -368,10 +368,7 @@ class ContainerSandbox(Sandbox):
         try:
             slot = self._slots.get(timeout=SESSION_SLOT_WAIT_S)
         except queue.Empty:
-            raise SandboxError(
-                f"no free sandbox slot within {SESSION_SLOT_WAIT_S:.0f} s: all {self.max_concurrency} are "
-                "busy (sessions hold theirs until closed); raise max_concurrency"
-            ) from None
+            raise self._no_free_slot() from None
         try:
             if self._closed:
                 raise SandboxError("this sandbox is closed")

@@ -65,7 +65,6 @@ from palaestra.sandbox.api import (
     ExecutionResult,
     Limits,
     Sandbox,
-    SandboxError,
     SandboxSession,
     SandboxUnavailableError,
 )
@@ -268,10 +267,7 @@ class LocalSandbox(Sandbox):
         try:
             slot = self.slot_pool.acquire(timeout=SESSION_SLOT_WAIT_S)
         except queue.Empty:
-            raise SandboxError(
-                f"no free sandbox slot within {SESSION_SLOT_WAIT_S:.0f} s: all {self.max_concurrency} are "
-                "busy (sessions hold theirs until closed); raise max_concurrency"
-            ) from None
+            raise self._no_free_slot() from None
         try:
             standby, slot.standby = slot.standby, None
             if standby is not None:

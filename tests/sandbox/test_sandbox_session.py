@@ -87,3 +87,21 @@ def test_memory_and_process_limits_hold_for_every_execution(session):
     forks = session.run(["sh", "-c", "for i in $(seq 40); do sleep 5 & done; wait"])
     assert forks.limit in ("processes", "wall_time") and "fork" in forks.stderr.lower()
     assert session.run(["cat", "seed.txt"]).stdout == "seed\n"
+
+
+def test_a_session_that_finds_every_slot_busy_fails_with_the_fix(sandbox, sandbox_config, monkeypatch):
+    if sandbox_config.isolation == "unshare" and sandbox_config.backend == "local":
+        pytest.skip("the unshare fallback has no sessions")
+    for module in ("api", "local", "docker"):  # the backends read the wait where they import it
+        monkeypatch.setattr(f"palaestra.sandbox.{module}.SESSION_SLOT_WAIT_S", 0.2)
+    held = [sandbox.session(limits=FAST) for _ in range(sandbox.max_concurrency)]
+    try:
+        with pytest.raises(
+            SandboxError, match=r"no free sandbox slot within 0 s: all 2 are busy.*max_concurrency"
+        ):
+            sandbox.session(limits=FAST)
+    finally:
+        for opened in held:
+            opened.close()
+    with sandbox.session(limits=FAST) as again:  # a closed session's slot is free again
+        assert again.run(["echo", "ok"]).stdout == "ok\n"

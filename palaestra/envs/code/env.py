@@ -28,9 +28,9 @@ from palaestra.envs.code.execution import DEFAULT_TEST_TIMEOUT_S, TestReport, ru
 from palaestra.envs.code.parsing import CODE_FORMAT_HINT, extract_code
 from palaestra.envs.code.records import STYLES, load_code_records
 from palaestra.envs.code.task import DIFFICULTIES, KINDS, CodeTask, CodeTest, load_bundled
-from palaestra.envs.core import StepOutcome, TextEnv, draw_task
+from palaestra.envs.core import CurrentTask, StepOutcome, TextEnv, draw_task
 from palaestra.envs.math.task import SPLITS
-from palaestra.sandbox import Sandbox, SandboxConfig, sandbox_for
+from palaestra.sandbox import LazySandbox, Sandbox, SandboxConfig
 
 __all__ = ["FEEDBACK", "REWARDS", "SOURCES", "TURN_REWARDS", "CodeEnv"]
 
@@ -57,7 +57,7 @@ def _show_test(test: CodeTest) -> str:
     return f"Input:\n{test.stdin.rstrip()}\nExpected output:\n{(test.expected_stdout or '').rstrip()}"
 
 
-class CodeEnv(TextEnv):
+class CodeEnv(CurrentTask[CodeTask], LazySandbox, TextEnv):
     """A programming task per episode, judged by running hidden tests in the sandbox.
 
     Args:
@@ -147,30 +147,14 @@ class CodeEnv(TextEnv):
         self.show_public_tests, self.format_reward = show_public_tests, float(format_reward)
         self.test_timeout_s = float(test_timeout_s)
         self._sandbox_spec = sandbox
-        self._sandbox: Sandbox | None = None
         kind_rule = _STDIO_RULE if kind == "stdio" else _FUNCTION_RULE if kind == "function" else ""
         if kind is None:
             kind_rule = "Follow the task's input/output instructions exactly."
         self.system_prompt = _SYSTEM.format(kind_rule=kind_rule) + (
             _REPAIR_RULE.format(n=max_attempts) if max_attempts > 1 else ""
         )
-        self._task: CodeTask | None = None
         self._best = 0.0
         self.last_report: TestReport | None = None
-
-    @property
-    def sandbox(self) -> Sandbox:
-        """The sandbox programs run in (the shared one for the config, built on first use)."""
-        if self._sandbox is None:
-            self._sandbox = sandbox_for(self._sandbox_spec)
-        return self._sandbox
-
-    @property
-    def task(self) -> CodeTask:
-        """The current task (after `reset`)."""
-        if self._task is None:
-            raise RuntimeError("no task yet; call reset() first")
-        return self._task
 
     def _draw(self, options: dict[str, Any] | None) -> CodeTask:
         return draw_task(self.tasks, options, self.np_random, "CodeEnv")

@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from palaestra.envs.code.parsing import TOOL_FORMAT_HINT, extract_tool_call
-from palaestra.envs.core import StepOutcome, TextEnv
+from palaestra.envs.core import CurrentTask, StepOutcome, TextEnv
 from palaestra.envs.math.generators import DIFFICULTIES, GENERATORS, generate
 from palaestra.envs.math.task import SPLITS, MathTask
 from palaestra.envs.math.verify import FORMAT_HINT, is_correct, last_boxed
-from palaestra.sandbox import Limits, Sandbox, SandboxConfig, sandbox_for
+from palaestra.sandbox import LazySandbox, Limits, Sandbox, SandboxConfig
 
 __all__ = ["PythonToolMathEnv"]
 
@@ -33,7 +33,7 @@ _SYSTEM = (
 _TOOL_LIMITS = Limits(wall_time_s=5.0, cpu_time_s=5.0, memory_mb=256, max_output_bytes=4096)
 
 
-class PythonToolMathEnv(TextEnv):
+class PythonToolMathEnv(CurrentTask[MathTask], LazySandbox, TextEnv):
     """A math problem with a sandboxed Python tool.
 
     Args:
@@ -77,22 +77,8 @@ class PythonToolMathEnv(TextEnv):
         self.format_reward = float(format_reward)
         self.tool_limits = Limits.model_validate(tool_limits) if tool_limits is not None else _TOOL_LIMITS
         self._sandbox_spec = sandbox
-        self._sandbox: Sandbox | None = None
         self.system_prompt = _SYSTEM.format(n=max_tool_calls)
-        self._task: MathTask | None = None
         self._calls = 0
-
-    @property
-    def sandbox(self) -> Sandbox:
-        if self._sandbox is None:
-            self._sandbox = sandbox_for(self._sandbox_spec)
-        return self._sandbox
-
-    @property
-    def task(self) -> MathTask:
-        if self._task is None:
-            raise RuntimeError("no task yet; call reset() first")
-        return self._task
 
     def _expert_action(self) -> str:
         """Before any tool call: compute the answer with the tool; after one: answer."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from palaestra.envs.core import StepOutcome, TextEnv
+from palaestra.envs.core import CurrentTask, StepOutcome, TextEnv
 from palaestra.envs.math.generators import DIFFICULTIES, GENERATORS, generate
 from palaestra.envs.math.records import STYLES, load_records
 from palaestra.envs.math.task import SPLITS, MathTask
@@ -41,7 +41,7 @@ _PROMPT = (
 _RETRY_PROMPT = " If your answer is wrong you will be told so and can try again, up to {n} attempts in all."
 
 
-class MathEnv(TextEnv):
+class MathEnv(CurrentTask[MathTask], TextEnv):
     r"""A math problem per episode, judged by math-verify.
 
     Args:
@@ -134,14 +134,6 @@ class MathEnv(TextEnv):
             given = [k for k, v in record_options.items() if v is not None]
             if given or record_style != "auto":
                 raise ValueError(f"{', '.join(given or ['record_style'])} only apply to source='records'")
-        self._task: MathTask | None = None
-
-    @property
-    def task(self) -> MathTask:
-        """The current task (after `reset`)."""
-        if self._task is None:
-            raise RuntimeError("no task yet; call reset() first")
-        return self._task
 
     def _draw(self, options: dict[str, Any] | None) -> MathTask:
         options = dict(options or {})

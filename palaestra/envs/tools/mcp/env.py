@@ -26,7 +26,7 @@ from typing import Any
 
 from mcp.shared.exceptions import MCPError
 
-from palaestra.envs.core import StepOutcome, TextEnv, draw_task
+from palaestra.envs.core import CurrentTask, StepOutcome, TextEnv, draw_task
 from palaestra.envs.tools.base import ToolEnv, ToolError
 from palaestra.envs.tools.mcp.client import DrivenLoop, MCPConnection, MCPServerError, resolve_command
 from palaestra.envs.tools.mcp.tasks import BUNDLED_TASKS, MCPTask, StdioServer, load_tasks
@@ -66,7 +66,7 @@ def result_text(result: Any) -> str:
     return "\n".join(parts)
 
 
-class MCPEnv(ToolEnv):
+class MCPEnv(CurrentTask[MCPTask], ToolEnv):
     """Tool-use tasks over MCP servers (see the module docstring; the task file format is in
     `palaestra.envs.tools.mcp.tasks`).
 
@@ -122,19 +122,11 @@ class MCPEnv(ToolEnv):
         self._connection: MCPConnection | None = None
         self._open: list[MCPConnection] = []  # what the finalizer closes if the env is dropped
         self._finalizer: weakref.finalize | None = None
-        self._task: MCPTask | None = None
         self._expert_replies: list[str] = []
         self._expert_calls: list[list[tuple[str, dict[str, Any]]]] = []
         self._expert_step = 0
 
     # -- episode ---------------------------------------------------------------------------------
-    @property
-    def task(self) -> MCPTask:
-        """The current task (after `reset`)."""
-        if self._task is None:
-            raise RuntimeError("no task yet; call reset() first")
-        return self._task
-
     @property
     def connection(self) -> MCPConnection | None:
         """The open session with the episode's server (None between episodes)."""

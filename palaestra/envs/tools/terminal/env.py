@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from palaestra.envs.core import StepOutcome
+from palaestra.envs.core import CurrentTask, StepOutcome
 from palaestra.envs.tools.base import ToolEnv, ToolError
 from palaestra.envs.tools.terminal.shell import TerminalShell
 from palaestra.envs.tools.terminal.tasks import DIFFICULTIES, TerminalTask, bundled_tasks, load_tasks
-from palaestra.sandbox import Limits, Sandbox, SandboxConfig, SandboxSession, sandbox_for
+from palaestra.sandbox import LazySandbox, Limits, Sandbox, SandboxConfig, SandboxSession
 from palaestra.tools import ToolCall, function_tool
 
 __all__ = ["COMMAND_LIMITS", "DEFAULT_MAX_TURNS", "TerminalEnv", "terminal_tools"]
@@ -91,7 +91,7 @@ def terminal_tools(limits: Limits) -> list[dict[str, Any]]:
     ]
 
 
-class TerminalEnv(ToolEnv):
+class TerminalEnv(CurrentTask[TerminalTask], LazySandbox, ToolEnv):
     """Shell tasks in the sandbox, judged by a test script (see the module docstring).
 
     Args:
@@ -148,23 +148,9 @@ class TerminalEnv(ToolEnv):
                 update=SandboxConfig.model_validate(sandbox).model_dump(exclude_unset=True)
             )
         self._sandbox_spec = sandbox if sandbox is not None else _DEFAULT_SANDBOX
-        self._sandbox: Sandbox | None = None
         self._session: SandboxSession | None = None
         self._shell: TerminalShell | None = None
-        self._task: TerminalTask | None = None
         self._tool_turns = 0
-
-    @property
-    def sandbox(self) -> Sandbox:
-        if self._sandbox is None:
-            self._sandbox = sandbox_for(self._sandbox_spec)
-        return self._sandbox
-
-    @property
-    def task(self) -> TerminalTask:
-        if self._task is None:
-            raise RuntimeError("no task yet; call reset() first")
-        return self._task
 
     @property
     def shell(self) -> TerminalShell:
