@@ -70,6 +70,7 @@ class TokenChat:
             )
         self.tokenizer = tokenizer
         self.images = images
+        self.tool_role = True  # probed below; until then `tool` messages render as they are
         self._base: list[Message] = [
             {"role": "user", "content": _SENTINEL_USER},
             {"role": "assistant", "content": _SENTINEL_REPLY},
@@ -128,7 +129,7 @@ class TokenChat:
         # a text-only policy sees the text parts of multimodal messages (GUI observations); a vision
         # policy also sees one image placeholder per image (its engine expands them)
         messages = template_messages(messages, images=self.images)
-        if not getattr(self, "tool_role", True):
+        if not self.tool_role:
             messages = [_as_user_tool_response(m) if m.get("role") == "tool" else m for m in messages]
         text = self.tokenizer.apply_chat_template(
             messages,
