@@ -205,7 +205,7 @@ def time_to_target(result: dict[str, Any], target: float) -> float | None:
 
 def steady_step_seconds(result: dict[str, Any]) -> float:
     """Median step time after the first step (async's first step also fills the pipeline)."""
-    later = result.get("step_seconds", [])[1:]
+    later = result["step_seconds"][1:]
     return statistics.median(later) if later else math.nan
 
 
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0 1)")
-    parser.add_argument("--steps", type=int, default=None, help="RL steps per run (default 8; --quick 8)")
+    parser.add_argument("--steps", type=int, default=None, help="RL steps per run (default 8)")
     parser.add_argument("--tasks-per-step", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default 32 (--quick: 24)")

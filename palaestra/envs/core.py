@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["CurrentTask", "StepOutcome", "TextEnv", "TextSpace", "draw_task"]
+__all__ = ["CurrentTask", "StepOutcome", "TextEnv", "TextSpace", "draw_index", "draw_task"]
 
 T = TypeVar("T")
 
@@ -192,9 +192,9 @@ class TextEnv(gym.Env[str, str]):
         return "\n".join(f"[{who}] {text}" for who, text in self._transcript)
 
 
-def draw_task(tasks: Sequence[T], options: dict[str, Any] | None, rng: np.random.Generator, owner: str) -> T:
-    """The task of an episode of an env with a fixed list of tasks: `options["task_index"]`, or one
-    drawn with the env's generator.
+def draw_index(count: int, options: dict[str, Any] | None, rng: np.random.Generator, owner: str) -> int:
+    """The index of an episode's task among `count` fixed ones: `options["task_index"]`, or one drawn
+    with the env's generator.
 
     Raises:
         ValueError: an option other than task_index, or an index out of range (`owner` names the env).
@@ -204,10 +204,15 @@ def draw_task(tasks: Sequence[T], options: dict[str, Any] | None, rng: np.random
     if options:
         raise ValueError(f"unknown reset options {sorted(options)}; {owner} accepts 'task_index'")
     if index is None:
-        return tasks[int(rng.integers(len(tasks)))]
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(tasks):
-        raise ValueError(f"task_index={index!r}; expected an integer in [0, {len(tasks)})")
-    return tasks[index]
+        return int(rng.integers(count))
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        raise ValueError(f"task_index={index!r}; expected an integer in [0, {count})")
+    return index
+
+
+def draw_task(tasks: Sequence[T], options: dict[str, Any] | None, rng: np.random.Generator, owner: str) -> T:
+    """The task of an episode of an env with a fixed list of tasks (see `draw_index`)."""
+    return tasks[draw_index(len(tasks), options, rng, owner)]
 
 
 class CurrentTask(Generic[T]):

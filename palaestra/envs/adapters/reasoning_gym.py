@@ -36,7 +36,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from palaestra.envs.core import StepOutcome, TextEnv
+from palaestra.envs.core import StepOutcome, TextEnv, draw_index
 from palaestra.envs.registration import register_env
 
 __all__ = ["MODES", "NAMESPACE", "ReasoningGymEnv", "extract_answer", "register_envs", "scan_datasets"]
@@ -235,14 +235,7 @@ class ReasoningGymEnv(TextEnv):
         return None if gold is None else f"<answer>{gold}</answer>"
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-        options = dict(options or {})
-        index = options.pop("task_index", None)
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; ReasoningGymEnv accepts 'task_index'")
-        if index is None:
-            index = int(self.np_random.integers(self.size))
-        elif isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.size:
-            raise ValueError(f"task_index={index!r}; expected an integer in [0, {self.size})")
+        index = draw_index(self.size, options, self.np_random, "ReasoningGymEnv")
         self._index, self._entry = index, self.dataset[index]
         info = {
             "task_id": f"{self.dataset_name}-{self.seed}-{index}",

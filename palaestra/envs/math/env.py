@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from palaestra.envs.core import CurrentTask, StepOutcome, TextEnv
+from palaestra.envs.core import CurrentTask, StepOutcome, TextEnv, draw_task
 from palaestra.envs.math.generators import DIFFICULTIES, GENERATORS, generate
 from palaestra.envs.math.records import STYLES, load_records
 from palaestra.envs.math.task import SPLITS, MathTask
@@ -136,19 +136,15 @@ class MathEnv(CurrentTask[MathTask], TextEnv):
                 raise ValueError(f"{', '.join(given or ['record_style'])} only apply to source='records'")
 
     def _draw(self, options: dict[str, Any] | None) -> MathTask:
+        if self.source == "records":
+            return draw_task(self.records, options, self.np_random, "MathEnv")
         options = dict(options or {})
         index = options.pop("task_index", None)
         if options:
             raise ValueError(f"unknown reset options {sorted(options)}; MathEnv accepts 'task_index'")
-        if self.source != "records":
-            if index is not None:
-                raise ValueError("options['task_index'] needs source='records'; generators are seeded")
-            return generate(self.source, self.np_random, difficulty=self.difficulty, split=self.split)
-        if index is None:
-            return self.records[int(self.np_random.integers(len(self.records)))]
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.records):
-            raise ValueError(f"task_index={index!r}; expected an integer in [0, {len(self.records)})")
-        return self.records[index]
+        if index is not None:
+            raise ValueError("options['task_index'] needs source='records'; generators are seeded")
+        return generate(self.source, self.np_random, difficulty=self.difficulty, split=self.split)
 
     def _reset(self, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
         self._task = self._draw(options)
