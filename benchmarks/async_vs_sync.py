@@ -328,6 +328,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/async_vs_sync"))
     args = parser.parse_args(argv)
+    try:  # before any model loads: a bad --out is one line, not a traceback after the first run
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"--out {args.out}: {exc.strerror}")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # before torch starts its thread pools
     quick = args.quick
     if args.shape:
@@ -342,7 +346,6 @@ def main(argv: list[str] | None = None) -> None:
     args.eval_every = args.eval_every if args.eval_every is not None else (0 if quick else 4)
     args.eval_episodes = args.eval_episodes or (16 if quick else 32)
     register_envs()
-    args.out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     for env in args.envs:  # warm-up (imports, caches, first allocations), not recorded
         for mode in MODES:
